@@ -1,0 +1,3 @@
+from karma_probe.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""``karma-probe`` command line.
+
+Each subcommand lives in ``karma_probe/commands/NAME.py`` with ``HELP`` (one line),
+``EXAMPLES`` (the end of its ``--help``), ``add_arguments(parser)`` and ``run(args) -> int``.
+Only the chosen subcommand's module is imported, so ``karma-probe check`` never imports torch.
+
+Exit codes: 0 ok, 1 a check failed, 2 bad input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from karma_probe import __version__
+from karma_probe.errors import BadInput, CheckFailed
+
+# name -> one-line help; the module is karma_probe.commands.<name>
+COMMANDS = {
+    "data": "dataset statistics (MovieLens-100k or any RecBole atomic dataset)",
+    "model": "backbone information (smollm2-135m, tiny, or a local HF directory)",
+}
+
+EXAMPLES = """examples:
+  karma-probe data stats
+  karma-probe model info --model smollm2-135m
+  karma-probe SUBCOMMAND --help
+"""
+
+
+def _chosen(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="karma-probe", description="Diagnostics for semantic collapse in LLM-based personalized search.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"karma-probe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    chosen = _chosen(argv)
+    for name, help_ in COMMANDS.items():
+        if name != chosen:
+            sub.add_parser(name, help=help_)
+            continue
+        module = importlib.import_module(f"karma_probe.commands.{name}")
+        p = sub.add_parser(name, help=help_, description=module.__doc__, epilog=module.EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except BadInput as e:
+        print(f"karma-probe {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except CheckFailed as e:
+        print(f"karma-probe {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"karma-probe {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os._exit(0)

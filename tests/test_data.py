@@ -1,0 +1,115 @@
+"""Data loading, splits, prompt rendering and the bad-input messages."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from karma_probe.data import load_atomic, load_dataset, write_synthetic
+from karma_probe.errors import BadInput
+from karma_probe.prompts import INTEREST_MARKER, history_prompt, item_text, readable_title
+
+
+def test_ml100k_counts():
+    ds = load_dataset("ml-100k")
+    assert len(ds.sequences) == 943
+    assert len(ds.items) == 1682
+    assert ds.n_interactions == 100000
+    s = ds.split()
+    assert len(s.valid) == len(s.test) == 943
+    # every interaction but each user's first is a target exactly once
+    assert len(s.train) + len(s.valid) + len(s.test) == 100000 - 943
+
+
+def test_leave_one_out_is_chronological():
+    ds = load_dataset("ml-100k")
+    s = ds.split()
+    test = {e.user: e for e in s.test}
+    valid = {e.user: e for e in s.valid}
+    for user, seq in list(ds.sequences.items())[:50]:
+        assert test[user].target == seq[-1] and test[user].history == seq[:-1]
+        assert valid[user].target == seq[-2] and valid[user].history == seq[:-2]
+
+
+def test_item_text_and_prompt():
+    ds = load_dataset("ml-100k")
+    toy = ds.items[0]
+    assert item_text(toy) == "Toy Story (1995) | Animation, Children's, Comedy"
+    assert readable_title("Net, The") == "The Net"
+    p = history_prompt(ds.items[:8], max_items=3)
+    assert p.endswith(INTEREST_MARKER)
+    assert "Toy Story" not in p and item_text(ds.items[7]) in p
+    with pytest.raises(BadInput, match="empty history"):
+        history_prompt([])
+
+
+def test_synthetic_has_planted_structure(tmp_path):
+    ds = load_atomic(write_synthetic(tmp_path / "synthetic", seed=3), "synthetic")
+    same = total = 0
+    for seq in ds.sequences.values():
+        for a, b in zip(seq, seq[1:]):
+            same += ds.items[a].genres == ds.items[b].genres
+            total += 1
+    assert same / total > 0.7  # planted 0.8 (+ chance 1/8 on the random draws)
+    again = load_atomic(write_synthetic(tmp_path / "again", seed=3, name="synthetic"), "synthetic")
+    assert again.sequences == ds.sequences  # seeded
+
+
+def _write(d: Path, item: str, inter: str):
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "x.item").write_text(item)
+    (d / "x.inter").write_text(inter)
+    return d
+
+
+ITEM = "item_id:token\tmovie_title:token_seq\tclass:token_seq\n1\tA\tDrama\n2\tB\tComedy\n"
+INTER = "user_id:token\titem_id:token\ttimestamp:float\nu\t1\t1\nu\t2\t2\nu\t1\t3\n"
+
+
+@pytest.mark.parametrize(
+    "item, inter, message",
+    [
+        (None, INTER, r"x\.item: file not found"),
+        ("item_id:token\tclass:token_seq\n1\tDrama\n", INTER, r"x\.item:1: missing a title column"),
+        (ITEM, "user_id:token\ttimestamp:float\nu\t1\n", r"x\.inter:1: missing required column\(s\) item_id"),
+        (ITEM, "user_id:token\titem_id:token\ttimestamp:float\nu\t1\t1\nu\t2\n", r"x\.inter:3: malformed row"),
+        (ITEM, "user_id:token\titem_id:token\ttimestamp:float\nu\t1\tyesterday\n", r"x\.inter:2: malformed row.*timestamp"),
+        (ITEM + "1\tC\tDrama\n", INTER, r"x\.item:4: duplicate item id '1'"),
+        (ITEM, INTER + "u\t99\t4\n", r"x\.inter:5: interaction names unknown item id '99'"),
+    ],
+    ids=["missing-file", "missing-title", "missing-column", "short-row", "bad-number", "duplicate-id", "unknown-item"],
+)
+def test_bad_input_is_one_clear_message(tmp_path, item, inter, message):
+    d = tmp_path / "x"
+    _write(d, item or "", inter)
+    if item is None:
+        (d / "x.item").unlink()
+    with pytest.raises(BadInput, match=message):
+        load_atomic(d)
+    # and through the CLI: exit 2, the message on stderr, no traceback
+    r = subprocess.run([sys.executable, "-m", "karma_probe", "data", "stats", "--dataset", str(d)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    import re
+
+    assert re.search(message, r.stderr)
+
+
+def test_cli_data_stats_ml100k():
+    r = subprocess.run([sys.executable, "-m", "karma_probe", "data", "stats"], capture_output=True, text=True, check=True)
+    stats = json.loads(r.stdout)
+    assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1682, 100000)
+    assert stats["split"]["test"] == 943
+
+
+def test_every_subcommand_help_ends_with_examples():
+    from karma_probe.cli import COMMANDS
+
+    for name in COMMANDS:
+        r = subprocess.run([sys.executable, "-m", "karma_probe", name, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert "examples:" in r.stdout and "karma-probe " + name in r.stdout.split("examples:")[1]

@@ -1,0 +1,50 @@
+"""Backbones: the real SmolLM2 still knows things, tiny is tiny, paths load, bad paths fail clearly."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from karma_probe.errors import BadInput
+from karma_probe.models import load_backbone, model_info
+
+
+@pytest.mark.smollm2
+def test_smollm2_knows_paris():
+    model, tok = load_backbone("smollm2-135m")
+    info = model_info("smollm2-135m", model)
+    assert (info.layers, info.width, info.heads, info.kv_heads) == (30, 576, 9, 3)
+    ids = tok("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=6, do_sample=False)
+    assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+def test_tiny_is_random_init_llama_with_real_tokenizer(tmp_path):
+    model, tok = load_backbone("tiny", seed=0)
+    info = model_info("tiny", model)
+    assert 2 <= info.layers <= 4 and 64 <= info.width <= 128
+    assert info.vocab == len(tok) == 49152
+    again, _ = load_backbone("tiny", seed=0)
+    assert torch.equal(model.model.embed_tokens.weight, again.model.embed_tokens.weight)
+    # any local HF directory loads by path
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    loaded, _ = load_backbone(str(tmp_path / "m"))
+    assert torch.equal(loaded.model.embed_tokens.weight, model.model.embed_tokens.weight)
+
+
+def test_unknown_model_is_bad_input(tmp_path):
+    with pytest.raises(BadInput, match="not a known model"):
+        load_backbone(str(tmp_path / "nope"))
+    r = subprocess.run([sys.executable, "-m", "karma_probe", "model", "info", "--model", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_cli_model_info_tiny():
+    r = subprocess.run([sys.executable, "-m", "karma_probe", "model", "info", "--model", "tiny"],
+                       capture_output=True, text=True, check=True)
+    assert json.loads(r.stdout)["layers"] == 2
