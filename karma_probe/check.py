@@ -1,0 +1,302 @@
+"""The CI regression gate: compare a run's headline metrics with a baseline, or with another run.
+
+Directions come from the run's ``analysis.json`` ``higher_is_better`` (declared by each analyzer
+next to its formula), so this module keeps no table of its own — and imports no torch, so the
+gate installs light.
+
+Baseline file (``reports/baselines/*.json``)::
+
+    {"schema": "karma_probe.baseline/1",
+     "source": {"run": "runs/karma-tiny", "condition": "karma", "git_sha": "...", "created": "..."},
+     "metrics": {
+       "sink_mass": {"value": 0.31, "higher_is_better": false, "abs_tol": 0.02, "rel_tol": 0.05},
+       "hr@10":     {"value": 0.05, "higher_is_better": true,  "abs_tol": 0.01}
+     }}
+
+Per metric: ``value`` (required) is what the baseline run measured; ``higher_is_better``
+(optional) is checked against the run's own declaration, and must agree with it; ``abs_tol`` and
+``rel_tol`` (optional, default 0) give the allowed slack, ``max(abs_tol, rel_tol * |value|)`` —
+the looser of the two, as in ``math.isclose``. A metric **regresses** when it moves in its bad
+direction by more than that slack; moving the good way never fails (it is reported as
+"improved" once it exceeds the slack, a hint to refresh the baseline). ``source`` is provenance
+only. A metric listed in the baseline but absent from the run, a run or baseline that does not
+parse, or a direction nobody declares is bad input (exit 2), never a silent pass.
+
+``--update-baseline`` rewrites the file from the run: values from the run's summary; the metric
+list and tolerances of an existing baseline are kept (they were tuned by hand), new files get
+every summary metric that has a direction with the default tolerances below.
+
+Relational claims (``--against OTHER --expect "sink_mass<"``) compare two runs directly:
+``RUN.sink_mass < OTHER.sink_mass``; operators ``<``, ``<=``, ``>``, ``>=``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from karma_probe.errors import BadInput
+from karma_probe.results import Run, format_delta, format_value
+from karma_probe.rundir import atomic_path, now, read_json, write_json
+
+BASELINE_SCHEMA = "karma_probe.baseline/1"
+# starting slack for a new baseline; tune per metric in the file once real run-to-run noise is known
+DEFAULT_ABS_TOL = 0.01
+DEFAULT_REL_TOL = 0.05
+
+
+# --------------------------------------------------------------------------- baselines
+
+@dataclass(frozen=True)
+class Expectation:
+    metric: str
+    value: float
+    higher_is_better: bool | None = None  # None: take the run's declaration
+    abs_tol: float = 0.0
+    rel_tol: float = 0.0
+
+    @property
+    def slack(self) -> float:
+        return max(self.abs_tol, self.rel_tol * abs(self.value))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    path: Path
+    metrics: tuple[Expectation, ...]
+    source: dict
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    path = Path(path)
+    obj = read_json(path, "baseline")
+    if not isinstance(obj, dict) or obj.get("schema") != BASELINE_SCHEMA:
+        found = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
+        raise BadInput(f"{path}: schema is {found!r}, expected {BASELINE_SCHEMA!r}")
+    metrics = obj.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise BadInput(f"{path}: 'metrics' must be a non-empty object of metric -> {{value, ...}}")
+    out = []
+    for name, spec in metrics.items():
+        where = f"{path}: metrics[{name!r}]"
+        if not isinstance(spec, dict):
+            raise BadInput(f"{where} must be an object with at least 'value'")
+        unknown = set(spec) - {"value", "higher_is_better", "abs_tol", "rel_tol"}
+        if unknown:
+            raise BadInput(f"{where}: unknown field(s) {sorted(unknown)} (typo?)")
+        value = _finite(spec.get("value"), f"{where}.value")
+        hib = spec.get("higher_is_better")
+        if hib is not None and not isinstance(hib, bool):
+            raise BadInput(f"{where}.higher_is_better must be true or false, got {hib!r}")
+        tols = {k: _finite(spec.get(k, 0.0), f"{where}.{k}") for k in ("abs_tol", "rel_tol")}
+        if min(tols.values()) < 0:
+            raise BadInput(f"{where}: tolerances must be >= 0, got {tols}")
+        out.append(Expectation(metric=name, value=value, higher_is_better=hib, **tols))
+    source = obj.get("source", {})
+    return Baseline(path=path, metrics=tuple(out), source=source if isinstance(source, dict) else {})
+
+
+def baseline_from_run(run: Run, previous: Baseline | None = None, metrics: Sequence[str] | None = None,
+                      abs_tol: float | None = None, rel_tol: float | None = None) -> dict:
+    """A baseline (as JSON-ready dict) holding ``run``'s current values.
+
+    Metric list: ``metrics`` if given, else ``previous``'s, else every summary metric with a
+    declared direction. Tolerances: the explicit arguments, else ``previous``'s, else defaults.
+    """
+    kept = {e.metric: e for e in previous.metrics} if previous else {}
+    if metrics:
+        names = list(metrics)
+    elif kept:
+        names = list(kept)
+    else:
+        names = [m for m in run.summary if m in run.analysis.higher_is_better]
+    _require_metrics(run, names, "requested for the baseline")
+    out = {}
+    for name in names:
+        value = run.summary[name]
+        if not math.isfinite(value):
+            raise BadInput(f"{run.path / 'analysis.json'}: {name} is {value}; a baseline needs a finite value")
+        hib = run.analysis.higher_is_better.get(name)
+        if hib is None:
+            raise BadInput(f"{run.path / 'analysis.json'}: no higher_is_better for {name!r}; cannot gate it")
+        old = kept.get(name)
+        out[name] = {"value": value, "higher_is_better": hib,
+                     "abs_tol": abs_tol if abs_tol is not None else (old.abs_tol if old else DEFAULT_ABS_TOL),
+                     "rel_tol": rel_tol if rel_tol is not None else (old.rel_tol if old else DEFAULT_REL_TOL)}
+    return {"schema": BASELINE_SCHEMA,
+            "source": {"run": str(run.path), "condition": run.condition,
+                       "git_sha": run.analysis.run.get("git_sha") or run.config.get("git_sha") or "unknown",
+                       "created": now()},
+            "metrics": out}
+
+
+def write_baseline(path: str | Path, baseline: dict) -> None:
+    write_json(path, baseline)
+
+
+# --------------------------------------------------------------------------- outcomes
+
+@dataclass(frozen=True)
+class Outcome:
+    """One checked claim. ``reference`` is the baseline value or the other run's value."""
+
+    kind: str          # "baseline" | "against"
+    metric: str
+    claim: str         # human-readable, e.g. "lower is better" / "< runs/action"
+    actual: float
+    reference: float
+    slack: float | None
+    status: str        # ok | improved | regressed | failed | not finite
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status in ("ok", "improved")
+
+    @property
+    def delta(self) -> float:
+        return self.actual - self.reference
+
+    @property
+    def name(self) -> str:
+        return self.metric if self.kind == "baseline" else f"{self.metric} {self.claim}"
+
+
+def check_baseline(run: Run, baseline: Baseline) -> list[Outcome]:
+    """Each baseline metric: ``regressed`` if it moved the bad way by more than its slack."""
+    _require_metrics(run, [e.metric for e in baseline.metrics], f"listed in baseline {baseline.path}")
+    out = []
+    for e in baseline.metrics:
+        hib = _direction(run, e, baseline.path)
+        actual = run.summary[e.metric]
+        claim = "higher is better" if hib else "lower is better"
+        if not math.isfinite(actual):
+            out.append(Outcome("baseline", e.metric, claim, actual, e.value, e.slack, "not finite",
+                               f"{e.metric} is {actual} in {run.name}"))
+            continue
+        worse_by = (e.value - actual) if hib else (actual - e.value)  # > 0: moved the bad way
+        eps = 1e-12 * max(1.0, abs(e.value))  # "more than the tolerance", robust to float round-off
+        if worse_by > e.slack + eps:
+            status = "regressed"
+            msg = (f"{e.metric} regressed: {format_value(actual)} vs baseline {format_value(e.value)} "
+                   f"({claim}; worse by {format_value(worse_by)}, allowed {format_value(e.slack)})")
+        else:
+            status = "improved" if -worse_by > e.slack + eps else "ok"
+            msg = f"{e.metric} = {format_value(actual)} (baseline {format_value(e.value)}, {claim})"
+        out.append(Outcome("baseline", e.metric, claim, actual, e.value, e.slack, status, msg))
+    return out
+
+
+OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+@dataclass(frozen=True)
+class Relation:
+    metric: str
+    op: str  # one of OPERATORS
+
+
+def parse_expect(text: str) -> Relation:
+    """``"sink_mass<"`` -> Relation("sink_mass", "<"): RUN's metric ``<`` OTHER's."""
+    m = re.fullmatch(r"\s*([^<>=\s]+)\s*(<=|>=|<|>)\s*", text)
+    if not m:
+        raise BadInput(f"--expect {text!r}: write METRIC followed by one of {', '.join(OPERATORS)}, "
+                       "e.g. \"sink_mass<\" (this run's sink_mass below the other's)")
+    return Relation(metric=m.group(1), op=m.group(2))
+
+
+def check_against(run: Run, other: Run, relations: Sequence[Relation]) -> list[Outcome]:
+    names = [r.metric for r in relations]
+    _require_metrics(run, names, "named by --expect")
+    _require_metrics(other, names, "named by --expect")
+    out = []
+    for r in relations:
+        a, b = run.summary[r.metric], other.summary[r.metric]
+        claim = f"{r.op} {other.name}"
+        if not (math.isfinite(a) and math.isfinite(b)):
+            status = "not finite"
+        else:
+            status = "ok" if OPERATORS[r.op](a, b) else "failed"
+        msg = f"{run.name} {r.metric} {format_value(a)} {r.op} {other.name} {format_value(b)}: {status}"
+        out.append(Outcome("against", r.metric, claim, a, b, None, status, msg))
+    return out
+
+
+def _require_metrics(run: Run, names: Sequence[str], why: str) -> None:
+    missing = [m for m in names if m not in run.summary]
+    if missing:
+        raise BadInput(f"{run.path / 'analysis.json'}: summary has no {', '.join(map(repr, missing))} ({why}); "
+                       f"it has: {', '.join(run.summary) or 'nothing'}")
+
+
+def _direction(run: Run, e: Expectation, baseline_path: Path) -> bool:
+    declared = run.analysis.higher_is_better.get(e.metric)
+    if e.higher_is_better is not None and declared is not None and e.higher_is_better != declared:
+        raise BadInput(f"{baseline_path}: {e.metric} has higher_is_better={str(e.higher_is_better).lower()} but "
+                       f"{run.path / 'analysis.json'} declares {str(declared).lower()}; fix or refresh the baseline")
+    hib = e.higher_is_better if e.higher_is_better is not None else declared
+    if hib is None:
+        raise BadInput(f"{baseline_path}: no direction for {e.metric!r} (add \"higher_is_better\" to the baseline)")
+    return hib
+
+
+def _finite(v, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise BadInput(f"{where} must be a finite number, got {v!r}")
+    return float(v)
+
+
+# --------------------------------------------------------------------------- output
+
+def format_table(outcomes: Sequence[Outcome]) -> str:
+    """A fixed-width table for the terminal / CI log, with a one-line verdict at the end."""
+    header = ("metric", "claim", "actual", "reference", "delta", "allowed", "status")
+    rows = [(o.metric, o.claim, format_value(o.actual), format_value(o.reference), format_delta(o.delta),
+             format_value(o.slack) if o.slack is not None else "-",
+             o.status.upper() if not o.passed else o.status) for o in outcomes]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    numeric = {2, 3, 4, 5}
+    lines = ["  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in [header, *rows]]
+    failed = [o.name for o in outcomes if not o.passed]
+    verdict = (f"FAIL: {len(failed)} of {len(outcomes)} checks failed: {', '.join(failed)}" if failed
+               else f"PASS: {len(outcomes)} checks")
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:], verdict])
+
+
+def junit_xml(outcomes: Sequence[Outcome], suite: str) -> ET.ElementTree:
+    """JUnit XML: one testcase per checked claim, a <failure> for each that did not pass."""
+    failures = sum(not o.passed for o in outcomes)
+    root = ET.Element("testsuites", name="karma-probe check", tests=str(len(outcomes)), failures=str(failures),
+                      errors="0", time="0")
+    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(outcomes)), failures=str(failures),
+                       errors="0", skipped="0", time="0", timestamp=now())
+    for o in outcomes:
+        case = ET.SubElement(ts, "testcase", name=o.name, classname=f"karma_probe.check.{o.kind}", time="0")
+        if not o.passed:
+            failure = ET.SubElement(case, "failure", message=o.message, type=o.status)
+            failure.text = (f"metric: {o.metric}\nclaim: {o.claim}\nactual: {format_value(o.actual)}\n"
+                            f"reference: {format_value(o.reference)}\ndelta: {format_delta(o.delta)}\n"
+                            f"allowed: {format_value(o.slack) if o.slack is not None else '-'}\n")
+        ET.SubElement(case, "system-out").text = o.message
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def write_junit(path: str | Path, outcomes: Sequence[Outcome], suite: str) -> None:
+    with atomic_path(path, ".xml") as tmp:
+        junit_xml(outcomes, suite).write(tmp, encoding="utf-8", xml_declaration=True)
+
+
+def write_json_report(path: str | Path, outcomes: Sequence[Outcome], context: dict) -> None:
+    def row(o: Outcome) -> dict:
+        # NaN is not JSON: a non-finite value is written as null, its status says why
+        d = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in asdict(o).items()}
+        return d | {"passed": o.passed, "delta": o.delta if math.isfinite(o.delta) else None}
+
+    write_json(path, context | {"passed": all(o.passed for o in outcomes), "results": [row(o) for o in outcomes]})

@@ -1,0 +1,87 @@
+"""Gate a run on its metrics: against a baseline file (tolerances, directions) and/or against
+another run (relational claims). Prints a table; exit 0 pass, 1 regression, 2 bad input.
+
+The baseline format is documented in karma_probe/check.py. JUnit XML (--junit) has one testcase
+per checked claim, for CI test reporters; --json writes the same results for scripts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from karma_probe import check
+from karma_probe.errors import BadInput, CheckFailed
+from karma_probe.results import load_run
+
+HELP = "CI regression gate: compare a run with a baseline or another run (JUnit XML)"
+EXAMPLES = """examples:
+  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json
+  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json
+  karma-probe check runs/karma-tiny --against runs/action-tiny --expect "sink_mass<" --expect "hr@10>"
+  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json --update-baseline
+  karma-probe check runs/karma-tiny --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
+"""
+
+
+def add_arguments(p):
+    p.add_argument("run", help="run directory (with analysis.json)")
+    p.add_argument("--baseline", metavar="FILE", help="baseline JSON: metrics with value, direction, tolerance")
+    p.add_argument("--against", metavar="OTHER_RUN", help="another run to compare with (needs --expect)")
+    p.add_argument("--expect", action="append", default=[], metavar="METRIC<OP>",
+                   help='relational claim vs --against, e.g. "sink_mass<" (RUN below OTHER); ops < <= > >=; repeatable')
+    p.add_argument("--junit", metavar="OUT.xml", help="write JUnit XML (one testcase per claim)")
+    p.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
+    p.add_argument("--update-baseline", action="store_true",
+                   help="write --baseline FILE from this run instead of checking (keeps an existing file's metrics and tolerances)")
+    p.add_argument("--metric", action="append", default=[], metavar="NAME",
+                   help="with --update-baseline: the metrics to put in the baseline (repeatable; default: keep / all)")
+    p.add_argument("--abs-tol", type=float, metavar="X", help="with --update-baseline: absolute tolerance for every metric")
+    p.add_argument("--rel-tol", type=float, metavar="X", help="with --update-baseline: relative tolerance for every metric")
+
+
+def run(args) -> int:
+    if args.update_baseline:
+        return _update(args)
+    if args.metric or args.abs_tol is not None or args.rel_tol is not None:
+        raise BadInput("--metric, --abs-tol and --rel-tol only apply with --update-baseline")
+    if not args.baseline and not args.against:
+        raise BadInput("nothing to check against: give --baseline FILE and/or --against OTHER_RUN --expect ...")
+    if bool(args.against) != bool(args.expect):
+        raise BadInput("--against and --expect go together: --against OTHER_RUN --expect \"sink_mass<\"")
+    relations = [check.parse_expect(e) for e in args.expect]  # parse before loading anything
+    target = load_run(args.run)
+    outcomes = []
+    if args.baseline:
+        outcomes += check.check_baseline(target, check.load_baseline(args.baseline))
+    if args.against:
+        outcomes += check.check_against(target, load_run(args.against), relations)
+
+    print(f"karma-probe check {target.path}" + (f"  baseline: {args.baseline}" if args.baseline else "")
+          + (f"  against: {args.against}" if args.against else ""))
+    print(check.format_table(outcomes))
+    if args.junit:
+        check.write_junit(args.junit, outcomes, suite=f"karma-probe check {target.name}")
+    if args.json:
+        check.write_json_report(args.json, outcomes, {"run": str(target.path), "baseline": args.baseline,
+                                                      "against": args.against})
+    failed = [o.name for o in outcomes if not o.passed]
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(outcomes)} checks failed: {', '.join(failed)}")
+    return 0
+
+
+def _update(args) -> int:
+    if not args.baseline:
+        raise BadInput("--update-baseline needs --baseline FILE (the file to write)")
+    if args.against or args.expect or args.junit or args.json:
+        raise BadInput("--update-baseline only writes the baseline: drop --against/--expect/--junit/--json")
+    if min(t for t in (args.abs_tol, args.rel_tol, 0.0) if t is not None) < 0:
+        raise BadInput("--abs-tol and --rel-tol must be >= 0")
+    target = load_run(args.run)
+    previous = check.load_baseline(args.baseline) if Path(args.baseline).exists() else None
+    baseline = check.baseline_from_run(target, previous=previous, metrics=args.metric or None,
+                                       abs_tol=args.abs_tol, rel_tol=args.rel_tol)
+    check.write_baseline(args.baseline, baseline)
+    print(f"wrote {args.baseline}: {len(baseline['metrics'])} metrics from {target.path}"
+          + (" (metrics and tolerances kept from the previous baseline)" if previous and not args.metric else ""))
+    return 0
