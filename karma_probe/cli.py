@@ -22,6 +22,7 @@ COMMANDS = {
     "data": "dataset statistics (MovieLens-100k or any RecBole atomic dataset)",
     "model": "backbone information (smollm2-135m, tiny, or a local HF directory)",
     "check": "CI regression gate: a run against a baseline file or another run (exit 1 on regression, JUnit XML)",
+    "train": "train one condition (action | gen | rec | karma) into a run directory",
 }
 
 EXAMPLES = """examples:

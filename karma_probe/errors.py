@@ -11,3 +11,7 @@ class BadInput(Exception):
 
 class CheckFailed(Exception):
     """A regression gate found a metric on the wrong side of its threshold (exit code 1)."""
+
+
+class Diverged(BadInput):
+    """A loss term became NaN or infinite; the message names the step and the term."""

@@ -1,0 +1,78 @@
+"""Training batches: seeded per step, so a resumed run sees exactly the batches it would have seen.
+
+A batch holds the history prompts (optionally with the target item's text appended for L_gen),
+the unique target items plus sampled negatives for the item tower (L_act), and the target text
+alone for the reconstruction path (L_rec).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from karma_probe.config import TrainConfig
+from karma_probe.data import Dataset, Example
+from karma_probe.prompts import history_prompt, item_text, target_text
+
+
+class BatchMaker:
+    def __init__(self, cfg: TrainConfig, dataset: Dataset, examples: tuple[Example, ...], tokenizer, *, rank: int = 0):
+        self.cfg, self.ds, self.examples, self.tok, self.rank = cfg, dataset, examples, tokenizer, rank
+        enc = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+        n = cfg.max_target_tokens
+        self.item_tokens = [t[:n] for t in enc([item_text(it) for it in dataset.items])]
+        self.target_tokens = [t[: n - 1] + [tokenizer.eos_token_id] for t in enc([target_text(it) for it in dataset.items])]
+
+    def generator(self, step: int) -> torch.Generator:
+        # The batch of step s depends only on (seed, rank, s): resuming needs no sampler state.
+        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.rank * 10_007 + step)
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        cfg, g = self.cfg, self.generator(step)
+        picks = torch.randint(len(self.examples), (cfg.batch_size,), generator=g).tolist()
+        exs = [self.examples[i] for i in picks]
+        return self.make(exs, g)
+
+    def make(self, exs: list[Example], g: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        cfg, pad = self.cfg, self.tok.pad_token_id
+        prompts = [history_prompt([self.ds.items[i] for i in e.history], cfg.max_history) for e in exs]
+        prompt_ids = self.tok(prompts, add_special_tokens=False)["input_ids"]
+        with_gen = cfg.lambda_gen > 0
+        seqs, labels, marker = [], [], []
+        for p, e in zip(prompt_ids, exs):
+            tgt = self.target_tokens[e.target] if with_gen else []
+            seqs.append(p + tgt)
+            # position t predicts token t+1: label the marker and the target tokens but the last
+            labels.append([-100] * (len(p) - 1) + tgt + [-100] if with_gen else [])
+            marker.append(len(p) - 1)
+        batch = {"marker_pos": torch.tensor(marker)}
+        batch["input_ids"], batch["attention_mask"] = _pad(seqs, pad)
+        if with_gen:
+            batch["gen_labels"], _ = _pad(labels, -100)
+
+        # Item tower: the unique targets, then sampled negatives (not equal to any target).
+        targets = [e.target for e in exs]
+        uniq = list(dict.fromkeys(targets))
+        if cfg.sampled_negatives and g is not None:
+            seen = set(uniq)
+            for j in torch.randint(len(self.ds.items), (cfg.sampled_negatives * 2,), generator=g).tolist():
+                if j not in seen and len(uniq) < len(set(targets)) + cfg.sampled_negatives:
+                    seen.add(j)
+                    uniq.append(j)
+        pos = {item: k for k, item in enumerate(uniq)}
+        batch["item_ids"], batch["item_mask"] = _pad([self.item_tokens[i] for i in uniq], pad)
+        batch["target_index"] = torch.tensor([pos[t] for t in targets])
+        if cfg.lambda_rec > 0:
+            batch["target_ids"], batch["target_mask"] = _pad([self.target_tokens[t] for t in targets], pad)
+        batch["n_tokens"] = torch.tensor(int(batch["attention_mask"].sum() + batch["item_mask"].sum()
+                                             + (batch["target_mask"].sum() if "target_mask" in batch else 0)))
+        return batch
+
+
+def _pad(seqs: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), value, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask

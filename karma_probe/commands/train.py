@@ -1,0 +1,48 @@
+"""Train one condition (action | gen | rec | karma) on a preset and write a run directory.
+
+Run the same command again after an interruption: it resumes from the last checkpoint.
+On GPUs, launch it through Accelerate: ``accelerate launch -m karma_probe train ...``.
+"""
+
+HELP = "train one condition and write a run directory"
+EXAMPLES = """examples:
+  karma-probe train --preset tiny --condition action --out runs/tiny-action
+  karma-probe train --preset tiny --condition karma --out runs/tiny-karma --seed 1
+  karma-probe train --preset smollm2 --condition karma --out runs/smollm2-karma --steps 400
+  karma-probe train --preset tiny --condition gen --out runs/x --set lr=1e-3 --set sampled_negatives=32
+  accelerate launch -m karma_probe train --preset smollm2 --condition action --out runs/gpu-action
+"""
+
+
+def add_arguments(p):
+    from karma_probe.config import CONDITIONS, PRESETS
+
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="tiny (random-init, seconds) or smollm2 (real model)")
+    p.add_argument("--condition", required=True, choices=list(CONDITIONS), help="which λs are on")
+    p.add_argument("--out", required=True, help="run directory, e.g. runs/NAME")
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", help="ml-100k (default), synthetic[:SEED], or a directory of atomic files")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any TrainConfig field (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from karma_probe.config import make_config, parse_sets
+
+    fields = {"seed": args.seed}
+    if args.steps is not None:
+        fields["steps"] = args.steps
+    if args.dataset:
+        fields["dataset"] = args.dataset
+    cfg = make_config(args.preset, args.condition, parse_sets(args.set), **fields)
+    from karma_probe.train import train_run
+
+    metrics = train_run(cfg, Path(args.out), preset=args.preset, overwrite=args.overwrite, progress=not args.no_progress)
+    if metrics:
+        print(json.dumps({"run": args.out, "test": metrics["test"], "random": metrics["random"]}, indent=2))
+    return 0

@@ -1,0 +1,264 @@
+"""The LLM retriever: a causal LM backbone, an interest head, an item head, a reconstruction adapter.
+
+- **Interest embedding**: the history prompt (prompts.history_prompt) ends in the interest marker;
+  the final hidden state at the marker's last token → ``interest_head`` → L2 norm.
+- **Item embedding**: the same backbone encodes the item's text; final hidden states mean-pooled
+  over its tokens → ``item_head`` → L2 norm.
+- **Reconstruction path** (L_rec): interest embedding → ``rec_adapter`` → k soft-prompt vectors
+  fed to the same backbone as input embeddings, which then decodes the item text.
+
+A ``KarmaModel`` without heads (``base_model``) wraps an untouched backbone: its interest
+embedding is the normalized marker hidden state, its item embedding the normalized mean pool.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from karma_probe.errors import BadInput
+
+HEADS_FILE = "heads.safetensors"
+
+
+class KarmaModel(nn.Module):
+    def __init__(self, backbone, tokenizer, *, embed_dim: int | None = 64, soft_prompts: int = 4,
+                 temperature: float = 0.07, learn_temperature: bool = True, heads: bool = True, dataset=None):
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.dataset = dataset
+        d = backbone.config.hidden_size
+        self.has_heads = heads
+        self.soft_prompt_dim = d
+        self.soft_prompts = soft_prompts
+        self.embed_dim = embed_dim if heads else d
+        if heads:
+            self.interest_head = nn.Linear(d, embed_dim)
+            self.item_head = nn.Linear(d, embed_dim)
+            self.rec_adapter = nn.Sequential(nn.Linear(embed_dim, d), nn.GELU(), nn.Linear(d, soft_prompts * d))
+            self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)), requires_grad=learn_temperature)
+
+    # ------------------------------------------------------------------ encoders (differentiable)
+
+    def hidden(self, input_ids=None, attention_mask=None, inputs_embeds=None) -> torch.Tensor:
+        """Final (normed) hidden states of the backbone.  # (B, T, d)"""
+        out = self.backbone.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                                  use_cache=False)
+        return out.last_hidden_state
+
+    def interest_from_hidden(self, h_marker: torch.Tensor) -> torch.Tensor:
+        """(B, d) marker hidden states → (B, e) L2-normed interest embeddings."""
+        z = self.interest_head(h_marker) if self.has_heads else h_marker
+        return F.normalize(z, dim=-1)
+
+    def encode_items(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Item token ids (B, T) → (B, e) L2-normed item embeddings (mean pool over real tokens)."""
+        h = self.hidden(input_ids, attention_mask)  # (B, T, d)
+        m = attention_mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, d)
+        z = self.item_head(pooled) if self.has_heads else pooled
+        return F.normalize(z, dim=-1)
+
+    def soft_prompt(self, interest: torch.Tensor) -> torch.Tensor:
+        """(B, e) → (B, k, d) soft-prompt vectors for the reconstruction path."""
+        return self.rec_adapter(interest).view(interest.shape[0], self.soft_prompts, self.soft_prompt_dim)
+
+    def reconstruction_logits(self, interest: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor):
+        """Teacher-forced decoding of the target text from the interest embedding alone.
+
+        Input: [soft_1..soft_k, t_1..t_{n-1}]; the position before each target token predicts it.
+        Returns (logits (B, n, V), labels (B, n) with -100 at padding).
+        """
+        if not self.has_heads:
+            raise BadInput("this model has no reconstruction path (untouched backbone without heads)")
+        soft = self.soft_prompt(interest)  # (B, k, d)
+        tok_emb = self.backbone.get_input_embeddings()(target_ids)  # (B, n, d)
+        embeds = torch.cat([soft, tok_emb[:, :-1]], dim=1)  # (B, k+n-1, d)
+        k = soft.shape[1]
+        mask = torch.cat([torch.ones(target_ids.shape[0], k, dtype=target_mask.dtype, device=target_mask.device),
+                          target_mask[:, :-1]], dim=1)
+        h = self.hidden(inputs_embeds=embeds, attention_mask=mask)[:, k - 1:]  # (B, n, d)
+        logits = self.backbone.lm_head(h)  # (B, n, V)
+        labels = target_ids.masked_fill(target_mask == 0, -100)
+        return logits, labels
+
+    # ------------------------------------------------------------------ tokenization
+
+    def tokenize(self, texts: list[str], max_tokens: int | None = None) -> list[list[int]]:
+        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [x[:max_tokens] if max_tokens else x for x in ids]
+
+    def pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad token lists → (ids (B, T), mask (B, T))."""
+        device = self.device
+        T = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), T), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), T), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+        return ids.to(device), mask.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    # ------------------------------------------------------------------ inference API (no grad)
+
+    @torch.no_grad()
+    def interest_embeddings(self, prompts: list[str], batch_size: int = 16, progress: bool = False) -> torch.Tensor:
+        """Interest embeddings of rendered history prompts.  # (N, e)"""
+        out = []
+        for i in _batches(len(prompts), batch_size, progress, "interest"):
+            seqs = self.tokenize(prompts[i : i + batch_size])
+            ids, mask = self.pad(seqs)
+            h = self.hidden(ids, mask)  # (B, T, d)
+            last = mask.sum(1) - 1  # marker = last real token (right padding)
+            out.append(self.interest_from_hidden(h[torch.arange(len(seqs)), last]).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim)
+
+    @torch.no_grad()
+    def item_embeddings(self, texts: list[str], batch_size: int = 64, max_tokens: int | None = None,
+                        progress: bool = False) -> torch.Tensor:
+        """Item embeddings of item texts.  # (N, e)"""
+        out = []
+        # Sort by length so batches pad little; restore the order at the end.
+        seqs = self.tokenize(texts, max_tokens)
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        for i in _batches(len(seqs), batch_size, progress, "items"):
+            idx = order[i : i + batch_size]
+            ids, mask = self.pad([seqs[j] for j in idx])
+            out.append(self.encode_items(ids, mask).float().cpu())
+        if not out:
+            return torch.empty(0, self.embed_dim)
+        emb = torch.cat(out)
+        result = torch.empty_like(emb)
+        result[torch.tensor(order)] = emb
+        return result
+
+    @torch.no_grad()
+    def reconstruct_greedy(self, interest: torch.Tensor, max_new_tokens: int = 32) -> list[str]:
+        """Greedy decoding of item text from interest embeddings through the reconstruction path."""
+        if not self.has_heads:
+            raise BadInput("this model has no reconstruction path (untouched backbone without heads)")
+        interest = interest.to(self.device)
+        embeds = self.soft_prompt(interest)  # (B, k, d)
+        emb_layer = self.backbone.get_input_embeddings()
+        eos = self.tokenizer.eos_token_id
+        B = interest.shape[0]
+        tokens = torch.zeros(B, 0, dtype=torch.long, device=self.device)
+        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        for _ in range(max_new_tokens):
+            h = self.hidden(inputs_embeds=embeds)[:, -1]  # (B, d)
+            nxt = self.backbone.lm_head(h).argmax(-1)  # (B,)
+            nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
+            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            done |= nxt == eos
+            if done.all():
+                break
+            embeds = torch.cat([embeds, emb_layer(nxt)[:, None]], dim=1)
+        texts = []
+        for row in tokens.tolist():
+            row = row[: row.index(eos)] if eos in row else row
+            texts.append(self.tokenizer.decode(row))
+        return texts
+
+    # ------------------------------------------------------------------ persistence
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        if not self.has_heads:
+            return {}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+
+    def save(self, directory: str | Path, extra_state: dict | None = None) -> None:
+        """Backbone as an HF directory (save_pretrained, safetensors) + heads.safetensors."""
+        from karma_probe.rundir import save_tensors, write_json
+
+        directory = Path(directory)
+        self.backbone.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        if self.has_heads:
+            save_tensors(directory / HEADS_FILE, self.head_state())
+        write_json(directory / "state.json", extra_state or {})
+
+
+def _batches(n: int, size: int, progress: bool, desc: str):
+    starts = range(0, n, size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        return tqdm(starts, desc=desc, unit="batch", leave=False)
+    return starts
+
+
+# ---------------------------------------------------------------------- building and loading
+
+
+def build_model(cfg, *, dataset=None) -> KarmaModel:
+    from karma_probe.models import load_backbone
+
+    torch.manual_seed(cfg.seed)
+    backbone, tok = load_backbone(cfg.model, seed=cfg.seed)
+    model = KarmaModel(backbone, tok, embed_dim=cfg.embed_dim, soft_prompts=cfg.soft_prompts,
+                       temperature=cfg.temperature, learn_temperature=cfg.learn_temperature, dataset=dataset)
+    # Heads are initialized after the backbone from their own seed, so tiny and real backbones
+    # get the same head initialization for the same seed.
+    torch.manual_seed(cfg.seed + 1)
+    for m in (model.interest_head, model.item_head, *model.rec_adapter):
+        if isinstance(m, nn.Linear):
+            m.reset_parameters()
+    return model
+
+
+def base_model(spec: str = "smollm2-135m", dataset: str = "ml-100k") -> KarmaModel:
+    """An untouched backbone without heads: the 'before fine-tuning' reference."""
+    from karma_probe.data import load_dataset
+    from karma_probe.models import load_backbone
+
+    backbone, tok = load_backbone(spec)
+    return KarmaModel(backbone, tok, heads=False, dataset=load_dataset(dataset))
+
+
+def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None):
+    """Load a run's model → ``(KarmaModel, tokenizer, TrainConfig)``.
+
+    ``checkpoint`` is None (the run's final ``checkpoint/``) or a directory such as
+    ``RUN/checkpoints/step-000100``. A base run (condition ``base``) loads without heads.
+    """
+    from karma_probe.config import TrainConfig
+    from karma_probe.data import load_dataset
+    from karma_probe.models import load_backbone
+    from karma_probe.rundir import load_tensors, read_json
+
+    run_dir = Path(run_dir)
+    meta = read_json(run_dir / "config.json", "run config")
+    cfg = TrainConfig.from_dict(meta.get("train", {}))
+    ckpt = Path(checkpoint) if checkpoint else run_dir / "checkpoint"
+    if not (ckpt / "config.json").is_file():
+        raise BadInput(f"{ckpt}: checkpoint not found (no config.json)")
+    weights = ckpt / "model.safetensors"
+    if not weights.is_file():
+        raise BadInput(f"{weights}: checkpoint weights not found")
+    try:
+        backbone, tok = load_backbone(str(ckpt))
+    except BadInput:
+        raise
+    except Exception as e:  # safetensors raises its own types on truncated files
+        raise BadInput(f"{ckpt}: cannot load the checkpoint (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+    dataset = load_dataset(cfg.dataset)
+    if meta.get("condition") == "base":
+        return KarmaModel(backbone, tok, heads=False, dataset=dataset), tok, cfg
+    model = KarmaModel(backbone, tok, embed_dim=cfg.embed_dim, soft_prompts=cfg.soft_prompts,
+                       temperature=cfg.temperature, learn_temperature=cfg.learn_temperature, dataset=dataset)
+    heads = load_tensors(ckpt / HEADS_FILE, "heads file")
+    missing, unexpected = model.load_state_dict(heads, strict=False)
+    missing = [k for k in missing if not k.startswith("backbone.")]
+    if missing or unexpected:
+        raise BadInput(f"{ckpt / HEADS_FILE}: heads do not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.eval()
+    return model, tok, cfg

@@ -1,0 +1,242 @@
+"""The compact trainer: action-only, gen, rec or KARMA on one code path, resumable, via Accelerate.
+
+``train_run(cfg, out)`` writes the run directory of checkpoints.md. Checkpoints (backbone as HF
+safetensors + heads) are written every ``checkpoint_every`` steps together with the optimizer
+state, so a killed run started again with the same command resumes from its last checkpoint and
+ends with the same weights as an uninterrupted one (batches are a function of seed and step, and
+the learning rate a function of step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from karma_probe.batches import BatchMaker
+from karma_probe.config import TrainConfig
+from karma_probe.data import load_dataset
+from karma_probe.errors import BadInput, Diverged
+from karma_probe.evaluate import evaluate, random_baseline
+from karma_probe.objectives import KarmaObjective
+from karma_probe.retriever import HEADS_FILE, build_model
+from karma_probe.rundir import (append_jsonl, atomic_dir, config_hash, git_sha, load_tensors, now, read_json,
+                                read_jsonl, save_tensors, versions, write_json)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to 10% (a pure function of the step, for exact resume)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _freeze(model, cfg: TrainConfig) -> None:
+    bb = model.backbone
+    if cfg.train_layers > 0:
+        bb.requires_grad_(False)
+        for layer in bb.model.layers[-cfg.train_layers:]:
+            layer.requires_grad_(True)
+        bb.model.norm.requires_grad_(True)
+    # An unused module would only make DDP complain; its weights stay at their initialization.
+    model.rec_adapter.requires_grad_(cfg.lambda_rec > 0)
+
+
+def _optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    heads = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+    body = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+    return torch.optim.AdamW([{"params": body, "lr": cfg.lr, "base_lr": cfg.lr},
+                              {"params": heads, "lr": cfg.head_lr, "base_lr": cfg.head_lr}],
+                             weight_decay=cfg.weight_decay)
+
+
+# ---------------------------------------------------------------------- optimizer state as safetensors
+
+
+def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors = {f"{pid}.{k}": v for pid, st in sd["state"].items() for k, v in st.items()}
+    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups}
+
+
+def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        pid, _, name = key.partition(".")
+        state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+# ---------------------------------------------------------------------- the run directory
+
+
+def _prepare_dir(cfg: TrainConfig, out: Path, name: str, preset: str, overwrite: bool) -> dict:
+    meta = {"name": name, "condition": cfg.condition, "preset": preset, "seed": cfg.seed, "train": cfg.to_dict(),
+            "config_hash": config_hash(cfg.to_dict())}
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    if (out / "config.json").is_file():
+        old = read_json(out / "config.json", "run config")
+        if old.get("config_hash") != meta["config_hash"]:
+            diff = {k: (old.get("train", {}).get(k), v) for k, v in cfg.to_dict().items() if old.get("train", {}).get(k) != v}
+            raise BadInput(f"{out} holds a run with another config (differs in {diff}); "
+                           "choose another --out or pass --overwrite")
+        return old
+    if out.exists() and any(out.iterdir()):
+        raise BadInput(f"{out} exists and is not a karma_probe run directory; choose another --out")
+    meta |= {"git_sha": git_sha(), "versions": versions(), "created": now()}
+    write_json(out / "config.json", meta)
+    return meta
+
+
+def _save_checkpoint(model, opt, cfg: TrainConfig, out: Path, step: int, meta: dict) -> Path:
+    state = {"step": step, "condition": cfg.condition, "config_hash": meta["config_hash"]}
+    ckpt = out / "checkpoints" / f"step-{step:06d}"
+    with atomic_dir(ckpt) as tmp:
+        model.save(tmp, state)
+    tensors, opt_meta = _opt_tensors(opt)
+    with atomic_dir(out / "resume") as tmp:
+        save_tensors(tmp / "optimizer.safetensors", tensors)
+        write_json(tmp / "state.json", state | {"checkpoint": str(ckpt.relative_to(out))} | opt_meta)
+    if not cfg.keep_checkpoints:
+        for old in (out / "checkpoints").glob("step-*"):
+            if old != ckpt:
+                shutil.rmtree(old, ignore_errors=True)
+    return ckpt
+
+
+def _resume(model, opt, out: Path) -> int:
+    state_path = out / "resume" / "state.json"
+    if not state_path.is_file():
+        return 0
+    state = read_json(state_path, "resume state")
+    ckpt = out / state["checkpoint"]
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(str(ckpt / "model.safetensors"))
+    except Exception as e:
+        raise BadInput(f"{ckpt}: cannot resume, checkpoint unreadable ({str(e).splitlines()[0]})") from None
+    model.backbone.load_state_dict(weights, strict=False)
+    model.backbone.tie_weights()
+    model.load_state_dict(load_tensors(ckpt / HEADS_FILE, "heads file"), strict=False)
+    _load_opt(opt, load_tensors(out / "resume" / "optimizer.safetensors", "optimizer state"), state)
+    return int(state["step"])
+
+
+# ---------------------------------------------------------------------- training
+
+
+def train_run(cfg: TrainConfig, out: str | Path, *, name: str | None = None, preset: str = "custom",
+              overwrite: bool = False, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train (or resume) one run; returns metrics.json's content. ``stop_after`` simulates a kill."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    out = Path(out)
+    cfg = cfg.resolve()
+    meta = _prepare_dir(cfg, out, name or out.name, preset, overwrite)
+    if (out / "metrics.json").is_file() and (out / "checkpoint" / "config.json").is_file():
+        return read_json(out / "metrics.json")
+
+    accel = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    dataset = load_dataset(cfg.dataset)
+    split = dataset.split()
+    model = build_model(cfg, dataset=dataset)
+    _freeze(model, cfg)
+    opt = _optimizer(model, cfg)
+    start = _resume(model, opt, out)
+    objective = KarmaObjective(model, cfg.lambda_gen, cfg.lambda_rec)
+    objective, opt = accel.prepare(objective, opt)
+    batches = BatchMaker(cfg, dataset, split.train, model.tokenizer, rank=accel.process_index)
+    objective.train()
+
+    bar = None
+    if progress and accel.is_main_process:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {meta['name']}", unit="step", dynamic_ncols=True)
+    t0, tokens = time.perf_counter(), 0
+    for step in range(start, cfg.steps):
+        if stop_after is not None and step >= stop_after:
+            return {}
+        batch = {k: v.to(accel.device) for k, v in batches(step).items()}
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * lr_factor(step, cfg)
+        terms = objective(batch)
+        logged = {k: float(v.detach()) for k, v in terms.items()}
+        for key in ("l_act", "l_gen", "l_rec", "loss"):
+            if key in logged and not math.isfinite(logged[key]):
+                raise Diverged(f"step {step + 1}: loss term {key} is {logged[key]}; the run stopped "
+                               f"(its last checkpoint is kept in {out})")
+        opt.zero_grad(set_to_none=True)
+        accel.backward(terms["loss"])
+        if cfg.grad_clip:
+            accel.clip_grad_norm_(objective.parameters(), cfg.grad_clip)
+        opt.step()
+        tokens += int(batch["n_tokens"])
+        done = step + 1
+        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.steps):
+            dt = time.perf_counter() - t0
+            rec = {"step": done, **{k: round(v, 5) for k, v in logged.items()},
+                   "lr": opt.param_groups[0]["lr"], "tokens_per_s": round(tokens / max(dt, 1e-9), 1),
+                   "elapsed_s": round(dt, 2)}
+            append_jsonl(out / "train_log.jsonl", rec)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logged.items() if k.startswith("l")} |
+                            {"tok/s": f"{tokens / max(time.perf_counter() - t0, 1e-9):.0f}"})
+        if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            _save_checkpoint(accel.unwrap_model(objective).model, opt, cfg, out, done, meta)
+        accel.wait_for_everyone()
+    if bar is not None:
+        bar.close()
+    _drop_stale_log(out, cfg.steps)
+
+    if not accel.is_main_process:
+        return {}
+    model = accel.unwrap_model(objective).model
+    model.eval()
+    with atomic_dir(out / "checkpoint") as tmp:
+        model.save(tmp, {"step": cfg.steps, "condition": cfg.condition, "config_hash": meta["config_hash"]})
+    metrics = evaluate_run(model, dataset, split, cfg, progress=progress)
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _drop_stale_log(out: Path, steps: int) -> None:
+    """After a resume the log may hold steps past the resumed checkpoint twice: keep the last of each."""
+    rows = read_jsonl(out / "train_log.jsonl")
+    by_step = {r["step"]: r for r in rows if r.get("step", 0) <= steps}
+    if len(by_step) != len(rows):
+        from karma_probe.rundir import atomic_path
+        import json
+
+        with atomic_path(out / "train_log.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(by_step[s]) + "\n" for s in sorted(by_step)))
+
+
+def evaluate_run(model, dataset, split, cfg: TrainConfig, progress: bool = False) -> dict:
+    from karma_probe.prompts import item_text
+
+    t0 = time.perf_counter()
+    items = model.item_embeddings([item_text(it) for it in dataset.items], batch_size=cfg.eval_batch_size,
+                                  max_tokens=cfg.max_target_tokens, progress=progress)
+    result = {"n_items": len(dataset.items)}
+    for name, examples in (("valid", split.valid), ("test", split.test)):
+        if cfg.eval_users and cfg.eval_users < len(examples):
+            rng = np.random.default_rng(cfg.seed)
+            examples = tuple(examples[i] for i in sorted(rng.choice(len(examples), cfg.eval_users, replace=False)))
+        result[name] = evaluate(model, dataset, examples, cfg, item_emb=items, progress=progress)
+        result[f"n_users_{name}"] = len(examples)
+    result["random"] = random_baseline(len(dataset.items), [list(e.history) for e in split.test],
+                                       [e.target for e in split.test])
+    result["eval_s"] = round(time.perf_counter() - t0, 1)
+    return result
