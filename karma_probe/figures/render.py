@@ -1,0 +1,208 @@
+"""Draw a FigureSpec: ``to_plotly`` for the dashboard, ``to_matplotlib`` for the PDF report.
+
+Renderers only draw: every number (bins, colour limits, which points) was decided in the spec.
+Each imports its plotting library when called, so the PDF path never needs plotly and the
+dashboard never needs matplotlib's PDF backend.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+
+from karma_probe.figures.spec import FigureSpec
+
+CMAP = "viridis"
+ANNOTATE_MAX_CELLS = 150  # write values into heatmap cells only while they stay legible
+MIN_TICK_PT, MAX_TICK_PT = 4.0, 8.0
+
+
+# --------------------------------------------------------------------------- matplotlib
+
+def to_matplotlib(spec: FigureSpec, ax=None):
+    """Draw ``spec`` into ``ax`` (or a new 7x4.5 in Figure) and return the matplotlib Figure.
+
+    Uses ``matplotlib.figure.Figure`` directly, not pyplot, so nothing global is created and
+    many figures can be built in a server process without leaking.
+    """
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7, 4.5), layout="constrained")
+        ax = fig.add_subplot()
+    title = _mpl_text(spec.title) + (f"\n{_mpl_text(spec.note)}" if spec.note else "")
+    ax.set_title(title, fontsize=9)
+    if spec.empty:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return ax.figure
+    ax.set_xlabel(_mpl_text(spec.x_label), fontsize=8)
+    ax.set_ylabel(_mpl_text(spec.y_label), fontsize=8)
+    ax.tick_params(labelsize=7)
+    if spec.kind == "heatmap":
+        _mpl_heatmap(spec, ax)
+        return ax.figure
+    if spec.kind == "bar":
+        _mpl_bars(spec, ax)
+    for s in spec.series if spec.kind != "bar" else ():
+        label = _mpl_text(s.name)
+        if spec.kind == "line":
+            ax.plot(s.x, s.y, marker="o" if len(s.x) <= 40 else None, markersize=3, linewidth=1.2,
+                    linestyle="--" if s.dashed else "-", color="gray" if s.dashed else None, label=label)
+        elif spec.kind == "scatter":
+            ax.scatter(s.x, s.y, s=8, alpha=0.7, label=label)
+        elif spec.kind == "hist":
+            half = (spec.bin_width or 0) / 2
+            ax.stairs(s.y, np.append(s.x - half, s.x[-1] + half), fill=True, alpha=0.35, label=label)
+    if spec.log_y:
+        ax.set_yscale("log")
+    if spec.log_x:
+        ax.set_xscale("log")
+        _mpl_label_x_values(spec, ax)
+    if spec.integer_x:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(spec.series) > 1 or (spec.series and spec.kind == "scatter"):
+        ax.legend(fontsize=7, frameon=False, ncol=1 if len(spec.series) <= 8 else 2)
+    ax.grid(alpha=0.3, linewidth=0.5)
+    return ax.figure
+
+
+def _mpl_label_x_values(spec: FigureSpec, ax) -> None:
+    """On a log axis, tick exactly the x values drawn (K = 10, 50, 200), not powers of ten."""
+    values = sorted({float(x) for s in spec.series for x in s.x})
+    if len(values) <= 12:
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
+
+
+def _mpl_bars(spec: FigureSpec, ax) -> None:
+    categories = list(dict.fromkeys(str(x) for s in spec.series for x in s.x))
+    width = 0.8 / len(spec.series)
+    for i, s in enumerate(spec.series):
+        values = dict(zip((str(x) for x in s.x), s.y))
+        pos = np.arange(len(categories)) + (i - (len(spec.series) - 1) / 2) * width
+        # one series of runs: colour bars by run, in the order line plots colour them
+        color = [f"C{j % 10}" for j in range(len(categories))] if len(spec.series) == 1 else None
+        ax.bar(pos, [values.get(c, np.nan) for c in categories], width=width, color=color, label=_mpl_text(s.name))
+    ax.set_xticks(np.arange(len(categories)), [_mpl_text(c) for c in categories])
+
+
+def _mpl_heatmap(spec: FigureSpec, ax) -> None:
+    import matplotlib
+
+    cmap = matplotlib.colormaps[CMAP].copy()
+    cmap.set_bad("lightgray")  # cells without a record
+    m = np.ma.masked_invalid(spec.matrix)
+    image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap=cmap, vmin=spec.vmin, vmax=spec.vmax)
+    bar = ax.figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    bar.ax.tick_params(labelsize=7)
+    if spec.color_label:
+        bar.set_label(_mpl_text(spec.color_label), fontsize=8)
+    width_in, height_in = _axes_inches(ax)
+    _mpl_ticks(ax.set_xticks, spec.x_ticks, width_in, rotation=90)
+    _mpl_ticks(ax.set_yticks, spec.y_ticks, height_in, rotation=0)
+    rows, cols = spec.matrix.shape
+    if spec.annotate and rows * cols <= ANNOTATE_MAX_CELLS:
+        lo, hi = image.get_clim()
+        for (i, j), v in np.ndenumerate(spec.matrix):
+            if math.isfinite(v):
+                light = (v - lo) / ((hi - lo) or 1) > 0.6  # viridis is light at the top: dark text there
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color="black" if light else "white")
+
+
+def _mpl_ticks(set_ticks, labels: tuple[str, ...], length_in: float, rotation: int) -> None:
+    """Every label when they fit at >= MIN_TICK_PT, else every k-th one (positions stay exact)."""
+    if not labels:
+        return
+    spacing_pt = length_in * 72 / len(labels)
+    size = min(MAX_TICK_PT, spacing_pt * 0.85)
+    step = 1 if size >= MIN_TICK_PT else math.ceil(MIN_TICK_PT / (spacing_pt * 0.85))
+    positions = list(range(0, len(labels), step))
+    set_ticks(positions, [_mpl_text(_short(labels[p])) for p in positions],
+              fontsize=max(size, MIN_TICK_PT), rotation=rotation)
+
+
+def _axes_inches(ax) -> tuple[float, float]:
+    box = ax.get_position()
+    w, h = ax.figure.get_size_inches()
+    return box.width * w, box.height * h
+
+
+def _short(label: str, limit: int = 14) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _mpl_text(s: str) -> str:
+    # "$" would switch matplotlib into mathtext and fail on token text like "$5"
+    return str(s).replace("$", r"\$")
+
+
+# --------------------------------------------------------------------------- plotly
+
+def to_plotly(spec: FigureSpec):
+    """Build an interactive ``plotly.graph_objects.Figure`` of ``spec``."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    title = _html(spec.title) + (f"<br><sup>{_html(spec.note)}</sup>" if spec.note else "")
+    fig.update_layout(title=title, xaxis_title=_html(spec.x_label), yaxis_title=_html(spec.y_label),
+                      template="plotly_white", margin=dict(l=60, r=20, t=60, b=50))
+    if spec.empty:
+        fig.add_annotation(text="no data", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+        return fig
+    if spec.kind == "heatmap":
+        return _plotly_heatmap(spec, fig, go)
+    for s in spec.series:
+        name = _html(s.name)
+        if spec.kind == "line":
+            fig.add_trace(go.Scatter(x=s.x, y=s.y, name=name, mode="lines+markers" if len(s.x) <= 40 else "lines",
+                                     line=dict(dash="dash", color="gray") if s.dashed else None))
+        elif spec.kind == "scatter":
+            fig.add_trace(go.Scatter(x=s.x, y=s.y, name=name, mode="markers", marker=dict(size=5, opacity=0.7)))
+        elif spec.kind == "hist":
+            fig.add_trace(go.Bar(x=s.x, y=s.y, name=name, width=spec.bin_width, opacity=0.5))
+        elif spec.kind == "bar":
+            colors = None
+            if len(spec.series) == 1:  # colour bars by run, as in _mpl_bars
+                from plotly.colors import qualitative
+
+                colors = [qualitative.Plotly[j % len(qualitative.Plotly)] for j in range(len(s.x))]
+            fig.add_trace(go.Bar(x=[_html(x) for x in s.x], y=s.y, name=name, marker_color=colors))
+    fig.update_layout(barmode="overlay" if spec.kind == "hist" else "group")
+    if spec.log_y:
+        fig.update_yaxes(type="log")
+    if spec.log_x:
+        fig.update_xaxes(type="log")
+    if spec.integer_x:
+        fig.update_xaxes(tickformat="d")
+    return fig
+
+
+def _plotly_heatmap(spec: FigureSpec, fig, go):
+    rows, cols = spec.matrix.shape
+    # numeric axes with tick text: plotly would merge repeated category labels (a token seen twice)
+    hover = None
+    if spec.x_ticks and spec.y_ticks:
+        hover = [[f"{_html(spec.y_ticks[i])} → {_html(spec.x_ticks[j])}" for j in range(cols)] for i in range(rows)]
+    z = np.where(np.isfinite(spec.matrix), spec.matrix, None)
+    fig.add_trace(go.Heatmap(z=z.tolist(), x=list(range(cols)), y=list(range(rows)), zmin=spec.vmin, zmax=spec.vmax,
+                             colorscale=CMAP.capitalize(), colorbar=dict(title=_html(spec.color_label)),
+                             text=hover, hovertemplate=("%{text}<br>" if hover else "") + "%{z:.4f}<extra></extra>",
+                             texttemplate="%{z:.2f}" if spec.annotate and rows * cols <= ANNOTATE_MAX_CELLS else None))
+    fig.update_yaxes(autorange="reversed")
+    if spec.x_ticks:
+        fig.update_xaxes(tickmode="array", tickvals=list(range(cols)), ticktext=[_html(t) for t in spec.x_ticks])
+    if spec.y_ticks:
+        fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=[_html(t) for t in spec.y_ticks])
+    return fig
+
+
+def _html(s: str) -> str:
+    # plotly treats text as HTML: a token like "<|endoftext|>" would vanish unescaped
+    return html.escape(str(s), quote=False)

@@ -1,0 +1,79 @@
+"""What a figure shows, independent of who draws it.
+
+Figure functions (attention.py, geometry.py, retrieval.py, training.py) compute a ``FigureSpec``
+from loaded run data; render.py draws it with plotly (dashboard) or matplotlib (PDF). All the
+numbers are decided here, once — histogram bins included — so the two renderers cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+Kind = Literal["line", "bar", "heatmap", "hist", "scatter"]
+KINDS = ("line", "bar", "heatmap", "hist", "scatter")
+
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    """One named set of points. For ``hist``, ``x`` are bin centres and ``y`` counts (see ``bin_width``)."""
+
+    name: str
+    x: np.ndarray  # numbers, or strings for categorical bars
+    y: np.ndarray
+    dashed: bool = False  # a reference line (e.g. a random ranker), not a run
+
+
+@dataclass(frozen=True, eq=False)
+class FigureSpec:
+    kind: Kind
+    title: str
+    x_label: str = ""
+    y_label: str = ""
+    series: tuple[Series, ...] = ()
+    # heatmap only: matrix[row, col] with row / column tick labels; rows are drawn top to bottom
+    matrix: np.ndarray | None = None
+    x_ticks: tuple[str, ...] = ()
+    y_ticks: tuple[str, ...] = ()
+    color_label: str = ""
+    vmin: float | None = None
+    vmax: float | None = None
+    bin_width: float | None = None  # hist only
+    log_y: bool = False
+    log_x: bool = False
+    annotate: bool = False  # heatmap: write each value into its cell (renderers skip it when too dense)
+    integer_x: bool = False  # x is a layer index / step: no fractional ticks
+    note: str = ""  # one line under the title, e.g. "lower is better"
+    meta: dict = field(default_factory=dict)  # extra facts a caller may show (not drawn)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown figure kind {self.kind!r}; one of {KINDS}")
+        if self.kind == "heatmap":
+            if self.matrix is None or self.matrix.ndim != 2:
+                raise ValueError("a heatmap needs a 2-D matrix")
+            rows, cols = self.matrix.shape
+            if (self.y_ticks and len(self.y_ticks) != rows) or (self.x_ticks and len(self.x_ticks) != cols):
+                raise ValueError(f"tick labels ({len(self.y_ticks)}, {len(self.x_ticks)}) do not fit matrix {self.matrix.shape}")
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to draw: renderers then show the title and a "no data" note."""
+        if self.kind == "heatmap":
+            return self.matrix is None or self.matrix.size == 0
+        return not any(len(s.y) for s in self.series)
+
+
+def series(name: str, x: Sequence, y: Sequence, dashed: bool = False) -> Series:
+    """Build a Series from plain sequences (lists from JSON, dict views)."""
+    x_arr = np.asarray(list(x))
+    y_arr = np.asarray(list(y), dtype=float)
+    if len(x_arr) != len(y_arr):
+        raise ValueError(f"series {name!r}: {len(x_arr)} x values but {len(y_arr)} y values")
+    return Series(name=name, x=x_arr, y=y_arr, dashed=dashed)
+
+
+def direction_note(higher_is_better: bool | None) -> str:
+    return {True: "higher is better", False: "lower is better"}.get(higher_is_better, "")

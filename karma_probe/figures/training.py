@@ -1,0 +1,42 @@
+"""Training figures: the loss terms over steps, and how a collapse metric moved during training."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from karma_probe.figures.spec import FigureSpec, direction_note, series
+from karma_probe.results import Run, direction
+
+LOSS_KEYS = ("loss", "l_act", "l_gen", "l_rec")
+
+
+def loss_curves(runs: Sequence[Run], keys: Sequence[str] = LOSS_KEYS) -> FigureSpec:
+    """Each loss term from ``train_log.jsonl`` against step; a term never logged (or always
+    null, e.g. ``l_gen`` of an action-only run) is left out rather than drawn as zeros."""
+    lines = []
+    for run in runs:
+        for key in keys:
+            points = [(row["step"], row[key]) for row in run.train_log if _finite(row.get(key))]
+            if points:
+                name = key if len(runs) == 1 else f"{run.name} {key}"
+                lines.append(series(name, [p[0] for p in points], [p[1] for p in points]))
+    title = "training losses" + (f": {runs[0].name}" if len(runs) == 1 else "")
+    return FigureSpec(kind="line", title=title, x_label="step", y_label="loss",
+                      series=tuple(lines), integer_x=True)
+
+
+def metric_trajectory(runs: Sequence[Run], metric: str) -> FigureSpec:
+    """``metric`` at every analyzed checkpoint (analysis.json ``trajectory``), one line per run."""
+    lines = []
+    for run in runs:
+        points = [(t["step"], t["summary"][metric]) for t in run.analysis.trajectory
+                  if _finite(t["summary"].get(metric))]
+        if points:
+            lines.append(series(run.name, [p[0] for p in points], [p[1] for p in points]))
+    return FigureSpec(kind="line", title=f"{metric} over training", x_label="step", y_label=metric,
+                      series=tuple(lines), integer_x=True, note=direction_note(direction(runs, metric)))
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -1,0 +1,365 @@
+"""The PDF diagnostic report: a verdict table, one section per metric family, and an appendix.
+
+Page one answers "did this run collapse less than that one?": each headline metric of every run,
+its change against the first run, and better / worse by the metric's own declared direction.
+The sections then show the evidence, drawn by the same figure functions as the dashboard
+(karma_probe.figures), so a number in the PDF and on screen cannot disagree. A section whose data
+are missing (no captures, no training log) says so in one line instead of failing the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from karma_probe import figures
+from karma_probe.errors import BadInput
+from karma_probe.figures.spec import FigureSpec
+from karma_probe.results import Run, decode_tokens, format_delta, format_value, load_hidden, load_maps
+from karma_probe.rundir import atomic_path, now
+
+PAGE = (11.69, 8.27)  # A4 landscape, inches
+TABLE_ROWS = 30       # verdict rows per page before it continues on the next
+TEXT_LINES, TEXT_WIDTH = 58, 150  # monospace pages (samples, appendix)
+GREEN, RED, GREY = "#d9f2d9", "#f8d7d7", "#eeeeee"
+
+# DESIGN.md §4, grouped the way the report reads; metrics not listed land in "Other"
+FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Attention", ("sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act")),
+    ("Geometry", ("aniso_cos", "erank", "top1_var", "isotropy", "uniformity")),
+    ("Decodability", ("recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc")),
+    ("Knowledge", ("lm_ppl", "fact_acc")),
+    ("Retrieval", ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@50", "mrr")),
+)
+
+
+@dataclass(frozen=True)
+class Written:
+    path: Path
+    pages: tuple[str, ...]  # the title of every page, in order
+
+
+def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples: int = 6,
+                 layer: int | None = None, head: int | None = None) -> Written:
+    """Render the report for ``runs`` (the first is the reference for deltas) to ``out`` atomically."""
+    import matplotlib
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    if not runs:
+        raise BadInput("report: give at least one run")
+    out = Path(out)
+    if out.is_dir():
+        raise BadInput(f"{out}: is a directory; give a file name like report.pdf")
+    runs = _unique_names(runs)
+    # TrueType fonts (42), not Type 3: the text stays searchable and extractable
+    with matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 8}), atomic_path(out, ".pdf") as tmp:
+        with PdfPages(tmp, metadata={"Title": "karma_probe diagnostic report",
+                                     "Subject": ", ".join(r.name for r in runs), "Creator": "karma-probe report"}) as pdf:
+            pages = _Pages(pdf, runs)
+            _verdict(pages, runs)
+            _attention(pages, runs, probes, layer, head)
+            _geometry(pages, runs)
+            _decodability(pages, runs, samples)
+            _family_overview(pages, runs, "Knowledge")
+            _retrieval(pages, runs)
+            _training(pages, runs)
+            _appendix(pages, runs)
+    return Written(path=out, pages=tuple(pages.titles))
+
+
+# --------------------------------------------------------------------------- pages
+
+class _Pages:
+    """Adds a header and a page number to every page and remembers the titles."""
+
+    def __init__(self, pdf, runs: Sequence[Run]):
+        self.pdf, self.titles = pdf, []
+        self.header = "karma_probe report · " + " vs ".join(r.name for r in runs)
+
+    @contextmanager
+    def page(self, title: str, layout: str | None = "constrained") -> Iterator:
+        """A new page; ``layout=None`` for pages placed by hand (tables, text), which have no grid."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=PAGE, layout=layout)
+        if layout == "constrained":
+            fig.get_layout_engine().set(rect=(0, 0.025, 1, 0.975))  # keep clear of the footer line
+        yield fig
+        fig.suptitle(title, fontsize=13, fontweight="bold", x=0.01, ha="left")
+        fig.text(0.01, 0.005, self.header, fontsize=6, color="gray", ha="left", va="bottom")
+        fig.text(0.99, 0.005, f"page {len(self.titles) + 1}", fontsize=6, color="gray", ha="right", va="bottom")
+        self.pdf.savefig(fig)
+        self.titles.append(title)
+
+    def note(self, title: str, text: str) -> None:
+        """A page that says what is missing and how to get it."""
+        with self.page(title, layout=None) as fig:
+            fig.text(0.5, 0.5, _plain(text), ha="center", va="center", fontsize=11, color="dimgray", wrap=True)
+
+    def grid(self, title: str, specs: Sequence[FigureSpec], cols: int = 3, rows: int = 2) -> None:
+        """Small multiples, ``rows x cols`` per page, continued on further pages as needed."""
+        per_page = rows * cols
+        for start in range(0, len(specs), per_page):
+            chunk = specs[start:start + per_page]
+            c = min(cols, len(chunk))
+            r = math.ceil(len(chunk) / c)
+            with self.page(title + (" (continued)" if start else "")) as fig:
+                axes = fig.subplots(r, c, squeeze=False).ravel()
+                for ax, spec in zip(axes, chunk):
+                    figures.to_matplotlib(spec, ax=ax)
+                for ax in axes[len(chunk):]:
+                    ax.set_visible(False)
+
+    def text(self, title: str, lines: Sequence[str]) -> None:
+        """Monospace text, wrapped and continued over as many pages as it needs."""
+        wrapped = [w for line in lines for w in (textwrap.wrap(line, TEXT_WIDTH, subsequent_indent="    ",
+                                                               drop_whitespace=False) or [""])]
+        for start in range(0, max(len(wrapped), 1), TEXT_LINES):
+            with self.page(title + (" (continued)" if start else ""), layout=None) as fig:
+                fig.text(0.01, 0.93, _plain("\n".join(wrapped[start:start + TEXT_LINES])), family="monospace",
+                         fontsize=7, va="top", ha="left", linespacing=1.35)
+
+
+# --------------------------------------------------------------------------- page one
+
+def verdict_rows(runs: Sequence[Run]) -> list[list[str]]:
+    """The verdict table as strings: metric, direction, then per run value [, delta, verdict].
+
+    Family names appear as section rows (a single non-empty first cell).
+    """
+    hib = {}
+    for run in reversed(runs):  # the first run's declaration wins
+        hib.update(run.analysis.higher_is_better)
+    rows = []
+    for family, metrics in _families(runs):
+        rows.append([family] + [""] * (1 + 1 + 3 * (len(runs) - 1)))
+        for metric in metrics:
+            direction = {True: "higher", False: "lower"}.get(hib.get(metric), "?")
+            ref = runs[0].summary.get(metric, math.nan)
+            row = [metric, direction, format_value(ref) if metric in runs[0].summary else "-"]
+            for run in runs[1:]:
+                v = run.summary.get(metric)
+                if v is None:
+                    row += ["-", "", ""]
+                    continue
+                delta = v - ref
+                row += [format_value(v), format_delta(delta), _verdict_word(delta, hib.get(metric))]
+            rows.append(row)
+    return rows
+
+
+def _verdict_word(delta: float, higher_is_better: bool | None) -> str:
+    if not math.isfinite(delta) or higher_is_better is None:
+        return ""
+    if delta == 0:
+        return "same"
+    return "better" if (delta > 0) == higher_is_better else "worse"
+
+
+def _verdict(pages: _Pages, runs: Sequence[Run]) -> None:
+    header = ["metric", "better"] + [runs[0].name + " (ref)"]
+    for run in runs[1:]:
+        header += [run.name, "Δ vs ref", "verdict"]
+    rows = verdict_rows(runs)
+    if not rows:
+        pages.note("Verdict", "The runs' analysis.json summaries hold no metrics.")
+        return
+    for start in range(0, len(rows), TABLE_ROWS):
+        chunk = rows[start:start + TABLE_ROWS]
+        title = "Verdict" + (" (continued)" if start else f": {len(runs)} run{'s' * (len(runs) > 1)}, "
+                                                          f"deltas against {runs[0].name}")
+        with pages.page(title, layout=None) as fig:
+            if not start:
+                fig.text(0.01, 0.925, _plain("\n".join(textwrap.wrap(_run_line(runs), 190))), fontsize=8,
+                         va="top", color="dimgray")
+            ax = fig.add_axes([0.01, 0.04, 0.98, 0.85])
+            ax.axis("off")
+            _table(ax, header, chunk)
+
+
+def _table(ax, header: list[str], rows: list[list[str]]) -> None:
+    """Draw the table cell by cell: names left-aligned, numbers right-aligned, verdicts coloured.
+
+    The header row is two lines tall so long run names wrap inside their column.
+    """
+    from matplotlib.patches import Rectangle
+
+    widths = [0.17, 0.06, 0.11] + [0.11, 0.08, 0.07] * ((len(header) - 3) // 3)
+    scale = min(1.0, 1.0 / sum(widths))
+    widths = [w * scale for w in widths]
+    lefts = [sum(widths[:i]) for i in range(len(widths))]
+    height = 1.0 / (TABLE_ROWS + 2)
+    page_width_pt = PAGE[0] * 0.98 * 72
+    for i, row in enumerate([header, *rows]):
+        h = 2 * height if i == 0 else height
+        y = 1.0 - 2 * height - max(i, 0) * height
+        family_row = i > 0 and all(x == "" for x in row[1:])
+        for c, (text, left, w) in enumerate(zip(row, lefts, widths)):
+            fill = GREY if i == 0 else "#f6f6f6" if family_row else {"better": GREEN, "worse": RED}.get(text, "white")
+            ax.add_patch(Rectangle((left, y), w, h, facecolor=fill, edgecolor="#d0d0d0", linewidth=0.5))
+            if i == 0:  # ~5.2 pt per character at 8 pt bold
+                text = "\n".join(textwrap.wrap(text, max(4, int(w * page_width_pt / 5.2)), max_lines=2,
+                                               placeholder="…", break_on_hyphens=False))
+            left_aligned = c < 2 or family_row
+            ax.text(left + 0.005 if left_aligned else left + w - 0.005, y + h / 2, _plain(text),
+                    ha="left" if left_aligned else "right", va="center", fontsize=8, linespacing=1.1,
+                    fontweight="bold" if i == 0 or family_row else "normal")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+
+
+def _run_line(runs: Sequence[Run]) -> str:
+    parts = []
+    for r in runs:
+        step = r.analysis.run.get("step")
+        parts.append(f"{r.name}: condition {r.condition}" + (f", step {step}" if step is not None else ""))
+    return (f"Created {now()}.  " + ";  ".join(parts) + ".  'better' / 'worse' follow each metric's declared "
+            "direction; run directories and configs are in the appendix.")
+
+
+# --------------------------------------------------------------------------- sections
+
+def _families(runs: Sequence[Run]) -> list[tuple[str, list[str]]]:
+    present = list(dict.fromkeys(m for r in runs for m in r.summary))
+    listed = {m for _, ms in FAMILIES for m in ms}
+    out = [(name, [m for m in metrics if m in present]) for name, metrics in FAMILIES]
+    out.append(("Other", sorted(m for m in present if m not in listed)))
+    return [(name, ms) for name, ms in out if ms]
+
+
+def _family_metrics(runs: Sequence[Run], family: str) -> list[str]:
+    return dict(_families(runs)).get(family, [])
+
+
+def _family_overview(pages: _Pages, runs: Sequence[Run], family: str) -> None:
+    metrics = _family_metrics(runs, family)
+    if not metrics:
+        pages.note(f"{family}", f"No {family.lower()} metrics in these runs' analysis.json.")
+        return
+    pages.grid(f"{family}: headline metrics", [figures.metric_bars(runs, m) for m in metrics])
+
+
+def _by_layer(pages: _Pages, runs: Sequence[Run], family: str) -> None:
+    specs = [figures.metric_by_layer(runs, m) for m in _family_metrics(runs, family)]
+    specs = [s for s in specs if not s.empty]
+    if specs:
+        pages.grid(f"{family}: by layer", specs, cols=2 if len(specs) <= 4 else 3)
+
+
+def _attention(pages: _Pages, runs: Sequence[Run], probes: int, layer: int | None, head: int | None) -> None:
+    _family_overview(pages, runs, "Attention")
+    _by_layer(pages, runs, "Attention")
+    for metric in _family_metrics(runs, "Attention"):
+        maps = figures.head_heatmaps(runs, metric)
+        if any(not s.empty for s in maps):
+            pages.grid(f"Attention: {metric} by layer and head (one colour scale)", maps, **_per_run_grid(len(runs)))
+    if layer is None or head is None:
+        strongest = figures.strongest_sink(runs[0]) or (0, 0)
+        layer = strongest[0] if layer is None else layer
+        head = strongest[1] if head is None else head
+    for run in runs:
+        title = f"Attention maps: {run.name}, layer {layer}, head {head}"
+        try:
+            chosen = load_maps(run)[:probes]
+            specs = [figures.attention_map(p, layer, head, decode_tokens(run, p.input_ids), run.name) for p in chosen]
+        except BadInput as e:
+            pages.note(title, f"Not available: {e}")
+            continue
+        pages.grid(title, specs, cols=len(specs), rows=1)
+
+
+def _geometry(pages: _Pages, runs: Sequence[Run]) -> None:
+    _family_overview(pages, runs, "Geometry")
+    _by_layer(pages, runs, "Geometry")
+    hidden, missing = {}, []
+    for run in runs:
+        try:
+            hidden[run.name] = load_hidden(run)
+        except BadInput as e:
+            missing.append(str(e))
+    if not hidden:
+        pages.note("Geometry: embedding spectra", "Not available: " + "; ".join(missing))
+        return
+    specs = [figures.singular_spectrum({n: h.interest for n, h in hidden.items()}, "interest embeddings: spectrum"),
+             figures.singular_spectrum({n: h.items for n, h in hidden.items()}, "item embeddings: spectrum"),
+             figures.cosine_histogram({n: h.interest for n, h in hidden.items()}, title="interest embeddings: pairwise cosine"),
+             figures.cosine_histogram({n: h.items for n, h in hidden.items()}, title="item embeddings: pairwise cosine")]
+    pages.grid("Geometry: spectra and cosine similarity" + (f" (missing: {len(missing)} run(s))" if missing else ""),
+               specs, cols=2)
+    import numpy as np
+
+    scatters = [figures.pca_scatter(np.concatenate([h.items, h.interest]),
+                                    ["item"] * len(h.items) + ["interest"] * len(h.interest), title=f"{name}: PCA")
+                for name, h in hidden.items()]
+    pages.grid("Geometry: interest and item embeddings, first two principal components", scatters,
+               **_per_run_grid(len(scatters)))
+
+
+def _decodability(pages: _Pages, runs: Sequence[Run], samples: int) -> None:
+    _family_overview(pages, runs, "Decodability")
+    lines = []
+    for run in runs:
+        decoded = run.analysis.samples.get("decoded") or []
+        lines.append(f"== {run.name} ({run.condition}): {len(decoded)} decoded samples, first {min(samples, len(decoded))}")
+        for i, s in enumerate(decoded[:samples]):
+            truth, got = str(s.get("truth", "")), str(s.get("decoded", ""))
+            mark = "exact" if truth.strip().lower() == got.strip().lower() else "differs"
+            lines += [f"[{i}] history: {s.get('history', '')}", f"    truth:   {truth}", f"    decoded: {got}   ({mark})", ""]
+        lines.append("")
+    if not any(r.analysis.samples.get("decoded") for r in runs):
+        pages.note("Decodability: samples", "Not available: no samples.decoded in these runs' analysis.json.")
+        return
+    pages.text("Decodability: the interest embedding decoded back to text", lines)
+
+
+def _retrieval(pages: _Pages, runs: Sequence[Run]) -> None:
+    specs = [figures.hr_at_k(runs)] + [figures.metric_bars(runs, m) for m in _family_metrics(runs, "Retrieval")]
+    if all(s.empty for s in specs):
+        pages.note("Retrieval", "Not available: no metrics.json and no hr@K in the analysis summaries.")
+        return
+    pages.grid("Retrieval: full-catalogue ranking (test split)", specs)
+
+
+def _training(pages: _Pages, runs: Sequence[Run]) -> None:
+    specs = [figures.loss_curves([r]) for r in runs if r.train_log]
+    specs += [s for s in (figures.metric_trajectory(runs, m) for m in ("sink_mass", "hr@10")) if not s.empty]
+    if not specs:
+        pages.note("Training", "Not available: no train_log.jsonl and no analysis trajectory "
+                               "(run `karma-probe analyze RUN --all-checkpoints` for the latter).")
+        return
+    pages.grid("Training: losses and metrics over steps", specs)
+
+
+def _appendix(pages: _Pages, runs: Sequence[Run]) -> None:
+    for run in runs:
+        lines = [f"run directory: {run.path}", f"condition: {run.condition}", "",
+                 "provenance (analysis.json 'run'):", *_json(run.analysis.run).splitlines(), "",
+                 "config.json:", *(_json(run.config).splitlines() if run.config else ["(not found)"])]
+        pages.text(f"Appendix: {run.name} — config and provenance", lines)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _per_run_grid(n: int) -> dict:
+    """One panel per run: a row of up to three, or 2 x 2 for four, then pages of 2 x 3."""
+    return {"cols": 2, "rows": 2} if n == 4 else {"cols": min(3, n), "rows": 1 if n <= 3 else 2}
+
+
+def _unique_names(runs: Sequence[Run]) -> list[Run]:
+    """Runs from different roots may share a directory name: label those by parent/name."""
+    names = [r.name for r in runs]
+    return [replace(r, name=f"{r.path.parent.name}/{r.name}") if names.count(r.name) > 1 else r for r in runs]
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+def _plain(s: str) -> str:
+    # "$" would switch matplotlib into mathtext (a title like "$5 movie" fails to render)
+    return str(s).replace("$", r"\$")
