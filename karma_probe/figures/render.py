@@ -95,8 +95,7 @@ def _mpl_bars(spec: FigureSpec, ax) -> None:
 def _mpl_heatmap(spec: FigureSpec, ax) -> None:
     import matplotlib
 
-    cmap = matplotlib.colormaps[CMAP].copy()
-    cmap.set_bad("lightgray")  # cells without a record
+    cmap = matplotlib.colormaps[CMAP].with_extremes(bad="lightgray")  # grey: cells without a record
     m = np.ma.masked_invalid(spec.matrix)
     image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap=cmap, vmin=spec.vmin, vmax=spec.vmax)
     bar = ax.figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02)

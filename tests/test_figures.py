@@ -1,0 +1,242 @@
+"""Figure functions on known data, and both renderers drawing the same numbers."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fakeruns import make_run
+
+from karma_probe import figures
+from karma_probe.errors import BadInput
+from karma_probe.figures.spec import FigureSpec, series
+from karma_probe.results import ProbeMap, load_maps, load_run
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return load_run(make_run(root, "karma", "karma")), load_run(make_run(root, "action", "action"))
+
+
+def _drawn(spec: FigureSpec):
+    """Render with matplotlib to PNG bytes (proves it draws) and return the Figure."""
+    fig = figures.to_matplotlib(spec)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+    return fig
+
+
+# --------------------------------------------------------------------------- attention
+
+def test_sink_mass_by_layer_averages_heads_per_layer(two_runs):
+    spec = figures.sink_mass_by_layer(two_runs)
+    assert spec.kind == "line" and [s.name for s in spec.series] == ["karma", "action"]
+    run = two_runs[0]
+    for layer in range(3):
+        heads = [r.value for r in run.analysis.records if r.metric == "sink_mass" and r.layer == layer]
+        assert len(heads) == 4
+        assert spec.series[0].y[layer] == pytest.approx(np.mean(heads))
+    assert list(spec.series[0].x) == [0, 1, 2]
+    assert spec.note == "lower is better"
+    # fakeruns makes action the collapsed run: more sink mass at every layer
+    assert np.all(spec.series[1].y > spec.series[0].y)
+
+
+def test_per_layer_records_win_over_head_means(tmp_path):
+    path = make_run(tmp_path, "r", "karma")
+    a = json.loads((path / "analysis.json").read_text())
+    a["records"].append({"metric": "sink_mass", "layer": 1, "head": None, "value": 0.99})
+    (path / "analysis.json").write_text(json.dumps(a))
+    spec = figures.sink_mass_by_layer([load_run(path)])
+    assert list(spec.series[0].x) == [1] and spec.series[0].y[0] == 0.99
+
+
+def test_head_heatmap_matrix_and_missing_cells(tmp_path, two_runs):
+    run = two_runs[0]
+    spec = figures.head_heatmap(run, "sink_mass")
+    assert spec.matrix.shape == (3, 4) and spec.y_ticks == ("0", "1", "2") and len(spec.x_ticks) == 4
+    rec = next(r for r in run.analysis.records if r.metric == "sink_mass" and r.layer == 2 and r.head == 3)
+    assert spec.matrix[2, 3] == rec.value
+    path = make_run(tmp_path, "holes", "karma")
+    a = json.loads((path / "analysis.json").read_text())
+    a["records"] = [r for r in a["records"] if not (r["metric"] == "sink_mass" and r["layer"] == 1 and r["head"] == 2)]
+    (path / "analysis.json").write_text(json.dumps(a))
+    holes = figures.head_heatmap(load_run(path), "sink_mass")
+    assert np.isnan(holes.matrix[1, 2]) and np.isfinite(holes.matrix).sum() == 11
+    _drawn(holes)
+    assert figures.head_heatmap(run, "no_such_metric").empty
+
+
+def test_head_heatmaps_share_one_colour_scale(two_runs):
+    specs = figures.head_heatmaps(two_runs, "sink_mass")
+    lo = min(np.nanmin(s.matrix) for s in specs)
+    hi = max(np.nanmax(s.matrix) for s in specs)
+    assert all(s.vmin == lo and s.vmax == hi for s in specs)
+
+
+def test_attention_map_is_the_captured_matrix_with_token_labels(two_runs):
+    probe = load_maps(two_runs[1])[1]  # probe 1 has 11 tokens
+    tokens = [f"tok{i}" for i in range(11)]
+    spec = figures.attention_map(probe, layer=2, head=1, tokens=tokens, run_name="action")
+    np.testing.assert_array_equal(spec.matrix, probe.attn[2, 1])
+    assert spec.x_ticks == tuple(tokens) == spec.y_ticks
+    assert spec.vmax == pytest.approx(probe.attn[2, 1][1:].max())  # row 0 excluded from the scale
+    assert "probe 1, layer 2, head 1" in spec.title
+    # without tokens the ids label the axes
+    assert figures.attention_map(probe, 0, 0).x_ticks == tuple(str(int(i)) for i in probe.input_ids)
+    with pytest.raises(BadInput, match="no layer 3"):
+        figures.attention_map(probe, 3, 0)
+    with pytest.raises(BadInput, match="10 token labels for 11"):
+        figures.attention_map(probe, 0, 0, tokens=tokens[:10])
+
+
+def test_strongest_sink(two_runs):
+    run = two_runs[1]
+    layer, head = figures.strongest_sink(run)
+    best = max((r for r in run.analysis.records if r.metric == "sink_mass"), key=lambda r: r.value)
+    assert (layer, head) == (best.layer, best.head)
+
+
+# --------------------------------------------------------------------------- geometry
+
+def test_spectrum_of_a_rank_one_set_is_one_component():
+    rng = np.random.default_rng(0)
+    x = np.outer(rng.normal(size=50), rng.normal(size=8)) + rng.normal(size=8)  # rank 1 after centering
+    spec = figures.singular_spectrum({"rank1": x, "random": rng.normal(size=(50, 8))})
+    rank1, rand = spec.series
+    assert rank1.y[0] == pytest.approx(1.0) and np.all(rank1.y[1:] < 1e-8)
+    assert rand.y.sum() == pytest.approx(1.0) and rand.y[0] < 0.5 and spec.log_y
+
+
+def test_cosine_histogram_known_answers():
+    identical = np.tile(np.array([[1.0, 2.0, 3.0]]), (20, 1))
+    opposite = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    spec = figures.cosine_histogram({"same": identical, "opposite": opposite}, bins=10)
+    same, opp = spec.series
+    assert same.y.sum() == pytest.approx(1.0) and opp.y.sum() == pytest.approx(1.0)
+    assert same.x[np.argmax(same.y)] == pytest.approx(1.0, abs=spec.bin_width)  # all 190 pairs at cos 1
+    assert opp.x[np.argmax(opp.y)] == pytest.approx(-1.0, abs=spec.bin_width)   # the one pair at cos -1
+    np.testing.assert_array_equal(same.x, opp.x)                               # shared bins
+    assert spec.meta == {"same": pytest.approx(1.0), "opposite": pytest.approx(-1.0)}
+
+
+def test_pca_scatter_line_and_label_pooling():
+    t = np.linspace(-1, 1, 30)[:, None]
+    x = t * np.array([[1.0, 2.0, 0.5]])  # points on a line
+    labels = [f"g{i % 12}" for i in range(30)]
+    spec = figures.pca_scatter(x, labels, max_groups=5)
+    assert spec.x_label.startswith("PC1 (100% of variance)")
+    names = [s.name for s in spec.series]
+    assert len(names) == 6 and "other" in names
+    assert sum(len(s.x) for s in spec.series) == 30
+    np.testing.assert_allclose(np.concatenate([s.y for s in spec.series]), 0, atol=1e-9)  # no PC2 spread
+    with pytest.raises(BadInput):
+        figures.pca_scatter(x, labels[:3])
+
+
+# --------------------------------------------------------------------------- retrieval and training
+
+def test_hr_at_k_from_metrics_json_with_random_reference(two_runs):
+    spec = figures.hr_at_k(two_runs)
+    karma, action, rand = spec.series
+    assert list(karma.x) == [10, 50, 200]
+    assert list(karma.y) == pytest.approx([two_runs[0].metrics["test"][f"hr@{k}"] for k in (10, 50, 200)])
+    assert rand.dashed and rand.name == "random" and spec.log_x
+
+
+def test_hr_at_k_falls_back_to_the_summary(tmp_path):
+    run = load_run(make_run(tmp_path, "no-metrics", "karma", metrics=False))
+    (line,) = figures.hr_at_k([run]).series
+    assert list(line.y) == pytest.approx([run.summary["hr@10"], run.summary["hr@50"], run.summary["hr@200"]])
+
+
+def test_loss_curves_leave_out_terms_never_logged(two_runs):
+    karma, action = two_runs
+    assert [s.name for s in figures.loss_curves([karma]).series] == ["loss", "l_act", "l_gen", "l_rec"]
+    assert [s.name for s in figures.loss_curves([action]).series] == ["loss", "l_act"]
+    both = figures.loss_curves(two_runs, keys=("loss",))
+    assert [s.name for s in both.series] == ["karma loss", "action loss"] and len(both.series[0].x) == 30
+
+
+def test_metric_trajectory(two_runs, tmp_path):
+    spec = figures.metric_trajectory(two_runs, "sink_mass")
+    assert list(spec.series[0].x) == [10, 20, 30]
+    assert spec.series[0].y[-1] == pytest.approx(two_runs[0].summary["sink_mass"])
+    no_traj = load_run(make_run(tmp_path, "flat", "karma", trajectory=False))
+    assert figures.metric_trajectory([no_traj], "sink_mass").empty
+
+
+def test_metric_bars(two_runs):
+    spec = figures.metric_bars(two_runs, "hr@10")
+    assert list(spec.series[0].x) == ["karma", "action"]
+    assert list(spec.series[0].y) == [two_runs[0].summary["hr@10"], two_runs[1].summary["hr@10"]]
+
+
+# --------------------------------------------------------------------------- renderers
+
+def _all_specs(runs):
+    probe = load_maps(runs[0])[0]
+    x = np.random.default_rng(0).normal(size=(30, 5))
+    return [figures.sink_mass_by_layer(runs), figures.head_heatmap(runs[0]),
+            figures.attention_map(probe, 1, 1, [f"t{i}" for i in range(len(probe.input_ids))]),
+            figures.singular_spectrum({"x": x}), figures.cosine_histogram({"x": x}),
+            figures.pca_scatter(x, ["a", "b", "c"] * 10), figures.hr_at_k(runs), figures.loss_curves([runs[0]]),
+            figures.metric_trajectory(runs, "hr@10"), figures.metric_bars(runs, "sink_mass")]
+
+
+def test_both_renderers_draw_every_kind_with_the_same_numbers(two_runs):
+    import plotly.graph_objects as go
+
+    for spec in _all_specs(two_runs):
+        fig = _drawn(spec)
+        pfig = figures.to_plotly(spec)
+        assert isinstance(pfig, go.Figure)
+        if spec.kind == "heatmap":
+            (trace,) = pfig.data
+            z = np.array([[np.nan if v is None else v for v in row] for row in trace.z], dtype=float)
+            np.testing.assert_array_equal(z, spec.matrix)
+            continue
+        assert len(pfig.data) == len(spec.series)
+        for trace, s in zip(pfig.data, spec.series):
+            np.testing.assert_allclose(np.asarray(trace.y, float), s.y)
+        if spec.kind == "line":
+            lines = fig.axes[0].get_lines()
+            for line, s in zip(lines, spec.series):
+                np.testing.assert_allclose(line.get_ydata(), s.y)
+
+
+def test_renderers_survive_awkward_labels():
+    tokens = ("<|endoftext|>", "$5", " the", "<|endoftext|>")  # repeated, HTML-like, mathtext-like
+    attn = np.tril(np.ones((4, 4))) / np.arange(1, 5)[:, None]
+    spec = figures.attention_map(ProbeMap(0, attn[None, None].astype(np.float32), np.arange(4)), 0, 0, tokens)
+    _drawn(spec)
+    pfig = figures.to_plotly(spec)
+    assert list(pfig.layout.xaxis.tickvals) == [0, 1, 2, 3]  # repeated tokens keep their own columns
+    assert pfig.layout.xaxis.ticktext[0] == "&lt;|endoftext|&gt;"
+
+
+def test_empty_specs_render_a_no_data_panel():
+    spec = FigureSpec(kind="line", title="nothing", series=(series("a", [], []),))
+    assert spec.empty
+    fig = _drawn(spec)
+    assert any(t.get_text() == "no data" for t in fig.axes[0].texts)
+    assert figures.to_plotly(spec).layout.annotations[0].text == "no data"
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError):
+        FigureSpec(kind="pie", title="x")
+    with pytest.raises(ValueError):
+        FigureSpec(kind="heatmap", title="x", matrix=np.zeros((2, 2)), x_ticks=("a",))
+    with pytest.raises(ValueError):
+        series("s", [1, 2], [1])
+
+
+def test_figures_do_not_import_torch():
+    code = "import karma_probe.figures, sys; assert 'torch' not in sys.modules, 'torch was imported'"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

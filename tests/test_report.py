@@ -1,0 +1,178 @@
+"""The PDF report: pages in the expected order, the verdict's numbers as text, pages that render."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fakeruns import make_run
+from pypdf import PdfReader
+
+from karma_probe import report
+from karma_probe.cli import main
+from karma_probe.results import format_delta, format_value, load_run
+
+FULL_REPORT = [  # two runs with everything: the page plan, in order
+    "Verdict: 2 runs", "Attention: headline metrics", "Attention: by layer",
+    "Attention: sink_mass by layer and head", "Attention: key_concentration by layer and head",
+    "Attention: attn_entropy by layer and head", "Attention maps: karma", "Attention maps: action",
+    "Geometry: headline metrics", "Geometry: by layer", "Geometry: spectra and cosine similarity",
+    "Geometry: interest and item embeddings", "Decodability: headline metrics", "Decodability: the interest embedding",
+    "Knowledge: headline metrics", "Retrieval: full-catalogue ranking", "Training: losses and metrics",
+    "Appendix: karma", "Appendix: action",
+]
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    runs = [load_run(make_run(root, "karma", "karma")), load_run(make_run(root, "action", "action"))]
+    written = report.write_report(runs, root / "out" / "report.pdf")
+    return runs, written
+
+
+def _texts(path):
+    return [p.extract_text() for p in PdfReader(str(path)).pages]
+
+
+def test_page_plan(full):
+    _, written = full
+    texts = _texts(written.path)
+    assert len(texts) == len(written.pages) == len(FULL_REPORT)
+    for title, expected, text in zip(written.pages, FULL_REPORT, texts):
+        assert title.startswith(expected)
+        assert title.split(" (")[0] in text  # each page carries its own title
+    assert all(f"page {i + 1}" in t for i, t in enumerate(texts))
+
+
+def test_verdict_page_shows_every_value_delta_and_direction(full):
+    (karma, action), written = full
+    page_one = _texts(written.path)[0]
+    for metric, ref in karma.summary.items():
+        v = action.summary[metric]
+        line = next(line for line in page_one.splitlines() if line.startswith(metric + " "))
+        direction = "lower" if not karma.analysis.higher_is_better[metric] else "higher"
+        worse = (v - ref > 0) != karma.analysis.higher_is_better[metric]
+        assert line.split() == [metric, direction, format_value(ref), format_value(v), format_delta(v - ref),
+                                "worse" if worse else "better"], line
+    # fakeruns makes action the collapsed run: it is worse on every metric
+    assert page_one.count("worse") == len(karma.summary) + 1  # + the legend sentence
+
+
+def test_verdict_rows_unit():
+    from karma_probe.report import _verdict_word
+
+    assert _verdict_word(0.1, True) == "better" and _verdict_word(0.1, False) == "worse"
+    assert _verdict_word(-0.1, False) == "better" and _verdict_word(0.0, True) == "same"
+    assert _verdict_word(0.1, None) == "" and _verdict_word(float("nan"), True) == ""
+
+
+def test_sections_show_their_data(full):
+    (karma, action), written = full
+    texts = _texts(written.path)
+    samples = texts[written.pages.index(next(t for t in written.pages if t.startswith("Decodability: the")))]
+    for s in karma.analysis.samples["decoded"]:
+        assert s["truth"] in samples and s["decoded"] in samples
+    appendix = texts[-2]
+    assert '"lambda_gen": 1.0' in appendix and str(karma.path) in appendix and '"config_hash"' in appendix
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None,
+                    reason="pdftoppm not installed (scripts/setup.sh installs poppler-utils)")
+def test_every_page_renders_to_a_non_blank_png(full, tmp_path):
+    from matplotlib.image import imread
+
+    _, written = full
+    subprocess.run(["pdftoppm", "-r", "30", "-png", str(written.path), str(tmp_path / "page")], check=True)
+    pngs = sorted(tmp_path.glob("page-*.png"))
+    assert len(pngs) == len(written.pages)
+    for png in pngs:
+        pixels = imread(png)
+        assert pixels.shape[1] > pixels.shape[0] > 200  # landscape A4 at 30 dpi: ~351 x 248
+        assert pixels.std() > 0.02, f"{png.name} is blank"
+
+
+def test_missing_captures_and_training_data_give_notes_not_crashes(tmp_path):
+    bare = load_run(make_run(tmp_path, "bare", "karma", capture=False, train_log=False, trajectory=False,
+                             metrics=False))
+    written = report.write_report([bare], tmp_path / "bare.pdf")
+    texts = _texts(written.path)
+    assert len(texts) == len(written.pages)
+    maps_page = texts[next(i for i, t in enumerate(written.pages) if t.startswith("Attention maps"))]
+    assert "Not available" in maps_page and "maps.safetensors" in maps_page
+    geometry = texts[written.pages.index("Geometry: embedding spectra")]
+    assert "Not available" in geometry and "hidden.safetensors" in geometry
+    training = texts[written.pages.index("Training")]
+    assert "Not available" in training and "train_log.jsonl" in training
+    # retrieval still drawn from the analysis summary
+    assert any(t.startswith("Retrieval: full-catalogue") for t in written.pages)
+
+
+LIGHT = dict(capture=False, train_log=False, trajectory=False)  # fewer pages where only page one matters
+
+
+def test_one_run_and_four_runs(tmp_path):
+    one = report.write_report([load_run(make_run(tmp_path, "solo", "karma", **LIGHT))], tmp_path / "one.pdf")
+    assert _texts(one.path)[0].count("verdict") == 0  # no deltas with a single run
+    runs = [load_run(make_run(tmp_path / "r", c, c, **LIGHT)) for c in ("base", "action", "gen", "karma")]
+    four = report.write_report(runs, tmp_path / "four.pdf")
+    page_one = _texts(four.path)[0]
+    assert page_one.count("Δ vs ref") == 3
+    assert len(PdfReader(str(four.path)).pages) == len(four.pages)
+
+
+def test_duplicate_run_names_are_told_apart(tmp_path):
+    a = load_run(make_run(tmp_path / "seed0", "karma", "karma", seed=0, **LIGHT))
+    b = load_run(make_run(tmp_path / "seed1", "karma", "karma", seed=1, **LIGHT))
+    written = report.write_report([a, b], tmp_path / "dup.pdf")
+    assert "seed0/karma" in _texts(written.path)[0] and "seed1/karma" in _texts(written.path)[0]
+
+
+def test_a_failing_section_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    run = load_run(make_run(tmp_path, "r", "karma"))
+    out = tmp_path / "report.pdf"
+    out.write_bytes(b"previous report")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("section failed")
+
+    monkeypatch.setattr(report, "_geometry", boom)
+    with pytest.raises(RuntimeError):
+        report.write_report([run], out)
+    assert out.read_bytes() == b"previous report"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report.pdf")] == []
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
+    good = make_run(tmp_path, "good", "karma")
+    broken = make_run(tmp_path, "broken", "action")
+    (broken / "analysis.json").write_text('{"schema": "karma_probe.analysis/1", "records": [')  # killed mid-write
+    out = tmp_path / "r.pdf"
+    assert main(["report", str(good), str(broken), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "broken/analysis.json" in err and "not valid JSON" in err
+    assert main(["report", str(good), str(tmp_path / "nope"), "-o", str(out)]) == 2
+    assert main(["report", str(good), "-o", str(tmp_path)]) == 2  # a directory
+    assert main(["report", str(good), "-o", str(out), "--probes", "0"]) == 2
+    assert main(["report", str(good), "-o", str(out), "--layer", "7", "--head", "0"]) == 0  # out of range: a note
+    assert "no layer 7" in _texts(out)[next(i for i, t in enumerate(PdfReader(str(out)).pages)
+                                           if "Attention maps" in t.extract_text())]
+
+
+def test_cli_subprocess(tmp_path):
+    karma, action = make_run(tmp_path, "karma", "karma"), make_run(tmp_path, "action", "action")
+    out = tmp_path / "reports" / "tiny.pdf"
+    r = subprocess.run([sys.executable, "-m", "karma_probe", "report", str(karma), str(action), "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"({len(FULL_REPORT)} pages)" in r.stdout
+    assert PdfReader(str(out)).metadata.title == "karma_probe diagnostic report"
+
+
+def test_report_values_match_check_formatting(full):
+    # the report and `karma-probe check` print numbers the same way
+    (karma, _), written = full
+    v = karma.summary["sink_mass"]
+    assert format_value(v) in _texts(written.path)[0]
+    assert format_value(np.float64(v)) == format_value(v)
