@@ -1,0 +1,14 @@
+"""Capture: hooks on a fixed, seeded probe set → exact, streaming, mergeable attention and
+residual-stream statistics, a few full attention maps and the hidden states the analyzers need.
+
+Modules, in the order data flows through them:
+
+- ``probes``    the probe set (history prompts of test users + general passages)
+- ``hooks``     the one place that registers hooks (always removed), canonical activation names
+- ``attention`` exact attention rows from a layer's queries and keys, one query chunk at a time
+- ``backends``  torch hooks (model keeps SDPA) or TransformerLens ``run_with_cache``
+- ``reducers``  streaming sums per layer and head; ``merge`` combines shards
+- ``session``   batches through a backend into reducers, maps and marker hidden states
+- ``writer``    RUN/capture/ (atomic, with manifest.json): write, read, merge
+- ``run``       a run directory (or a new reference run) end to end
+"""

@@ -1,0 +1,119 @@
+"""The fixed, seeded probe set that every capture of every run is measured on.
+
+Two sets, so collapse on the task prompts can be told apart from damage to general language:
+
+- ``history``: N test-split examples of the run's dataset, drawn with ``random.Random(seed)``,
+  rendered by ``prompts.history_prompt`` (newest ``max_items`` items, ending in the interest
+  marker). Each probe remembers its user and target item (the test item), so hidden states and
+  interest embeddings can be scored against the truth.
+- ``text``: short general-knowledge passages written for this project
+  (``karma_probe/resources/passages.txt``, one passage per blank-line-separated block). The
+  analyzers reuse the same passages for ``lm_ppl`` through :func:`general_passages`.
+
+The same seed, dataset and N give the same probes in the same order on every machine, so runs
+(and shards of one run, see :func:`shard`) are comparable probe by probe.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from karma_probe.errors import BadInput
+
+PROBE_SEED = 0
+DEFAULT_PROBES = 64
+DEFAULT_MAX_ITEMS = 6  # newest history items in a prompt when the run config does not say
+SETS = ("history", "text")
+
+
+@dataclass(frozen=True)
+class Probe:
+    set: str  # "history" | "text"
+    text: str
+    user: str | None = None  # history probes: the test user
+    target: int | None = None  # history probes: the test target's item index
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    seed: int
+    max_items: int
+    history: tuple[Probe, ...]
+    text: tuple[Probe, ...]
+
+    def by_set(self, name: str) -> tuple[Probe, ...]:
+        return getattr(self, name)
+
+    def __len__(self) -> int:
+        return len(self.history) + len(self.text)
+
+
+@lru_cache(maxsize=1)
+def _passages() -> tuple[str, ...]:
+    raw = resources.files("karma_probe").joinpath("resources/passages.txt").read_text(encoding="utf-8")
+    blocks = [" ".join(line.strip() for line in block.splitlines() if line.strip()) for block in raw.split("\n\n")]
+    return tuple(b for b in blocks if b)
+
+
+def general_passages() -> list[str]:
+    """The general-text probe passages, in file order (each a few sentences, one line each)."""
+    return list(_passages())
+
+
+def history_probes(dataset, n: int, *, seed: int = PROBE_SEED, max_items: int = DEFAULT_MAX_ITEMS) -> list[Probe]:
+    """``n`` test-split examples drawn without replacement by ``random.Random(seed)`` (all if fewer)."""
+    from karma_probe.prompts import history_prompt
+
+    if n < 0:
+        raise BadInput(f"--probes must be >= 0, got {n}")
+    test = dataset.split().test
+    if not test and n:
+        raise BadInput(f"dataset {dataset.name!r} has no test-split users (each user needs at least 3 interactions)")
+    chosen = random.Random(seed).sample(range(len(test)), min(n, len(test)))
+    out = []
+    for i in chosen:
+        ex = test[i]
+        items = [dataset.items[j] for j in ex.history]
+        out.append(Probe("history", history_prompt(items, max_items), user=ex.user, target=ex.target))
+    return out
+
+
+def text_probes(n: int | None = None) -> list[Probe]:
+    """The first ``n`` general passages (all when ``n`` is None)."""
+    passages = general_passages()
+    if n is not None:
+        if n < 0:
+            raise BadInput(f"--text-probes must be >= 0, got {n}")
+        passages = passages[:n]
+    return [Probe("text", p) for p in passages]
+
+
+def build_probe_set(dataset, n_history: int = DEFAULT_PROBES, *, n_text: int | None = None, seed: int = PROBE_SEED,
+                    max_items: int = DEFAULT_MAX_ITEMS) -> ProbeSet:
+    """The full probe set; an empty one is bad input (there would be nothing to measure)."""
+    probes = ProbeSet(seed=seed, max_items=max_items,
+                      history=tuple(history_probes(dataset, n_history, seed=seed, max_items=max_items)),
+                      text=tuple(text_probes(n_text)))
+    if not len(probes):
+        raise BadInput("empty probe set: ask for at least one history probe (--probes N) or text probe (--text-probes N)")
+    return probes
+
+
+def shard(probes: ProbeSet, index: int, count: int) -> ProbeSet:
+    """Contiguous shard ``index`` of ``count`` of each set, so merged shards keep the probe order."""
+    if not (count >= 1 and 0 <= index < count):
+        raise BadInput(f"--shard {index}/{count}: expected I/N with 0 <= I < N")
+
+    def part(seq):
+        n = len(seq)
+        return seq[n * index // count: n * (index + 1) // count]
+
+    return ProbeSet(probes.seed, probes.max_items, part(probes.history), part(probes.text))
+
+
+def shard_offset(probes: ProbeSet, index: int, count: int, name: str) -> int:
+    """Global index of the first probe of set ``name`` in shard ``index`` (for numbering full maps)."""
+    return len(probes.by_set(name)) * index // count

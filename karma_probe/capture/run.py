@@ -1,0 +1,171 @@
+"""Capture a run directory (or create a reference run of an untouched model) end to end.
+
+    load the run's model  →  seeded probe set  →  backend + reducers  →  embeddings  →  RUN/capture/
+
+Everything that can be wrong with the input (missing or truncated checkpoint, a tokenizer from
+another model, an empty probe set, bad options) is found before anything is written; the
+capture directory (and, for a new reference run, the whole run directory) appears atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from karma_probe.capture.probes import DEFAULT_MAX_ITEMS, DEFAULT_PROBES, PROBE_SEED, build_probe_set, shard, shard_offset
+from karma_probe.capture.writer import Capture, write_capture
+from karma_probe.errors import BadInput
+from karma_probe.rundir import atomic_dir, config_hash, git_sha, now, read_json, versions, write_json
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    probes: int = DEFAULT_PROBES  # history probes (test-split users)
+    text_probes: int | None = None  # general passages; None = all
+    max_len: int = 256  # T: probes are cut to this many tokens
+    full_maps: int = 4  # K: full attention maps of the first K history probes
+    backend: str = "torch"  # torch | tl
+    batch_size: int = 8
+    chunk_size: int = 128  # query rows per attention chunk (torch backend)
+    seed: int = PROBE_SEED
+    shard: tuple[int, int] = (0, 1)  # (index, count): capture only this contiguous part of each set
+    progress: bool = True
+
+
+def model_fingerprint(backbone) -> dict:
+    c = backbone.config
+    return {"architecture": type(backbone).__name__, "layers": c.num_hidden_layers, "heads": c.num_attention_heads,
+            "kv_heads": getattr(c, "num_key_value_heads", c.num_attention_heads), "width": c.hidden_size,
+            "vocab": c.vocab_size}
+
+
+def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int | None, opts: CaptureOptions,
+                  run: dict) -> Capture:
+    """Capture a loaded retrieval model (``retriever.KarmaModel``) on the seeded probe set."""
+    import torch
+
+    from karma_probe.capture.backends import make_backend
+    from karma_probe.capture.session import capture_probes
+    from karma_probe.prompts import item_text
+
+    dataset = kmodel.dataset
+    full = build_probe_set(dataset, opts.probes, n_text=opts.text_probes, seed=opts.seed, max_items=max_items)
+    probes = shard(full, *opts.shard)
+    if not len(probes):
+        raise BadInput(f"empty probe set: shard {opts.shard[0]}/{opts.shard[1]} of {len(full)} probes holds none")
+
+    backend = make_backend(opts.backend, kmodel.backbone, tokenizer, chunk_size=opts.chunk_size)
+    try:
+        result = capture_probes(kmodel.backbone, tokenizer, probes, backend, max_len=opts.max_len,
+                                batch_size=opts.batch_size, full_maps=opts.full_maps,
+                                map_offset=shard_offset(full, *opts.shard, "history"), progress=opts.progress)
+    finally:
+        backend.close()
+
+    history = probes.history
+    kwargs = {"max_tokens": max_target_tokens} if max_target_tokens else {}
+    hidden = {
+        "marker_hidden": result.marker_hidden.float(),  # (N, L+1, d)
+        "interest": kmodel.interest_embeddings([p.text for p in history], batch_size=16).float(),  # (N, e)
+        "items": kmodel.item_embeddings([item_text(it) for it in dataset.items], batch_size=64, **kwargs).float(),
+        "targets": torch.tensor([p.target for p in history], dtype=torch.long),  # (N,)
+    }
+    sets = {}
+    for name in ("history", "text"):
+        ps = probes.by_set(name)
+        s = {"count": len(ps), "truncated": result.truncated[name], "texts": [p.text for p in ps],
+             "lengths": result.lengths[name]}
+        if name == "history":
+            s |= {"users": [p.user for p in ps], "targets": [p.target for p in ps]}
+        sets[name] = s
+    manifest = {
+        "backend": opts.backend,
+        "model": model_fingerprint(kmodel.backbone),
+        "probes": {"seed": opts.seed, "count": len(probes), "max_len": opts.max_len, "max_items": max_items,
+                   "dataset": dataset.name, "shard": f"{opts.shard[0]}/{opts.shard[1]}", "sets": sets},
+        "full_maps": sorted(int(k[len("probe"):].split(".")[0]) for k in result.maps if k.endswith(".attn")),
+        "chunk_size": opts.chunk_size,
+        "run": run,
+        "created": now(),
+        "git_sha": git_sha(),
+        "versions": versions(),
+    }
+    return Capture(manifest, result.stats, result.maps, hidden)
+
+
+def _run_info(run_dir: Path, meta: dict) -> dict:
+    state = {}
+    if (run_dir / "checkpoint" / "state.json").is_file():
+        state = read_json(run_dir / "checkpoint" / "state.json", "checkpoint state")
+    return {"name": meta.get("name", run_dir.name), "condition": meta.get("condition"), "seed": meta.get("seed"),
+            "checkpoint": str(run_dir / "checkpoint"), "step": state.get("step")}
+
+
+def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *, out: str | Path | None = None) -> Path:
+    """Capture ``run_dir`` (trained or reference run) into ``out`` (default ``RUN/capture``)."""
+    from karma_probe.retriever import load_run_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: run directory not found")
+    meta = read_json(run_dir / "config.json", "run config")
+    kmodel, tok, cfg = load_run_model(run_dir)
+    train = meta.get("train", {})
+    cap = capture_model(kmodel, tok, max_items=int(train.get("max_history", DEFAULT_MAX_ITEMS)),
+                        max_target_tokens=getattr(cfg, "max_target_tokens", None), opts=opts,
+                        run=_run_info(run_dir, meta))
+    return write_capture(out or run_dir / "capture", cap)
+
+
+def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureOptions(), *,
+                    dataset: str = "ml-100k", max_items: int = DEFAULT_MAX_ITEMS) -> Path:
+    """A reference run of the untouched ``model`` (condition ``base``), captured, written atomically.
+
+    ``checkpoint/`` links to the backbone's files (a ``tiny`` backbone, which has none, is saved),
+    with ``state.json`` at step 0 and no heads: the interest embedding is the normalized marker
+    hidden state. An existing reference run is recaptured in place; any other directory is refused.
+    """
+    from karma_probe.retriever import base_model
+
+    out = Path(out)
+    if out.exists():
+        meta = read_json(out / "config.json", "run config") if (out / "config.json").is_file() else None
+        if meta is None and any(out.iterdir()):
+            raise BadInput(f"{out}: exists and is not a run directory; choose another --out")
+        if meta is not None:
+            if meta.get("condition") != "base" or meta.get("train", {}).get("model") != model:
+                raise BadInput(f"{out}: already holds a {meta.get('condition')!r} run of "
+                               f"{meta.get('train', {}).get('model')!r}, not a base run of {model!r}")
+            return capture_run(out, opts)
+
+    kmodel = base_model(model, dataset)
+    train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": opts.seed}
+    meta = {"name": out.name, "condition": "base", "preset": None, "seed": opts.seed, "train": train,
+            "config_hash": config_hash(train), "git_sha": git_sha(), "versions": versions(), "created": now()}
+    state = {"step": 0, "condition": "base", "config_hash": meta["config_hash"]}
+    run = {"name": out.name, "condition": "base", "seed": opts.seed, "checkpoint": str(out / "checkpoint"), "step": 0}
+    cap = capture_model(kmodel, kmodel.tokenizer, max_items=max_items, max_target_tokens=None, opts=opts, run=run)
+    with atomic_dir(out) as tmp:
+        write_json(tmp / "config.json", meta)
+        _link_checkpoint(kmodel, model, tmp / "checkpoint", state)
+        write_capture(tmp / "capture", cap)
+    return out / "capture"
+
+
+def _link_checkpoint(kmodel, spec: str, ckpt: Path, state: dict) -> None:
+    from karma_probe.models import SMOLLM2, smollm2_dir
+
+    if spec == "tiny":
+        kmodel.save(ckpt, state)
+        return
+    src = (smollm2_dir() if spec == SMOLLM2 else Path(spec)).resolve()
+    ckpt.mkdir(parents=True)
+    for f in sorted(src.iterdir()):
+        if f.is_file() and f.name != "state.json":
+            try:
+                os.symlink(f, ckpt / f.name)
+            except OSError:  # filesystems without symlinks get a copy
+                shutil.copy2(f, ckpt / f.name)
+    write_json(ckpt / "state.json", state)

@@ -1,0 +1,91 @@
+"""Capture attention and hidden-state statistics of a run on a fixed, seeded probe set.
+
+Attention statistics (first-token mass, received mass per key position, normalized row entropy,
+top-5% key concentration) are computed exactly from each layer's queries and keys, one chunk of
+queries at a time, while the model runs its usual SDPA attention; residual-stream massive-
+activation ratios, the hidden state at the interest marker for every layer, interest and item
+embeddings and K full attention maps are kept too. Output: RUN/capture/ (see checkpoints.md).
+"""
+
+HELP = "capture attention / hidden-state statistics into RUN/capture"
+EXAMPLES = """examples:
+  karma-probe capture runs/karma-tiny                          # 64 history probes + the general passages
+  karma-probe capture runs/karma-tiny --probes 128 --max-len 512 --full-maps 8
+  karma-probe capture runs/karma-tiny --backend tl             # TransformerLens run_with_cache (eager, more memory)
+  karma-probe capture --model smollm2-135m --out runs/base     # reference run of the untouched model
+  karma-probe capture runs/karma --shard 0/2 --capture-dir runs/karma/capture-0
+  karma-probe capture --merge runs/karma/capture runs/karma/capture-0 runs/karma/capture-1
+"""
+
+
+def add_arguments(p):
+    p.add_argument("run", nargs="?", help="run directory (holds config.json and checkpoint/)")
+    p.add_argument("--model", help="capture an untouched model as a reference run (smollm2-135m, tiny, or a local HF dir)")
+    p.add_argument("--out", help="with --model: the reference run directory to create (e.g. runs/base)")
+    p.add_argument("--dataset", default="ml-100k", help="with --model: dataset for the history probes (default ml-100k)")
+    p.add_argument("--probes", type=int, default=64, help="number of history probes (test-split users; default 64)")
+    p.add_argument("--text-probes", type=int, default=None, help="number of general-text passages (default: all)")
+    p.add_argument("--max-len", type=int, default=256, help="tokens per probe, T (default 256)")
+    p.add_argument("--full-maps", type=int, default=4, help="keep full attention maps of the first K history probes (default 4)")
+    p.add_argument("--backend", choices=["torch", "tl"], default="torch", help="torch hooks (default) or TransformerLens")
+    p.add_argument("--batch-size", type=int, default=8, help="probes per forward pass (default 8)")
+    p.add_argument("--chunk-size", type=int, default=128, help="query rows per attention chunk (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="probe-set seed (default 0; keep it fixed to compare runs)")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="capture only contiguous shard I of N of the probe set")
+    p.add_argument("--capture-dir", help="where to write (default RUN/capture)")
+    p.add_argument("--merge", nargs="+", metavar="DIR",
+                   help="OUT IN1 IN2 ...: merge captures of disjoint shards into OUT (no model is loaded)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from karma_probe.errors import BadInput
+
+    i, sep, n = text.partition("/")
+    try:
+        if not sep:
+            raise ValueError
+        return int(i), int(n)
+    except ValueError:
+        raise BadInput(f"--shard {text!r}: expected I/N, e.g. 0/2") from None
+
+
+def run(args) -> int:
+    from karma_probe.errors import BadInput
+
+    if args.merge:
+        if args.run or args.model:
+            raise BadInput("--merge takes OUT IN1 IN2 ... and no RUN or --model")
+        if len(args.merge) < 3:
+            raise BadInput("--merge needs OUT and at least two input captures")
+        from karma_probe.capture.writer import merge_captures, read_capture, write_capture
+
+        out, *inputs = args.merge
+        merged = merge_captures([read_capture(p) for p in inputs])
+        print(write_capture(out, merged))
+        return 0
+
+    from transformers.utils import logging as hf_logging
+
+    from karma_probe.capture.run import CaptureOptions, capture_run, create_base_run
+
+    # transformers' own loading/saving bars would sit above a one-line error; ours counts batches.
+    hf_logging.disable_progress_bar()
+
+    opts = CaptureOptions(probes=args.probes, text_probes=args.text_probes, max_len=args.max_len,
+                          full_maps=args.full_maps, backend=args.backend, batch_size=args.batch_size,
+                          chunk_size=args.chunk_size, seed=args.seed, shard=_shard(args.shard),
+                          progress=not args.no_progress)
+    if args.full_maps < 0:
+        raise BadInput(f"--full-maps must be >= 0, got {args.full_maps}")
+    if args.model:
+        if args.run or not args.out:
+            raise BadInput("--model needs --out RUN_DIR (and no positional RUN)")
+        if args.capture_dir:
+            raise BadInput("--capture-dir does not apply to --model (the capture goes to OUT/capture)")
+        print(create_base_run(args.model, args.out, opts, dataset=args.dataset))
+        return 0
+    if not args.run:
+        raise BadInput("give a RUN directory, or --model M --out DIR, or --merge OUT IN1 IN2 ...")
+    print(capture_run(args.run, opts, out=args.capture_dir))
+    return 0
