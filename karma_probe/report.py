@@ -67,6 +67,8 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
             _decodability(pages, runs, samples)
             _family_overview(pages, runs, "Knowledge")
             _retrieval(pages, runs)
+            if _family_metrics(runs, "Other"):  # metrics an analyzer added after FAMILIES was written
+                _family_overview(pages, runs, "Other")
             _training(pages, runs)
             _appendix(pages, runs)
     return Written(path=out, pages=tuple(pages.titles))

@@ -236,7 +236,8 @@ def test_spec_validation():
         series("s", [1, 2], [1])
 
 
-def test_figures_do_not_import_torch():
-    code = "import karma_probe.figures, sys; assert 'torch' not in sys.modules, 'torch was imported'"
+def test_figures_and_report_do_not_import_torch():
+    code = ("import karma_probe.figures, karma_probe.report, karma_probe.commands.report, sys; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -1,5 +1,6 @@
 """The PDF report: pages in the expected order, the verdict's numbers as text, pages that render."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,17 @@ def test_one_run_and_four_runs(tmp_path):
     page_one = _texts(four.path)[0]
     assert page_one.count("Δ vs ref") == 3
     assert len(PdfReader(str(four.path)).pages) == len(four.pages)
+
+
+def test_metrics_outside_the_known_families_get_their_own_section(tmp_path):
+    path = make_run(tmp_path, "r", "karma", **LIGHT)
+    a = json.loads((path / "analysis.json").read_text())
+    a["summary"]["new_metric"] = 0.123
+    a["higher_is_better"]["new_metric"] = True
+    (path / "analysis.json").write_text(json.dumps(a))
+    written = report.write_report([load_run(path)], tmp_path / "other.pdf")
+    assert "Other: headline metrics" in written.pages
+    assert "new_metric higher 0.123" in _texts(written.path)[0]
 
 
 def test_duplicate_run_names_are_told_apart(tmp_path):
