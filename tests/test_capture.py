@@ -315,7 +315,7 @@ def test_capture_model_against_hf_and_retriever(kmodel):
     cap = _capture(kmodel)
     model, tok = kmodel.backbone, kmodel.tokenizer
     L, Hh = model.config.num_hidden_layers, model.config.num_attention_heads
-    hist = cap.manifest["probes"]["sets"]["history"]
+    hist = cap.manifest["probes"]["history"]
     lengths = hist["lengths"]
     s = cap.stats
     # every real row of P sums to 1, so Σ_j r_j = number of tokens, per layer and head
@@ -359,7 +359,7 @@ def test_shards_merge_to_one_capture(kmodel, tmp_path):
         torch.testing.assert_close(merged.maps[k], whole.maps[k], rtol=0, atol=1e-6)
     for k in whole.hidden:
         torch.testing.assert_close(merged.hidden[k], whole.hidden[k], rtol=0, atol=1e-5)
-    assert merged.manifest["probes"]["sets"]["history"]["users"] == whole.manifest["probes"]["sets"]["history"]["users"]
+    assert merged.manifest["probes"]["history"]["users"] == whole.manifest["probes"]["history"]["users"]
     with pytest.raises(BadInput, match="overlapping shards"):
         merge_captures([read_capture(tmp_path / "s0"), read_capture(tmp_path / "s0")])  # same full maps
     with pytest.raises(BadInput, match="share history probes"):
@@ -408,10 +408,10 @@ def test_cli_reference_run_follows_the_contract(base_run):
     want = {f"{s}.{k}": v for s in ("history", "text") for k, v in shapes.items()}
     assert {k: list(v.shape) for k, v in cap.stats.items()} == want
     assert all(v.dtype == torch.float32 for v in cap.stats.values())
-    n0 = m["probes"]["sets"]["history"]["lengths"][0]
+    n0 = m["probes"]["history"]["lengths"][0]
     assert list(cap.maps["probe0.attn"].shape) == [L, Hh, n0, n0] and cap.maps["probe0.input_ids"].dtype == torch.int64
     # history prompts longer than max_len are cut from the left: the interest marker survives
-    assert m["probes"]["sets"]["history"]["truncated"] > 0
+    assert m["probes"]["history"]["truncated"] > 0
     assert load_tokenizer("tiny").decode(cap.maps["probe0.input_ids"]).endswith(INTEREST_MARKER)
     assert {k: list(v.shape) for k, v in cap.hidden.items()} == {
         "marker_hidden": [N, L + 1, 64], "interest": [N, 64], "items": [120, 64], "targets": [N]}

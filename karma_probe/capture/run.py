@@ -84,7 +84,7 @@ def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int |
         "backend": opts.backend,
         "model": model_fingerprint(kmodel.backbone),
         "probes": {"seed": opts.seed, "count": len(probes), "max_len": opts.max_len, "max_items": max_items,
-                   "dataset": dataset.name, "shard": f"{opts.shard[0]}/{opts.shard[1]}", "sets": sets},
+                   "dataset": dataset.name, "shard": f"{opts.shard[0]}/{opts.shard[1]}", **sets},
         "full_maps": sorted(int(k[len("probe"):].split(".")[0]) for k in result.maps if k.endswith(".attn")),
         "chunk_size": opts.chunk_size,
         "run": run,

@@ -115,21 +115,22 @@ def merge_captures(captures: list[Capture]) -> Capture:
 
 
 def _merge_probes(parts: list[dict]) -> dict:
-    out = {k: v for k, v in parts[0].items() if k not in ("sets", "shard", "count")}
+    """Probe-set descriptions of shards → one: per-probe lists concatenate, counts add."""
+    from karma_probe.capture.probes import SETS
+
+    out = {k: v for k, v in parts[0].items() if k not in (*SETS, "shard", "count")}
     out["max_len"] = max(p.get("max_len", 0) for p in parts)
-    sets = {}
-    for p in parts:
-        for name, s in p.get("sets", {}).items():
-            acc = sets.setdefault(name, {"count": 0, "truncated": 0})
-            for key, value in s.items():
+    for name in SETS:
+        acc = {"count": 0, "truncated": 0}
+        for p in parts:
+            for key, value in p.get(name, {}).items():
                 if isinstance(value, list):
                     acc.setdefault(key, []).extend(value)
                 elif key in ("count", "truncated"):
                     acc[key] += value
-    for name, s in sets.items():
-        ident = s.get("users") if name == "history" else s.get("texts")
+        ident = acc.get("users") if name == "history" else acc.get("texts")
         if ident and len(set(ident)) < len(ident):
             raise BadInput(f"cannot merge: the captures share {name} probes (overlapping shards?)")
-    out["sets"] = sets
-    out["count"] = sum(s["count"] for s in sets.values())
+        out[name] = acc
+    out["count"] = sum(out[name]["count"] for name in SETS)
     return out
