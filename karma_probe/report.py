@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
+
 from karma_probe import figures
 from karma_probe.errors import BadInput
 from karma_probe.figures.spec import FigureSpec
@@ -92,8 +94,8 @@ class _Pages:
         if layout == "constrained":
             fig.get_layout_engine().set(rect=(0, 0.025, 1, 0.975))  # keep clear of the footer line
         yield fig
-        fig.suptitle(title, fontsize=13, fontweight="bold", x=0.01, ha="left")
-        fig.text(0.01, 0.005, self.header, fontsize=6, color="gray", ha="left", va="bottom")
+        fig.suptitle(_plain(title), fontsize=13, fontweight="bold", x=0.01, ha="left")
+        fig.text(0.01, 0.005, _plain(self.header), fontsize=6, color="gray", ha="left", va="bottom")
         fig.text(0.99, 0.005, f"page {len(self.titles) + 1}", fontsize=6, color="gray", ha="right", va="bottom")
         self.pdf.savefig(fig)
         self.titles.append(title)
@@ -287,19 +289,28 @@ def _geometry(pages: _Pages, runs: Sequence[Run]) -> None:
     if not hidden:
         pages.note("Geometry: embedding spectra", "Not available: " + "; ".join(missing))
         return
-    specs = [figures.singular_spectrum({n: h.interest for n, h in hidden.items()}, "interest embeddings: spectrum"),
-             figures.singular_spectrum({n: h.items for n, h in hidden.items()}, "item embeddings: spectrum"),
-             figures.cosine_histogram({n: h.interest for n, h in hidden.items()}, title="interest embeddings: pairwise cosine"),
-             figures.cosine_histogram({n: h.items for n, h in hidden.items()}, title="item embeddings: pairwise cosine")]
+    try:  # e.g. a capture of a single probe has no spread to measure
+        specs, scatters = _geometry_specs(hidden)
+    except BadInput as e:
+        pages.note("Geometry: embedding spectra", f"Not available: {e}")
+        return
     pages.grid("Geometry: spectra and cosine similarity" + (f" (missing: {len(missing)} run(s))" if missing else ""),
                specs, cols=2)
-    import numpy as np
+    pages.grid("Geometry: interest and item embeddings, first two principal components", scatters,
+               **_per_run_grid(len(scatters)))
 
+
+def _geometry_specs(hidden: dict) -> tuple[list[FigureSpec], list[FigureSpec]]:
+    interest = {n: h.interest for n, h in hidden.items()}
+    items = {n: h.items for n, h in hidden.items()}
+    specs = [figures.singular_spectrum(interest, "interest embeddings: spectrum"),
+             figures.singular_spectrum(items, "item embeddings: spectrum"),
+             figures.cosine_histogram(interest, title="interest embeddings: pairwise cosine"),
+             figures.cosine_histogram(items, title="item embeddings: pairwise cosine")]
     scatters = [figures.pca_scatter(np.concatenate([h.items, h.interest]),
                                     ["item"] * len(h.items) + ["interest"] * len(h.interest), title=f"{name}: PCA")
                 for name, h in hidden.items()]
-    pages.grid("Geometry: interest and item embeddings, first two principal components", scatters,
-               **_per_run_grid(len(scatters)))
+    return specs, scatters
 
 
 def _decodability(pages: _Pages, runs: Sequence[Run], samples: int) -> None:

@@ -113,6 +113,13 @@ def test_missing_captures_and_training_data_give_notes_not_crashes(tmp_path):
 LIGHT = dict(capture=False, train_log=False, trajectory=False)  # fewer pages where only page one matters
 
 
+def test_a_capture_too_small_for_geometry_gives_a_note(tmp_path):
+    run = load_run(make_run(tmp_path, "one-probe", "karma", n=1, train_log=False, trajectory=False))
+    written = report.write_report([run], tmp_path / "small.pdf")
+    page = _texts(written.path)[written.pages.index("Geometry: embedding spectra")]
+    assert "Not available" in page and "n >= 2" in page
+
+
 def test_one_run_and_four_runs(tmp_path):
     one = report.write_report([load_run(make_run(tmp_path, "solo", "karma", **LIGHT))], tmp_path / "one.pdf")
     assert _texts(one.path)[0].count("verdict") == 0  # no deltas with a single run
