@@ -103,7 +103,8 @@ def _mpl_heatmap(spec: FigureSpec, ax) -> None:
     if spec.color_label:
         bar.set_label(_mpl_text(spec.color_label), fontsize=8)
     width_in, height_in = _axes_inches(ax)
-    _mpl_ticks(ax.set_xticks, spec.x_ticks, width_in, rotation=90)
+    # upright numbers (head 0..8), sideways words (tokens) so neighbours do not overlap
+    _mpl_ticks(ax.set_xticks, spec.x_ticks, width_in, rotation=90 if max(map(len, spec.x_ticks), default=0) > 3 else 0)
     _mpl_ticks(ax.set_yticks, spec.y_ticks, height_in, rotation=0)
     rows, cols = spec.matrix.shape
     if spec.annotate and rows * cols <= ANNOTATE_MAX_CELLS:
