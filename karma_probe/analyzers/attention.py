@@ -1,0 +1,212 @@
+"""Attention-sink and massive-activation metrics (DESIGN.md §4), from the capture's streamed sums.
+
+P is a causal attention matrix of one probe of length n: rows are queries i, columns keys j,
+P[i, j] = 0 for j > i, every row sums to 1. Query 0 can only attend to itself, so it is left out.
+The capture (karma_probe/capture/reducers.py) adds, per layer l and head h, over every probe:
+
+    first_mass_sum = Σ_{i≥1} P[i,0]            rows = Σ (n − 1)
+    entropy_sum    = Σ_{i≥1} H(P[i,:]) / log(i+1)
+    key_conc_sum   = Σ_probes top-⌈5%·(n−1)⌉ share of {r_j : j≥1},  r_j = Σ_{i≥j} P[i,j]
+    massive_sum[m] = Σ_probes max|h_m| / median|h_m|   (m = 0 embeddings, m = l+1 after layer l)
+
+so every metric here is a ratio of those sums and never needs a full ``[H, T, T]`` map. The pure
+functions on full matrices (``*_from_pattern``, :func:`attention_sums`) define the same numbers
+directly; they are the known-answer tests' ground truth and the parity check of the capture.
+
+Headline (``summary``) numbers are taken on the ``history`` probe set (the task's own prompts);
+the ``text`` set (general passages) gets one record per metric with ``set="text"``, so damage
+on task prompts can be told apart from damage on plain language. Per (layer, head) records exist
+for the ``history`` set only, so a consumer that indexes records by (metric, layer, head) sees
+one value per cell.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from karma_probe.analyzers.registry import Measurement, Record, register
+
+SINK_EPSILON = 0.3  # Gu et al. (ICLR 2025) call a head a sink head above this first-token mass
+TOP_PERCENT = 5  # the "barcode" statistic: share on the top ⌈5%⌉ key positions
+HEADLINE_SET = "history"
+
+
+# --------------------------------------------------------------------------- pure functions on full maps
+
+
+def top_count(n_keys: int) -> int:
+    """k = ⌈5% · n_keys⌉ in integer arithmetic (as the capture computes it)."""
+    return (TOP_PERCENT * n_keys + 99) // 100
+
+
+def sink_mass_from_pattern(P: np.ndarray) -> np.ndarray:
+    """Mean over queries i≥1 of P[i, 0].  P: [..., T, T] → [...]; range [0, 1]."""
+    P = np.asarray(P, dtype=np.float64)
+    return P[..., 1:, 0].mean(-1)
+
+
+def attn_entropy_from_pattern(P: np.ndarray) -> np.ndarray:
+    """Mean over queries i≥1 of H(P[i,:]) / log(i+1).  P: [..., T, T] → [...]; range [0, 1].
+
+    1 for uniform causal attention (row i spread evenly over its i+1 keys), 0 when every row puts
+    all its mass on one key. 0·log 0 = 0.
+    """
+    P = np.asarray(P, dtype=np.float64)
+    T = P.shape[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(P > 0, P * np.log(np.where(P > 0, P, 1.0)), 0.0)
+    H = -plogp.sum(-1)[..., 1:]  # [..., T-1]  rows i = 1..T-1
+    return (H / np.log(np.arange(2, T + 1))).mean(-1)
+
+
+def received_mass(P: np.ndarray) -> np.ndarray:
+    """r_j = Σ_{i≥j} P[i, j] (column sums of a causal map).  [..., T, T] → [..., T]."""
+    return np.asarray(P, dtype=np.float64).sum(-2)
+
+
+def key_concentration_from_pattern(P: np.ndarray) -> np.ndarray:
+    """Share of Σ_{j≥1} r_j on the top ⌈5%·(T−1)⌉ key positions j≥1.  [..., T, T] → [...]; range [0, 1].
+
+    High when a few keys (the "barcode" columns of an attention map) receive most of the mass
+    that does not go to the first token; 0 by definition when all mass goes to token 0.
+    """
+    r = received_mass(P)[..., 1:]  # [..., T-1]
+    k = top_count(r.shape[-1])
+    top = -np.sort(-r, axis=-1)[..., :k].sum(-1)
+    total = r.sum(-1)
+    return np.where(total > 0, top / np.where(total > 0, total, 1.0), 0.0)
+
+
+def massive_ratio(h: np.ndarray) -> float:
+    """max |h| / median |h| over all tokens and dims of one probe's residual stream [T, d].
+
+    The median of an even count is the lower middle value, as ``torch.median`` (the capture) takes it.
+    Range [1, ∞); ~10 for a Gaussian-like stream, in the hundreds with massive activations.
+    """
+    a = np.abs(np.asarray(h, dtype=np.float64)).ravel()
+    median = np.partition(a, (a.size - 1) // 2)[(a.size - 1) // 2]
+    return float(a.max() / max(median, np.finfo(np.float32).tiny))
+
+
+def attention_sums(maps: list[np.ndarray], residuals: list[np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The capture's stats (keys without the ``{set}.`` prefix) computed from full maps.
+
+    ``maps``: one [L, H, n_k, n_k] causal map per probe; ``residuals``: one [L+1, n_k, d] stream per
+    probe. This is the slow, obvious definition the streamed capture must equal.
+    """
+    L, H = maps[0].shape[:2]
+    T = max(m.shape[-1] for m in maps)
+    out = {"attn.first_mass_sum": np.zeros((L, H)), "attn.entropy_sum": np.zeros((L, H)),
+           "attn.key_received_sum": np.zeros((L, H, T)), "attn.key_positions": np.zeros(T),
+           "attn.key_conc_sum": np.zeros((L, H)), "attn.rows": np.zeros(1), "attn.probes": np.zeros(1)}
+    for P in maps:
+        n = P.shape[-1]
+        out["attn.first_mass_sum"] += sink_mass_from_pattern(P) * (n - 1)
+        out["attn.entropy_sum"] += attn_entropy_from_pattern(P) * (n - 1)
+        out["attn.key_received_sum"][..., :n] += received_mass(P)
+        out["attn.key_positions"][:n] += 1
+        out["attn.key_conc_sum"] += key_concentration_from_pattern(P)
+        out["attn.rows"] += n - 1
+        out["attn.probes"] += 1
+    if residuals is not None:
+        ratios = np.array([[massive_ratio(h[m]) for m in range(h.shape[0])] for h in residuals])  # [N, L+1]
+        out["resid.massive_sum"] = ratios.sum(0)
+        out["resid.massive_max"] = ratios.max(0)
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------- from the capture's sums
+
+
+def per_head(stats: dict[str, np.ndarray], key: str, by: str) -> np.ndarray:
+    """``stats[key] / stats[by]`` as float64 [L, H] (the mean the sum was accumulated for)."""
+    return stats[key].astype(np.float64) / float(stats[by].reshape(-1)[0])
+
+
+def _head_records(metric: str, values: np.ndarray) -> list[Record]:
+    return [Record(metric, float(values[l, h]), layer=l, head=h, set=HEADLINE_SET)
+            for l in range(values.shape[0]) for h in range(values.shape[1])]
+
+
+def _per_head_metric(inputs, metric: str, key: str, by: str) -> Measurement:
+    records, headline = [], float("nan")
+    for name, stats in inputs.attention_sets():
+        values = per_head(stats, key, by)  # [L, H]
+        if name == HEADLINE_SET:
+            headline = float(values.mean())
+            records += _head_records(metric, values)
+        records.append(Record(metric, float(values.mean()), set=name))
+    return Measurement(headline, tuple(records))
+
+
+@register("sink_mass", higher_is_better=False, needs=("capture",))
+def sink_mass(inputs) -> Measurement:
+    """First-token attention mass: sink_mass[l,h] = Σ_probes Σ_{i≥1} P[i,0] / Σ_probes (n−1).
+
+    Range [0, 1]; 1 = every query attends only to token 0 (an attention sink), 1/(i+1)-like
+    values for diffuse attention. Records per (layer, head) on the history probes; headline = mean
+    over (layer, head). Lower = less collapse. Reference: Xiao et al., "Efficient Streaming
+    Language Models with Attention Sinks" (ICLR 2024); Gu et al., "When Attention Sink Emerges
+    in Language Models" (ICLR 2025).
+    """
+    return _per_head_metric(inputs, "sink_mass", "attn.first_mass_sum", "attn.rows")
+
+
+@register("sink_rate", higher_is_better=False, needs=("capture",))
+def sink_rate(inputs) -> Measurement:
+    """Share of sink heads: sink_rate = #{(l,h) : sink_mass[l,h] > ε} / (L·H), ε = 0.3.
+
+    Range [0, 1]. Records per layer (share of that layer's heads) on the history probes; headline
+    over all (layer, head). Lower = less collapse. Reference: Gu et al., "When Attention Sink
+    Emerges in Language Models: An Empirical View" (ICLR 2025), ε = 0.3.
+    """
+    records, headline = [], float("nan")
+    for name, stats in inputs.attention_sets():
+        sink = per_head(stats, "attn.first_mass_sum", "attn.rows") > SINK_EPSILON  # [L, H]
+        if name == HEADLINE_SET:
+            headline = float(sink.mean())
+            records += [Record("sink_rate", float(sink[l].mean()), layer=l, set=name) for l in range(sink.shape[0])]
+        records.append(Record("sink_rate", float(sink.mean()), set=name))
+    return Measurement(headline, tuple(records))
+
+
+@register("key_concentration", higher_is_better=False, needs=("capture",))
+def key_concentration(inputs) -> Measurement:
+    """Barcode statistic: with r_j = Σ_{i≥j} P[i,j], share = Σ top-k_{j≥1} r_j / Σ_{j≥1} r_j,
+    k = ⌈5%·(n−1)⌉, averaged over probes: key_conc_sum[l,h] / probes.
+
+    Range [k/(n−1), 1] (0 if all mass is on token 0); high = a few key positions (vertical strips
+    in the map) receive most attention. Records per (layer, head), headline = mean. Lower = less
+    collapse. Reference: the "barcode" attention of KARMA (arXiv 2603.22779), after Xiao et al. 2024.
+    """
+    return _per_head_metric(inputs, "key_concentration", "attn.key_conc_sum", "attn.probes")
+
+
+@register("attn_entropy", higher_is_better=True, needs=("capture",))
+def attn_entropy(inputs) -> Measurement:
+    """Normalized attention entropy: Σ_probes Σ_{i≥1} H(P[i,:]) / log(i+1), divided by Σ (n−1).
+
+    Range [0, 1]; 1 = uniform causal attention, 0 = every row on one key. Records per
+    (layer, head), headline = mean. Higher = less collapse. Reference: Zhai et al., "Stabilizing
+    Transformer Training by Preventing Attention Entropy Collapse" (ICML 2023).
+    """
+    return _per_head_metric(inputs, "attn_entropy", "attn.entropy_sum", "attn.rows")
+
+
+@register("massive_act", higher_is_better=False, needs=("capture",))
+def massive_act(inputs) -> Measurement:
+    """Massive activations: ratio[m] = mean over probes of max|h_m| / median|h_m| over the probe's
+    tokens and dims, m = residual index (layer 0 = embeddings, layer m = output of decoder layer m−1).
+
+    Range [1, ∞). Records per residual index on the history probes; headline = max over layers
+    (massive activations live in a few layers; a mean would dilute them). Lower = less collapse.
+    Reference: Sun et al., "Massive Activations in Large Language Models" (COLM 2024).
+    """
+    records, headline = [], float("nan")
+    for name, stats in inputs.residual_sets():
+        ratio = stats["resid.massive_sum"].astype(np.float64) / float(stats["attn.probes"].reshape(-1)[0])  # [L+1]
+        if name == HEADLINE_SET:
+            headline = float(ratio.max())
+            records += [Record("massive_act", float(v), layer=m, set=name) for m, v in enumerate(ratio)]
+        records.append(Record("massive_act", float(ratio.max()), set=name))
+    return Measurement(headline, tuple(records))

@@ -1,0 +1,297 @@
+"""What the analyzers read: a run's capture, its model and its retrieval metrics, loaded lazily.
+
+- :class:`Capture` reads ``RUN/capture/`` (checkpoints.md, "Capture") with ``safetensors.numpy``:
+  no torch, so the attention and geometry analyzers run without loading a model. It refuses a
+  capture of another schema and one whose model fingerprint disagrees with the checkpoint's
+  ``config.json`` (a capture copied from another run would otherwise be analyzed silently).
+- :class:`RunInputs` is what every analyzer receives. The model (torch) is loaded only when an
+  analyzer asks for it, and embeddings that several analyzers share (the fit split of the
+  decodability probes) are computed once.
+
+For an intermediate checkpoint without its own capture (``--all-checkpoints``), the probe prompts
+and targets come from the run's capture and the interest embeddings are recomputed by that
+checkpoint's model; attention statistics and the item / marker sets need a capture and are absent.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from karma_probe.analyzers.registry import Absent
+from karma_probe.errors import BadInput
+from karma_probe.rundir import read_json
+
+CAPTURE_SCHEMA = "karma_probe.capture/1"
+SETS = ("history", "text")
+# manifest "model" key → HF config.json key(s) it must equal
+FINGERPRINT = {"layers": ("num_hidden_layers", "n_layer"), "heads": ("num_attention_heads", "n_head"),
+               "kv_heads": ("num_key_value_heads",), "width": ("hidden_size", "n_embd"), "vocab": ("vocab_size",)}
+
+# The decodability probes are fitted on valid-split examples (history → second-last item) and
+# scored on the captured test probes (history → last item): disjoint examples, the same recipe for
+# every run. FIT_EXAMPLES bounds their cost: embedding them is one forward pass per prompt
+# (~25 s for SmolLM2-135M on 2 CPU cores), and it is what the fitted probes see.
+FIT_EXAMPLES = 256
+FIT_SEED = 0
+EMBED_BATCH = 16
+CHECK_PROBES = 2  # probes re-embedded to check that the capture belongs to the loaded checkpoint
+
+
+# --------------------------------------------------------------------------- capture
+
+
+class Capture:
+    """``RUN/capture/``: manifest, streamed stats and hidden states, as numpy arrays."""
+
+    def __init__(self, path: Path, manifest: dict, stats: dict[str, np.ndarray], hidden: dict[str, np.ndarray]):
+        self.path, self.manifest, self.stats, self.hidden = path, manifest, stats, hidden
+
+    @classmethod
+    def load(cls, path: str | Path, checkpoint: str | Path | None = None) -> "Capture":
+        path = Path(path)
+        if not (path / "manifest.json").is_file():
+            raise BadInput(f"{path}: no capture here (no manifest.json); run `karma-probe capture` for this run first")
+        manifest = read_json(path / "manifest.json", "capture manifest")
+        if not isinstance(manifest, dict) or manifest.get("schema") != CAPTURE_SCHEMA:
+            got = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
+            raise BadInput(f"{path / 'manifest.json'}: schema is {got!r}, expected {CAPTURE_SCHEMA!r}")
+        if checkpoint is not None:
+            check_fingerprint(manifest, Path(checkpoint), path)
+            check_step(manifest, Path(checkpoint), path)
+        stats = _read(path / "stats.safetensors", "capture stats")
+        hidden = _read(path / "hidden.safetensors", "capture hidden states")
+        cap = cls(path, manifest, stats, hidden)
+        cap._validate()
+        return cap
+
+    def _validate(self) -> None:
+        fp = self.manifest.get("model", {})
+        L, H = fp.get("layers"), fp.get("heads")
+        for name in self.sets():
+            for key in ("attn.first_mass_sum", "attn.entropy_sum", "attn.key_conc_sum"):
+                shape = self.stats[f"{name}.{key}"].shape
+                if L is not None and H is not None and shape != (L, H):
+                    raise BadInput(f"{self.path / 'stats.safetensors'}: {name}.{key} has shape {list(shape)}, "
+                                   f"the manifest's model has {L} layers × {H} heads")
+        want = {"marker_hidden": 3, "interest": 2, "items": 2, "targets": 1}
+        for key, ndim in want.items():
+            if key not in self.hidden or self.hidden[key].ndim != ndim:
+                raise BadInput(f"{self.path / 'hidden.safetensors'}: missing tensor {key!r} ({ndim}-d)")
+        n = len(self.hidden["interest"])
+        if len(self.hidden["marker_hidden"]) != n or len(self.hidden["targets"]) != n:
+            raise BadInput(f"{self.path / 'hidden.safetensors'}: marker_hidden, interest and targets disagree in count")
+        if n < 2:
+            raise BadInput(f"{self.path / 'hidden.safetensors'}: {n} history probe(s); the analyzers need at least 2")
+
+    def sets(self) -> list[str]:
+        """Probe sets with attention stats, headline set first."""
+        names = [s for s in SETS if f"{s}.attn.first_mass_sum" in self.stats]
+        if "history" not in names:
+            raise BadInput(f"{self.path / 'stats.safetensors'}: no history-probe statistics (history.attn.*)")
+        return names
+
+    def set_stats(self, name: str) -> dict[str, np.ndarray]:
+        prefix = name + "."
+        return {k[len(prefix):]: v for k, v in self.stats.items() if k.startswith(prefix)}
+
+    def history_texts(self) -> list[str]:
+        """The history probes' prompts, in capture order (from the manifest's probe set)."""
+        probes = self.manifest.get("probes", {})
+        texts = None
+        if isinstance(probes, dict):
+            texts = probes.get("history") or (probes.get("texts") or {}).get("history")
+        if isinstance(texts, dict):
+            texts = texts.get("texts")
+        if not isinstance(texts, list) or len(texts) != len(self.hidden["targets"]):
+            raise BadInput(f"{self.path / 'manifest.json'}: probes.history does not list the "
+                           f"{len(self.hidden['targets'])} history probe texts")
+        return [t["text"] if isinstance(t, dict) else str(t) for t in texts]
+
+    def max_items(self) -> int | None:
+        probes = self.manifest.get("probes", {})
+        return probes.get("max_items") if isinstance(probes, dict) else None
+
+
+def check_fingerprint(manifest: dict, checkpoint: Path, capture_path: Path) -> None:
+    """The capture's model fingerprint must equal the checkpoint's HF config (layers, heads, ...)."""
+    fp = manifest.get("model")
+    if not isinstance(fp, dict):
+        raise BadInput(f"{capture_path / 'manifest.json'}: no model fingerprint ('model')")
+    cfg = read_json(checkpoint / "config.json", "checkpoint config")
+    diffs = []
+    for key, hf_keys in FINGERPRINT.items():
+        have = next((cfg[k] for k in hf_keys if k in cfg), None)
+        if key == "kv_heads" and have is None:
+            have = next((cfg[k] for k in FINGERPRINT["heads"] if k in cfg), None)
+        if key in fp and have is not None and fp[key] != have:
+            diffs.append(f"{key} {fp[key]} vs {have}")
+    arch = (cfg.get("architectures") or [None])[0]
+    if fp.get("architecture") and arch and fp["architecture"] != arch:
+        diffs.append(f"architecture {fp['architecture']} vs {arch}")
+    if diffs:
+        raise BadInput(f"{capture_path}: capture is from another model than {checkpoint} ({'; '.join(diffs)})")
+
+
+def check_step(manifest: dict, checkpoint: Path, capture_path: Path) -> None:
+    """A capture of step 100 must not be analyzed as the weights of step 400 (a stale capture)."""
+    state = checkpoint / "state.json"
+    captured = (manifest.get("run") or {}).get("step")
+    if captured is None or not state.is_file():
+        return
+    step = read_json(state, "checkpoint state").get("step")
+    if step is not None and step != captured:
+        raise BadInput(f"{capture_path}: captured at step {captured}, but {checkpoint} is step {step} "
+                       "(a stale capture: re-run `karma-probe capture`)")
+
+
+def _read(path: Path, what: str) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    if not path.is_file():
+        raise BadInput(f"{path}: {what} not found (an interrupted capture? re-run `karma-probe capture`)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise BadInput(f"{path}: unreadable {what} (truncated or not safetensors: {e})") from None
+
+
+# --------------------------------------------------------------------------- inputs of one analysis
+
+
+class RunInputs:
+    """One checkpoint of one run, as the analyzers see it.
+
+    ``capture``: this checkpoint's capture, or None (then ``probes`` must give the history prompts
+    and targets, and only model-based metrics and the interest geometry are available).
+    """
+
+    def __init__(self, run_dir: str | Path, *, checkpoint: str | Path | None = None, capture: Capture | None = None,
+                 probe_texts: list[str] | None = None, probe_targets: np.ndarray | None = None,
+                 metrics_path: str | Path | None = None, progress: bool = False):
+        self.run_dir = Path(run_dir)
+        self.checkpoint = Path(checkpoint) if checkpoint else self.run_dir / "checkpoint"
+        self.capture = capture
+        self._probe_texts = probe_texts
+        self._probe_targets = probe_targets
+        self.metrics_path = Path(metrics_path) if metrics_path else self.run_dir / "metrics.json"
+        self.progress = progress
+
+    # ----------------------------------------------------------------- capture-backed
+
+    def _need_capture(self) -> Capture:
+        if self.capture is None:
+            raise Absent(f"{self.checkpoint} has no capture of its own (run `karma-probe capture` on it)")
+        return self.capture
+
+    def attention_sets(self) -> list[tuple[str, dict[str, np.ndarray]]]:
+        cap = self._need_capture()
+        return [(name, cap.set_stats(name)) for name in cap.sets()]
+
+    def residual_sets(self) -> list[tuple[str, dict[str, np.ndarray]]]:
+        return [(n, s) for n, s in self.attention_sets() if "resid.massive_sum" in s]
+
+    def embedding_sets(self) -> list[tuple[str, int | None, np.ndarray]]:
+        """(set, layer, X): interest, items, then the marker hidden state per residual index."""
+        if self.capture is None:  # an intermediate checkpoint: re-embed the run's probes
+            return [("interest", None, self.interest)]
+        h = self.capture.hidden
+        out = [("interest", None, h["interest"]), ("items", None, h["items"])]
+        out += [("marker", m, h["marker_hidden"][:, m]) for m in range(h["marker_hidden"].shape[1])]
+        return out
+
+    @cached_property
+    def probe_texts(self) -> list[str]:
+        return self._probe_texts if self._probe_texts is not None else self._need_capture().history_texts()
+
+    @cached_property
+    def probe_targets(self) -> np.ndarray:
+        if self._probe_targets is not None:
+            return np.asarray(self._probe_targets)
+        return self._need_capture().hidden["targets"].astype(np.int64)
+
+    @cached_property
+    def interest(self) -> np.ndarray:
+        """[N, e] interest embeddings of the history probes: captured, else computed by the model."""
+        if self.capture is not None:
+            return self.capture.hidden["interest"]
+        return self.model.interest_embeddings(self.probe_texts, batch_size=EMBED_BATCH).numpy()
+
+    # ----------------------------------------------------------------- model-backed
+
+    @cached_property
+    def loaded(self):
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        from karma_probe.retriever import load_run_model
+
+        hf_logging.disable_progress_bar()  # a weight-loading bar per checkpoint is noise, and would sit above errors
+        torch.manual_seed(0)
+        loaded = load_run_model(self.run_dir, checkpoint=self.checkpoint)
+        if self.capture is not None:
+            self._check_capture_matches(loaded[0])
+        return loaded
+
+    def _check_capture_matches(self, model) -> None:
+        """Re-embed a few probes: a capture of another run with the same architecture and step
+        passes the fingerprint, but not this (interest embeddings are L2-normed: cos = dot)."""
+        probes = self.capture.manifest.get("probes", {})
+        lengths = (probes.get("history") or {}).get("lengths") or []
+        max_len = probes.get("max_len")
+        texts = self.capture.history_texts()
+        # probes cut to max_len were embedded from their last max_len tokens: skip those
+        idx = [i for i in range(len(texts)) if not (max_len and i < len(lengths) and lengths[i] >= max_len)][:CHECK_PROBES]
+        if not idx:
+            return
+        got = model.interest_embeddings([texts[i] for i in idx], batch_size=EMBED_BATCH).numpy()
+        want = self.capture.hidden["interest"][idx]
+        cos = (got * want).sum(-1) if got.shape == want.shape else np.zeros(1)
+        if float(cos.min()) < 0.99:
+            raise BadInput(f"{self.capture.path}: the captured interest embeddings are not this checkpoint's "
+                           f"({self.checkpoint}; cosine {float(cos.min()):.3f}): a capture of another run? "
+                           "re-run `karma-probe capture`")
+
+    @property
+    def model(self):
+        return self.loaded[0]
+
+    @property
+    def cfg(self):
+        return self.loaded[2]
+
+    @property
+    def dataset(self):
+        return self.model.dataset
+
+    @cached_property
+    def fit_split(self) -> tuple[np.ndarray, np.ndarray]:
+        """(interest [M, e], target item index [M]) of FIT_EXAMPLES seeded valid-split examples.
+
+        Rendered with the capture's ``max_items`` (else the run's ``max_history``), so the fitted
+        probes see prompts of the same form as the scored ones.
+        """
+        from karma_probe.prompts import history_prompt
+
+        valid = self.dataset.split().valid
+        chosen = sorted(random.Random(FIT_SEED).sample(range(len(valid)), min(FIT_EXAMPLES, len(valid))))
+        max_items = (self.capture.max_items() if self.capture else None) or self.cfg.max_history
+        items = self.dataset.items
+        prompts = [history_prompt([items[i] for i in valid[k].history], max_items) for k in chosen]
+        emb = self.model.interest_embeddings(prompts, batch_size=EMBED_BATCH, progress=self.progress)
+        return emb.numpy(), np.array([valid[k].target for k in chosen], dtype=np.int64)
+
+    # ----------------------------------------------------------------- metrics.json
+
+    @cached_property
+    def retrieval(self) -> dict:
+        if not self.metrics_path.is_file():
+            raise Absent(f"{self.metrics_path}: no retrieval metrics for this checkpoint")
+        m = read_json(self.metrics_path, "retrieval metrics")
+        if not isinstance(m, dict) or not isinstance(m.get("test"), dict):
+            raise BadInput(f"{self.metrics_path}: no 'test' split (checkpoints.md: {{'valid': ..., 'test': ...}})")
+        return m["test"]

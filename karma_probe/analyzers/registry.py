@@ -1,0 +1,132 @@
+"""The metric registry: a plain dict from metric name to its analyzer and direction.
+
+Each analyzer registers itself next to its definition (as lm-evaluation-harness does)::
+
+    @register("sink_mass", higher_is_better=False, needs=("capture",))
+    def sink_mass(inputs) -> Measurement:
+        '''Formula, range, meaning, reference.'''
+
+so ``analysis.json`` can carry ``higher_is_better`` for every summary metric and the CI gate needs
+no table of its own. This module imports neither torch nor numpy: the gate installs light.
+
+An analyzer takes an :class:`karma_probe.analyzers.inputs.RunInputs` (the run's capture, model and
+metrics, loaded lazily) and returns a :class:`Measurement`: one headline number (the
+``summary`` entry) and tidy :class:`Record` rows (per layer / head / embedding set). An analyzer
+whose input does not exist for this run (no reconstruction path in an untouched model, no
+``metrics.json``) raises :class:`Absent`; the metric is then listed under ``absent`` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from karma_probe.errors import BadInput
+
+# What an analyzer reads. "capture": RUN/capture (no torch); "model": the run's checkpoint
+# (torch); "metrics": RUN/metrics.json.
+NEEDS = ("capture", "model", "metrics")
+
+# Metric names of DESIGN.md §4 (plus the retrieval metrics copied from metrics.json). The
+# registry refuses any other name, so a typo cannot create a metric the report never shows.
+DESIGN_METRICS = (
+    "sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act",
+    "aniso_cos", "erank", "top1_var", "isotropy", "uniformity",
+    "recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc",
+    "lm_ppl", "fact_acc",
+    "hr@10", "hr@50", "hr@200", "ndcg@10", "mrr",
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One tidy number. ``layer`` / ``head`` are None where the number is not per layer / head.
+
+    ``set`` names what it was measured on: a probe set of the capture (``history``, ``text``), an
+    embedding set (``interest``, ``items``, ``marker``), or the split scored (``test``).
+    """
+
+    metric: str
+    value: float
+    layer: int | None = None
+    head: int | None = None
+    set: str | None = None
+
+    def to_json(self, higher_is_better: bool) -> dict:
+        return {"metric": self.metric, "layer": self.layer, "head": self.head, "set": self.set,
+                "value": _finite_or_none(self.value), "higher_is_better": higher_is_better}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one analyzer returns: the headline (``summary``) value, its records, optional samples."""
+
+    value: float
+    records: tuple[Record, ...]
+    samples: tuple[dict, ...] = ()  # e.g. decoded texts: {"history", "truth", "decoded", "decoder"}
+
+
+class Absent(Exception):
+    """This run has no input for the metric (e.g. an untouched model has no reconstruction path)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    needs: frozenset[str]
+    family: str  # the module that defines it: attention, geometry, decodability, knowledge, retrieval
+    fn: Callable = field(repr=False)
+
+    @property
+    def doc(self) -> str:
+        return (self.fn.__doc__ or "").strip()
+
+    def __call__(self, inputs) -> Measurement:
+        return self.fn(inputs)
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register(name: str, *, higher_is_better: bool, needs: tuple[str, ...]):
+    """Decorator: add ``fn`` to :data:`METRICS` under ``name`` with its direction and inputs."""
+    if name not in DESIGN_METRICS:
+        raise ValueError(f"{name!r} is not a metric of DESIGN.md §4")
+    if not isinstance(higher_is_better, bool):
+        raise ValueError(f"{name}: higher_is_better must be True or False")
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"{name}: unknown inputs {sorted(unknown)}; known: {NEEDS}")
+
+    def decorate(fn: Callable) -> Callable:
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} registered twice")
+        family = fn.__module__.rsplit(".", 1)[-1]
+        METRICS[name] = Metric(name, higher_is_better, frozenset(needs), family, fn)
+        return fn
+
+    return decorate
+
+
+def select(names: str | list[str] | None) -> list[Metric]:
+    """The metrics for ``--metrics a,b`` (all, in registry order, for None); unknown names are BadInput."""
+    if names is None:  # DESIGN.md order: cheap capture-only metrics first, then the model's
+        return sorted(METRICS.values(), key=lambda m: DESIGN_METRICS.index(m.name))
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise BadInput(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
+    if not names:
+        raise BadInput(f"no metric named; known: {', '.join(METRICS)}")
+    return [METRICS[n] for n in dict.fromkeys(names)]
+
+
+def directions() -> dict[str, bool]:
+    return {name: m.higher_is_better for name, m in METRICS.items()}
+
+
+def _finite_or_none(v: float):
+    v = float(v)
+    return v if v == v and v not in (float("inf"), float("-inf")) else None

@@ -1,0 +1,178 @@
+"""Attention metrics: known answers on hand-made maps, streamed sums = full maps, the capture agrees."""
+
+import math
+
+import numpy as np
+import pytest
+
+from karma_probe.analyzers.attention import (SINK_EPSILON, attention_sums, attn_entropy_from_pattern,
+                                             key_concentration_from_pattern, massive_ratio, sink_mass_from_pattern,
+                                             top_count)
+from karma_probe.analyzers.registry import METRICS
+
+
+def uniform_causal(T: int) -> np.ndarray:
+    return np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]
+
+
+def all_on_first(T: int) -> np.ndarray:
+    P = np.zeros((T, T))
+    P[:, 0] = 1.0
+    return P
+
+
+def random_causal(rng, L: int, H: int, T: int, temperature: float = 1.0) -> np.ndarray:
+    s = rng.normal(size=(L, H, T, T)) / temperature
+    s = np.where(np.tril(np.ones((T, T))) > 0, s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    return p / p.sum(-1, keepdims=True)
+
+
+def harmonic(n: int) -> float:
+    return sum(1.0 / k for k in range(1, n + 1))
+
+
+class FakeInputs:
+    """Just what the attention analyzers read: per-set stats."""
+
+    def __init__(self, sets: dict[str, dict[str, np.ndarray]]):
+        self.sets = sets
+
+    def attention_sets(self):
+        return list(self.sets.items())
+
+    def residual_sets(self):
+        return [(n, s) for n, s in self.sets.items() if "resid.massive_sum" in s]
+
+
+# --------------------------------------------------------------------------- known answers
+
+
+@pytest.mark.parametrize("T", [2, 7, 40])
+def test_all_attention_on_first_token(T):
+    P = all_on_first(T)
+    assert sink_mass_from_pattern(P) == 1.0
+    assert attn_entropy_from_pattern(P) == 0.0
+    assert key_concentration_from_pattern(P) == 0.0  # nothing left to concentrate (defined as 0)
+
+
+@pytest.mark.parametrize("T", [2, 5, 21, 22, 64])
+def test_uniform_causal_attention_closed_form(T):
+    P = uniform_causal(T)
+    # sink: mean_{i=1..T-1} 1/(i+1) = (H_T - 1) / (T - 1)
+    assert sink_mass_from_pattern(P) == pytest.approx((harmonic(T) - 1) / (T - 1), rel=1e-12)
+    # each row i is uniform over its i+1 keys: normalized entropy exactly 1
+    assert attn_entropy_from_pattern(P) == pytest.approx(1.0, rel=1e-12)
+    # r_j = sum_{i=j}^{T-1} 1/(i+1) = H_T - H_j, decreasing in j: the top k are j = 1..k;
+    # sum_{j>=1} r_j = (T - 1) - (H_T - 1) = T - H_T
+    k = math.ceil(0.05 * (T - 1))
+    top = sum(harmonic(T) - harmonic(j) for j in range(1, k + 1))
+    assert key_concentration_from_pattern(P) == pytest.approx(top / (T - harmonic(T)), rel=1e-12)
+
+
+def test_self_attention_and_one_barcode_column():
+    T = 15
+    eye = np.eye(T)
+    assert sink_mass_from_pattern(eye) == 0.0
+    assert attn_entropy_from_pattern(eye) == 0.0
+    # every key j >= 1 receives exactly 1: the top k of T-1 equal shares
+    assert key_concentration_from_pattern(eye) == pytest.approx(top_count(T - 1) / (T - 1))
+    # queries i >= c all read key c ("barcode"); earlier ones read themselves
+    c = 4
+    P = np.eye(T)
+    P[c:, :] = 0.0
+    P[c:, c] = 1.0
+    assert key_concentration_from_pattern(P) == pytest.approx((T - c) / (T - 1))  # k = 1 for T - 1 = 14
+
+
+def test_top_count_is_ceiling_of_five_percent():
+    assert [top_count(n) for n in (1, 19, 20, 21, 40, 41, 100, 101)] == [1, 1, 1, 2, 2, 3, 5, 6]
+
+
+def test_massive_ratio():
+    h = np.ones((3, 8))
+    h[1, 5] = -120.0
+    assert massive_ratio(h) == 120.0
+    # an even count takes the lower middle value, as torch.median does: |h| = 1,2,3,4 → 4 / 2
+    assert massive_ratio(np.array([[1.0, -2.0], [3.0, 4.0]])) == 2.0
+
+
+# --------------------------------------------------------------------------- analyzers on sums
+
+
+def test_analyzers_reduce_sums_to_the_full_map_values():
+    rng = np.random.default_rng(0)
+    L, H = 3, 2
+    maps = [random_causal(rng, L, H, T, temperature=0.5) for T in (6, 11, 9)]
+    resid = [rng.normal(size=(L + 1, m.shape[-1], 5)) for m in maps]
+    stats = attention_sums(maps, resid)
+    inputs = FakeInputs({"history": stats})
+    rows = np.array([m.shape[-1] - 1 for m in maps], dtype=float)
+
+    # row statistics pool every row of every probe; key concentration averages probes
+    want_sink = sum(sink_mass_from_pattern(m) * r for m, r in zip(maps, rows)) / rows.sum()
+    want_ent = sum(attn_entropy_from_pattern(m) * r for m, r in zip(maps, rows)) / rows.sum()
+    want_conc = np.mean([key_concentration_from_pattern(m) for m in maps], axis=0)
+    for name, want in (("sink_mass", want_sink), ("attn_entropy", want_ent), ("key_concentration", want_conc)):
+        meas = METRICS[name](inputs)
+        got = np.full((L, H), np.nan)
+        for r in meas.records:
+            if r.head is not None:
+                got[r.layer, r.head] = r.value
+        np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=name)
+        assert meas.value == pytest.approx(float(want.mean()), rel=1e-5)
+
+    ratios = np.array([[massive_ratio(h[m]) for m in range(L + 1)] for h in resid])
+    meas = METRICS["massive_act"](inputs)
+    per_layer = {r.layer: r.value for r in meas.records if r.layer is not None}
+    np.testing.assert_allclose([per_layer[m] for m in range(L + 1)], ratios.mean(0), rtol=1e-5)
+    assert meas.value == pytest.approx(ratios.mean(0).max(), rel=1e-5)
+
+
+def test_sink_rate_counts_heads_above_epsilon():
+    assert SINK_EPSILON == 0.3
+    sink = np.array([[0.9, 0.1, 0.29], [0.31, 0.0, 0.5]])  # 3 of 6 heads above 0.3
+    stats = {"attn.first_mass_sum": (sink * 10).astype(np.float32), "attn.rows": np.array([10.0], np.float32)}
+    meas = METRICS["sink_rate"](FakeInputs({"history": stats, "text": {**stats, "attn.first_mass_sum": np.zeros((2, 3), np.float32)}}))
+    assert meas.value == pytest.approx(0.5)
+    per_layer = {r.layer: r.value for r in meas.records if r.layer is not None}
+    assert per_layer == pytest.approx({0: 1 / 3, 1: 2 / 3})
+    assert [r.value for r in meas.records if r.set == "text"] == [0.0]
+
+
+def test_single_probe_sink_mass_is_one_when_all_on_first_token():
+    stats = attention_sums([np.broadcast_to(all_on_first(9), (2, 3, 9, 9))])
+    meas = METRICS["sink_mass"](FakeInputs({"history": stats}))
+    assert meas.value == 1.0
+    assert METRICS["sink_rate"](FakeInputs({"history": stats})).value == 1.0
+    assert METRICS["attn_entropy"](FakeInputs({"history": stats})).value == 0.0
+
+
+# --------------------------------------------------------------------------- the capture agrees
+
+
+def test_capture_reducers_equal_full_map_definitions():
+    """The capture's streamed, chunked reducers give what attention_sums computes from whole maps."""
+    torch = pytest.importorskip("torch")
+    from karma_probe.capture.reducers import AttentionReducer
+
+    rng = np.random.default_rng(1)
+    L, H, lengths = 2, 3, [12, 5, 9]
+    T = max(lengths)
+    maps = [random_causal(rng, L, H, n, temperature=0.3) for n in lengths]
+    red = AttentionReducer(L, H, T)
+    red.begin_batch(torch.tensor(lengths))
+    for layer in range(L):
+        padded = np.zeros((len(lengths), H, T, T))
+        for b, m in enumerate(maps):
+            n = m.shape[-1]
+            padded[b, :, :n, :n] = m[layer]
+            padded[b, :, n:, 0] = 1.0  # padding rows: anything normalized; the reducer must drop them
+        for start in range(0, T, 4):  # odd chunking on purpose
+            end = min(start + 4, T)
+            red.add_rows(layer, torch.tensor(padded[:, :, start:end, :end]), start)
+    red.end_batch()
+    got = {k: v.numpy() for k, v in red.state().items()}
+    want = attention_sums(maps)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
