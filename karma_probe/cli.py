@@ -22,6 +22,7 @@ COMMANDS = {
     "data": "dataset statistics (MovieLens-100k or any RecBole atomic dataset)",
     "model": "backbone information (smollm2-135m, tiny, or a local HF directory)",
     "capture": "capture attention / hidden-state statistics of a run on a fixed probe set",
+    "analyze": "collapse metrics of a captured run (DESIGN.md §4) into RUN/analysis.json",
     "report": "PDF diagnostic report: verdict table, figures per metric family, config appendix",
     "check": "CI regression gate: a run against a baseline file or another run (exit 1 on regression, JUnit XML)",
     "train": "train one condition (action | gen | rec | karma) into a run directory",

@@ -1,0 +1,192 @@
+"""Run the registered analyzers on a run directory and write ``RUN/analysis.json`` (checkpoints.md).
+
+    RUN/capture (numpy) ─┐
+    RUN/checkpoint (torch, loaded only if a selected metric needs it) ─┼─> analyzers ─> analysis.json
+    RUN/metrics.json ────┘
+
+Everything that can be wrong with the input (no run dir, no capture, a capture of another model or
+another step, an unknown metric name, no intermediate checkpoints for ``--all-checkpoints``) is
+found before any analyzer runs, and ``analysis.json`` is written atomically at the very end, so a
+failed analysis leaves the previous file untouched.
+
+A metric whose input this run does not have (the reconstruction path of an untouched model, a
+missing ``metrics.json``) is listed under ``absent`` with the reason instead of in ``summary``.
+
+``--metrics a,b`` recomputes only those metrics; the other metrics of an existing analysis.json of
+the same checkpoint step are kept, so one slow metric can be refreshed alone.
+
+Trajectory (``--all-checkpoints``): for every ``RUN/checkpoints/step-*/`` the selected metrics
+that its own model can give — knowledge, decodability, and the geometry of the interest
+embeddings, with the run capture's probe prompts re-embedded by that checkpoint. Attention
+statistics, massive activations and the item / marker geometry need hooks, i.e. a capture; they
+enter a step's summary only if that checkpoint has its own ``capture/`` (``karma-probe capture``
+can write one there with ``--capture-dir``), and are listed as absent otherwise. Retrieval enters
+if the checkpoint holds a ``metrics.json``. Decided so: a hooked pass per checkpoint belongs to
+the capture tool, whose probe-set and sharding options then apply unchanged. Cost: each checkpoint
+costs about what the model metrics of the final analysis cost (~3 min for SmolLM2-135M on 2 cores);
+restrict with ``--metrics`` for a quick curve.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from karma_probe.analyzers import Absent, select
+from karma_probe.analyzers.inputs import Capture, RunInputs
+from karma_probe.errors import BadInput
+from karma_probe.rundir import git_sha, now, read_json, write_json
+
+SCHEMA = "karma_probe.analysis/1"
+LOAD_MODEL = "(load model)"  # the timing entry for loading the checkpoint
+
+
+def analyze_run(run_dir: str | Path, metrics: str | list[str] | None = None, all_checkpoints: bool = False,
+                progress: bool = False) -> dict:
+    """Analyze ``run_dir``, write ``run_dir/analysis.json`` atomically and return its content."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: run directory not found")
+    selected = select(metrics)
+    meta = read_json(run_dir / "config.json", "run config")
+    checkpoint = run_dir / "checkpoint"
+    needs = set().union(*(m.needs for m in selected))
+    if needs & {"capture", "model"} and not (checkpoint / "config.json").is_file():
+        raise BadInput(f"{checkpoint}: checkpoint not found (no config.json)")
+    capture = Capture.load(run_dir / "capture", checkpoint) if "capture" in needs else None
+    steps = _intermediate_checkpoints(run_dir) if all_checkpoints else []
+    if all_checkpoints and not steps:
+        raise BadInput(f"{run_dir / 'checkpoints'}: no intermediate checkpoints (step-*/) for --all-checkpoints "
+                       "(trained with keep_checkpoints=false?)")
+    step_captures = {ck: Capture.load(ck / "capture", ck) for ck in steps if (ck / "capture" / "manifest.json").is_file()}
+
+    inputs = RunInputs(run_dir, checkpoint=checkpoint, capture=capture, progress=progress)
+    result = _evaluate(selected, inputs, progress, label="")
+    del inputs  # release the model before the trajectory loads the next one
+
+    out = {
+        "schema": SCHEMA,
+        "run": _run_meta(run_dir, meta, checkpoint),
+        "records": result["records"],
+        "summary": result["summary"],
+        "higher_is_better": {m.name: m.higher_is_better for m in selected if m.name in result["summary"]},
+        "absent": result["absent"],
+        "samples": {"decoded": result["samples"]},
+    }
+    if all_checkpoints:
+        probe_texts = capture.history_texts() if capture else None
+        probe_targets = capture.hidden["targets"] if capture else None
+        out["trajectory"] = []
+        for ck in steps:
+            ck_inputs = RunInputs(run_dir, checkpoint=ck, capture=step_captures.get(ck), probe_texts=probe_texts,
+                                  probe_targets=probe_targets, metrics_path=ck / "metrics.json", progress=progress)
+            r = _evaluate(selected, ck_inputs, progress, label=f"{ck.name}: ")
+            out["trajectory"].append({"step": _step(ck), "checkpoint": _rel(ck, run_dir), "summary": r["summary"],
+                                      "absent": r["absent"], "seconds": r["seconds"]})
+    out["analyzed"] = {"created": now(), "git_sha": git_sha(), "seconds": result["seconds"]}
+    out = _merge_previous(run_dir / "analysis.json", out, [m.name for m in selected], explicit=metrics is not None)
+    write_json(run_dir / "analysis.json", out)
+    return out
+
+
+def _evaluate(selected, inputs: RunInputs, progress: bool, label: str) -> dict:
+    records, summary, absent, samples, seconds = [], {}, {}, [], {}
+    bar = _bar(selected, progress, label)
+    for m in bar:
+        if progress:
+            bar.set_postfix_str(m.name)
+        try:
+            if "model" in m.needs and LOAD_MODEL not in seconds:
+                t0 = time.perf_counter()
+                inputs.loaded  # noqa: B018  (timed on its own, so each analyzer's time is its own)
+                seconds[LOAD_MODEL] = round(time.perf_counter() - t0, 2)
+            t0 = time.perf_counter()
+            meas = m(inputs)
+        except Absent as e:
+            absent[m.name] = str(e)
+            continue
+        seconds[m.name] = round(time.perf_counter() - t0, 2)
+        summary[m.name] = _json_number(meas.value)
+        records += [r.to_json(m.higher_is_better) for r in meas.records]
+        samples += list(meas.samples)
+    return {"records": records, "summary": summary, "absent": absent, "samples": samples, "seconds": seconds}
+
+
+def _bar(selected, progress: bool, label: str):
+    if not progress:
+        return selected
+    from tqdm.auto import tqdm
+
+    return tqdm(selected, desc=f"{label}analyze", unit="metric")
+
+
+def _run_meta(run_dir: Path, meta: dict, checkpoint: Path) -> dict:
+    state_file = checkpoint / "state.json"
+    state = read_json(state_file, "checkpoint state") if state_file.is_file() else {}
+    train = meta.get("train") or {}
+    return {"name": meta.get("name", run_dir.name), "condition": meta.get("condition"), "seed": meta.get("seed"),
+            "git_sha": meta.get("git_sha"), "versions": meta.get("versions", {}), "model": train.get("model"),
+            "checkpoint": _rel(checkpoint, run_dir), "step": state.get("step")}
+
+
+def _intermediate_checkpoints(run_dir: Path) -> list[Path]:
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"step-\d+", p.name) and (p / "config.json").is_file()]
+    return sorted(found, key=_step)
+
+
+def _step(ck: Path) -> int:
+    state = ck / "state.json"
+    if state.is_file():
+        step = read_json(state, "checkpoint state").get("step")
+        if isinstance(step, int):
+            return step
+    return int(ck.name.split("-", 1)[1])
+
+
+def _rel(path: Path, run_dir: Path) -> str:
+    try:
+        return str(path.relative_to(run_dir))
+    except ValueError:
+        return str(path)
+
+
+def _json_number(v: float):
+    v = float(v)
+    return v if v == v and abs(v) != float("inf") else None
+
+
+def _merge_previous(path: Path, new: dict, computed: list[str], explicit: bool) -> dict:
+    """With ``--metrics``, keep the other metrics of an existing analysis of the same checkpoint step."""
+    if not explicit or not path.is_file():
+        return new
+    try:
+        old = read_json(path, "analysis file")
+    except BadInput:
+        return new  # an unreadable old file is replaced, not merged
+    if not isinstance(old, dict) or old.get("schema") != SCHEMA or (old.get("run") or {}).get("step") != new["run"]["step"]:
+        return new
+    done = set(computed)
+    keep = lambda d: {k: v for k, v in (d or {}).items() if k not in done}  # noqa: E731
+    merged = dict(new)
+    merged["records"] = [r for r in old.get("records", []) if r.get("metric") not in done] + new["records"]
+    merged["summary"] = {**keep(old.get("summary")), **new["summary"]}
+    merged["higher_is_better"] = {**keep(old.get("higher_is_better")), **new["higher_is_better"]}
+    merged["absent"] = {**keep(old.get("absent")), **new["absent"]}
+    # samples come from recon_exact (decoder "run") and probe_decode_acc (decoder "post-hoc")
+    redone = {"run"} if "recon_exact" in done else set()
+    redone |= {"post-hoc"} if "probe_decode_acc" in done else set()
+    old_samples = [s for s in (old.get("samples") or {}).get("decoded", []) if s.get("decoder") not in redone]
+    merged["samples"] = {"decoded": old_samples + new["samples"]["decoded"]}
+    old_traj = {t.get("step"): t for t in old.get("trajectory") or [] if isinstance(t, dict)}
+    if "trajectory" not in new:
+        if old_traj:
+            merged["trajectory"] = list(old_traj.values())
+    else:
+        merged["trajectory"] = [{**t, "summary": {**keep(old_traj.get(t["step"], {}).get("summary")), **t["summary"]},
+                                 "absent": {**keep(old_traj.get(t["step"], {}).get("absent")), **t["absent"]}}
+                                for t in new["trajectory"]]
+    return merged

@@ -1,0 +1,55 @@
+"""Measure semantic collapse in a run: attention sinks, embedding geometry, decodability,
+knowledge and retrieval (DESIGN.md §4), from RUN/capture, RUN/checkpoint and RUN/metrics.json.
+
+Writes RUN/analysis.json atomically (checkpoints.md): run metadata, tidy per layer / head records,
+one headline number per metric with its direction, decoded samples, and with --all-checkpoints a
+trajectory over RUN/checkpoints/step-*/. Metrics a run cannot have (the reconstruction path of an
+untouched model) are listed as absent. Needs a capture first: `karma-probe capture RUN`.
+"""
+
+HELP = "analyze a captured run into RUN/analysis.json"
+EXAMPLES = """examples:
+  karma-probe analyze runs/karma-tiny                             # every metric
+  karma-probe analyze runs/karma-tiny --metrics sink_mass,erank   # only these (others in analysis.json are kept)
+  karma-probe analyze runs/karma-tiny --all-checkpoints           # + trajectory over checkpoints/step-*/
+  karma-probe analyze runs/base                                   # untouched reference run (no recon_* metrics)
+  karma-probe analyze --list                                      # metric names, directions, families
+"""
+
+
+def add_arguments(p):
+    p.add_argument("run", nargs="?", help="run directory (holds config.json, checkpoint/, capture/)")
+    p.add_argument("--metrics", help="comma-separated metric names (default: all; see --list)")
+    p.add_argument("--all-checkpoints", action="store_true",
+                   help="also analyze RUN/checkpoints/step-*/ into a trajectory (model-based metrics; capture-based "
+                        "ones where the checkpoint has its own capture/)")
+    p.add_argument("--list", action="store_true", help="list the registered metrics and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    import sys
+
+    from karma_probe.errors import BadInput
+
+    if args.list:
+        from karma_probe.analyzers import select
+
+        for m in select(None):
+            first = m.doc.split("\n")[0]
+            print(f"{m.name:18s} {'higher' if m.higher_is_better else 'lower ':6s} {m.family:13s} {first}")
+        return 0
+    if not args.run:
+        raise BadInput("give a RUN directory (or --list)")
+    from karma_probe.analyze import analyze_run
+
+    out = analyze_run(args.run, metrics=args.metrics, all_checkpoints=args.all_checkpoints,
+                      progress=not args.no_progress and sys.stderr.isatty())
+    hib = out["higher_is_better"]
+    for name, value in out["summary"].items():
+        shown = "n/a" if value is None else f"{value:.4g}"
+        print(f"{name:18s} {shown:>10s}  ({'higher' if hib.get(name) else 'lower'} is better)")
+    for name, reason in out["absent"].items():
+        print(f"{name:18s} {'absent':>10s}  ({reason})")
+    print(f"wrote {args.run.rstrip('/')}/analysis.json")
+    return 0
