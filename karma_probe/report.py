@@ -22,7 +22,7 @@ import numpy as np
 from karma_probe import figures
 from karma_probe.errors import BadInput
 from karma_probe.figures.spec import FigureSpec
-from karma_probe.results import Run, decode_tokens, format_delta, format_value, load_hidden, load_maps
+from karma_probe.results import Run, decode_tokens, format_delta, format_value, load_hidden, load_maps, verdict
 from karma_probe.rundir import atomic_path, now
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
@@ -158,11 +158,7 @@ def verdict_rows(runs: Sequence[Run]) -> list[list[str]]:
 
 
 def _verdict_word(delta: float, higher_is_better: bool | None) -> str:
-    if not math.isfinite(delta) or higher_is_better is None:
-        return ""
-    if delta == 0:
-        return "same"
-    return "better" if (delta > 0) == higher_is_better else "worse"
+    return verdict(delta, higher_is_better)  # the dashboard's overview colours cells by the same rule
 
 
 def _verdict(pages: _Pages, runs: Sequence[Run]) -> None:

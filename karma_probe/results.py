@@ -226,6 +226,87 @@ def direction(runs: Sequence[Run], metric: str) -> bool | None:
 
 # --------------------------------------------------------------------------- many runs
 
+# What load_run reads of a run dir; a confined listing checks each before anything is opened.
+RUN_FILES = ("analysis.json", "config.json", "metrics.json", "train_log.jsonl")
+
+
+def confined(root: str | Path, path: str | Path) -> Path:
+    """``path`` with every symlink resolved, if that lies inside ``root`` (resolved too); else BadInput.
+
+    A server pointed at one runs root must not become a file browser: a symlinked run dir or file,
+    or a user-given name like ``../other`` or ``/etc``, that leads outside is refused unopened.
+    """
+    try:
+        base, target = Path(root).resolve(), Path(path).resolve()
+    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise BadInput(f"{path}: cannot be resolved ({e}); not read") from None
+    if target != base and base not in target.parents:
+        raise BadInput(f"{path}: resolves to {target}, outside the runs root {base}; not read")
+    return target
+
+
+def verdict(delta: float, higher_is_better: bool | None) -> str:
+    """"better" / "worse" / "same" for a change ``delta`` of a metric with the declared direction;
+    "" when the direction is unknown or the change is not a number."""
+    if not math.isfinite(delta) or higher_is_better is None:
+        return ""
+    if delta == 0:
+        return "same"
+    return "better" if (delta > 0) == higher_is_better else "worse"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One headline metric of a run next to the reference run's."""
+
+    value: float
+    delta: float  # value - reference value; NaN where either is missing
+    verdict: str  # verdict(delta, direction)
+
+
+def changes(run: Run, reference: Run, metrics: Sequence[str], runs: Sequence[Run] = ()) -> dict[str, Change]:
+    """``run``'s summary value of each of ``metrics`` and its change against ``reference``.
+
+    The direction is the first declaration among ``reference``, ``run``, then ``runs``."""
+    out = {}
+    for metric in metrics:
+        value = run.summary.get(metric, math.nan)
+        delta = value - reference.summary.get(metric, math.nan)
+        out[metric] = Change(value, delta, verdict(delta, direction([reference, run, *runs], metric)))
+    return out
+
+
+def metric_names(runs: Sequence[Run], per: str | None = None) -> list[str]:
+    """Metric names in first-seen order: ``per=None`` those in the summaries, ``"layer"`` those
+    with per-layer records (or per-head ones, which by_layer averages), ``"head"`` those with
+    (layer, head) records."""
+    if per is None:
+        return list(dict.fromkeys(m for r in runs for m in r.summary))
+    if per not in ("layer", "head"):
+        raise ValueError(f"per must be None, 'layer' or 'head', got {per!r}")
+    return list(dict.fromkeys(rec.metric for r in runs for rec in r.analysis.records
+                              if rec.layer is not None and (per == "layer" or rec.head is not None)))
+
+
+def exact_text(truth: str, decoded: str) -> bool:
+    """The report's rule for a decoded sample that matches its truth: equal up to case and outer spaces."""
+    return str(truth).strip().lower() == str(decoded).strip().lower()
+
+
+def decoded_side_by_side(runs: Sequence[Run]) -> list[dict[str, str | None]]:
+    """``samples.decoded`` of several runs aligned on (history, truth), in first-seen order.
+
+    One row per sample: ``{"history", "truth", <run name>: decoded text or None}``. Runs decoded
+    on the same probe set (the seeded capture) line up row by row; others get their own rows.
+    """
+    rows: dict[tuple[str, str], dict[str, str | None]] = {}
+    for run in runs:
+        for s in run.analysis.samples.get("decoded") or []:
+            key = (str(s.get("history", "")), str(s.get("truth", "")))
+            row = rows.setdefault(key, {"history": key[0], "truth": key[1]} | {r.name: None for r in runs})
+            row[run.name] = str(s.get("decoded", ""))
+    return list(rows.values())
+
 @dataclass(frozen=True)
 class BrokenRun:
     path: Path
@@ -239,16 +320,27 @@ class RunListing:
     broken: tuple[BrokenRun, ...]
 
 
-def list_runs(root: str | Path) -> RunListing:
+def list_runs(root: str | Path, *, confine: bool = False) -> RunListing:
     """Every run dir directly under ``root``, loaded or with the reason it cannot be.
 
     Hidden directories are skipped: they are atomic writes in progress (rundir.atomic_dir).
+    ``confine=True`` is for a server that must read nothing outside ``root`` (the dashboard): a run
+    dir, or one of its RUN_FILES, that resolves outside it (a symlink) is listed as broken unopened.
     """
     root = Path(root)
     if not root.is_dir():
         raise BadInput(f"{root}: no such runs directory")
     ok, broken = [], []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            if confine:  # before the marker check below, which would already look behind the link
+                confined(root, d)
+                for name in RUN_FILES:
+                    if (d / name).is_symlink() or (d / name).exists():
+                        confined(root, d / name)
+        except BadInput as e:
+            broken.append(BrokenRun(path=d, name=d.name, reason=str(e)))
+            continue
         if not any((d / m).exists() for m in RUN_MARKERS):
             continue
         try:
