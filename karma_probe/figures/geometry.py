@@ -8,6 +8,7 @@ a line. Plain numpy (SVD), no torch: these take arrays from results.load_hidden.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from karma_probe.figures.spec import FigureSpec, Series, series
 
 MAX_ROWS = 1000  # pairwise cosines are O(n^2): a fixed, seeded subsample keeps figures fast and stable
 OTHER = "other"
+ROLES = ("catalogue item", "target item", "interest")  # role_pca's labels, in drawing order
 
 
 def singular_spectrum(embeddings: Mapping[str, np.ndarray], title: str = "singular value spectrum") -> FigureSpec:
@@ -74,6 +76,25 @@ def pca_scatter(x: np.ndarray, labels: Sequence[str] | None = None, title: str =
     return FigureSpec(kind="scatter", title=title, series=points,
                       x_label=f"PC1 ({var[0]:.0%} of variance)",
                       y_label=f"PC2 ({var[1]:.0%} of variance)" if len(var) > 1 else "PC2")
+
+
+def role_pca(items: np.ndarray, interest: np.ndarray, targets: np.ndarray, title: str = "PCA") -> FigureSpec:
+    """Item and interest embeddings on their shared first two principal components, coloured by
+    role: "interest" (a probe's interest embedding), "target item" (the next item of some probe),
+    "catalogue item" (every other item).
+
+    The capture records no item genres (checkpoints.md), so role is the label every run has; it
+    still shows the collapse that matters for retrieval: interests drifting away from the items
+    they should land on, or everything squeezed onto one line.
+    """
+    items, interest = np.asarray(items), np.asarray(interest)
+    targets = np.asarray(targets, dtype=np.int64)
+    is_target = np.zeros(len(items), dtype=bool)
+    is_target[targets[(targets >= 0) & (targets < len(items))]] = True
+    labels = ["target item" if t else "catalogue item" for t in is_target] + ["interest"] * len(interest)
+    spec = pca_scatter(np.concatenate([items, interest]), labels, title=title)
+    # a fixed order, so each role keeps its colour from one run's panel to the next
+    return replace(spec, series=tuple(sorted(spec.series, key=lambda s: ROLES.index(s.name))))
 
 
 def _centered(x: np.ndarray, name: str) -> np.ndarray:

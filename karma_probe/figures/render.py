@@ -180,7 +180,9 @@ def to_plotly(spec: FigureSpec):
     if spec.log_x:
         fig.update_xaxes(type="log")
     if spec.integer_x:
-        fig.update_xaxes(tickformat="d")
+        xs = [float(x) for s in spec.series for x in s.x]
+        # "d" alone prints plotly's automatic half steps on a short axis as repeated labels (0 1 1 2)
+        fig.update_xaxes(tickformat="d", **({"dtick": 1} if xs and max(xs) - min(xs) <= 10 else {}))
     return fig
 
 
