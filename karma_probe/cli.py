@@ -26,6 +26,7 @@ COMMANDS = {
     "report": "PDF diagnostic report: verdict table, figures per metric family, config appendix",
     "check": "CI regression gate: a run against a baseline file or another run (exit 1 on regression, JUnit XML)",
     "train": "train one condition (action | gen | rec | karma) into a run directory",
+    "dashboard": "Streamlit dashboard comparing the runs under a runs directory side by side",
 }
 
 EXAMPLES = """examples:

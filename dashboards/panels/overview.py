@@ -1,0 +1,45 @@
+"""Overview: every run's headline metrics, and each one's change against the reference run."""
+
+import pandas as pd
+import streamlit as st
+
+from karma_probe import dashboard, figures
+from karma_probe.report import GREEN, RED
+from karma_probe.results import changes, direction, format_delta, format_value, metric_names
+
+view = dashboard.current()
+ref = view.reference
+st.title("Overview")
+st.caption(f"Headline metrics (analysis.json `summary`) of the selected runs, with the change against the "
+           f"reference run **{ref.name}** in brackets. Green: better, red: worse, by each metric's declared "
+           "direction (`higher_is_better`; hover a column name).")
+
+metrics = metric_names(view.runs)
+rows, verdicts = [], []
+for run in view.runs:
+    is_ref = run.name == ref.name
+    row = {"run": run.name, "condition": run.condition, "status": "reference" if is_ref else "ok"}
+    change = changes(run, ref, metrics, view.runs)
+    for metric, c in change.items():
+        text = format_value(c.value) if c.value == c.value else "–"  # NaN: the run lacks this metric
+        row[metric] = text if is_ref or c.delta != c.delta else f"{text} ({format_delta(c.delta)})"
+    rows.append(row)
+    verdicts.append({m: c.verdict for m, c in change.items()})
+for broken in view.listing.broken:  # a run that did not load keeps its row, with the reason
+    rows.append({"run": broken.name, "condition": "", "status": f"not loaded: {broken.reason}"})
+    verdicts.append({"status": "broken"})
+
+table = pd.DataFrame(rows, columns=["run", "condition", "status", *metrics]).fillna("")
+fill = {"better": f"background-color: {GREEN}", "worse": f"background-color: {RED}",
+        "broken": "background-color: #fff3cd"}
+styles = pd.DataFrame([[fill.get(v.get(col), "") for col in table.columns] for v in verdicts], columns=table.columns)
+notes = {True: "higher is better", False: "lower is better", None: "direction not declared"}
+st.dataframe(table.style.apply(lambda _: styles, axis=None), hide_index=True,
+             column_config={m: st.column_config.TextColumn(m, help=notes[direction(view.runs, m)]) for m in metrics})
+
+for broken in view.listing.broken:
+    st.warning(f"**{broken.name}** was not loaded: {broken.reason}")
+
+if metrics:
+    metric = st.selectbox("compare one metric", metrics, index=metrics.index("sink_mass") if "sink_mass" in metrics else 0)
+    dashboard.plot(figures.metric_bars(view.runs, metric), "overview-bars")

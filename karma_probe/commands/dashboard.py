@@ -1,0 +1,52 @@
+"""Serve the Streamlit dashboard that compares the runs under one runs directory side by side:
+an overview table with deltas against a reference run, attention sinks and maps, embedding
+geometry, decoded samples, retrieval curves and training curves.
+
+It runs `streamlit run dashboards/app.py -- --runs DIR` (headless, no usage statistics) and reads
+nothing outside DIR: a symlinked run leading elsewhere is listed with a notice, not opened. Runs
+that are half-written or malformed show their reason in the overview; the rest keep working.
+Needs a source checkout (dashboards/ lies next to the package), not torch.
+"""
+
+from __future__ import annotations
+
+HELP = "Streamlit dashboard comparing the runs under a runs directory side by side"
+EXAMPLES = """examples:
+  karma-probe dashboard --runs runs
+  karma-probe dashboard --runs runs --port 8502
+  karma-probe dashboard --runs /data/karma-runs --host 0.0.0.0 --port 8080
+  # then link a comparison: http://localhost:8501/attention?run=action-tiny&run=karma-tiny&ref=action-tiny
+"""
+
+
+def add_arguments(p):
+    p.add_argument("--runs", required=True, metavar="DIR", help="the runs root: one run directory per child (e.g. runs/)")
+    p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    p.add_argument("--host", default="localhost",
+                   help="address to listen on (default localhost; 0.0.0.0 shares it with the network)")
+
+
+def run(args) -> int:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from karma_probe.errors import BadInput
+
+    root = Path(args.runs)
+    if not root.is_dir():
+        raise BadInput(f"{root}: no such runs directory")
+    if not 0 < args.port < 65536:
+        raise BadInput(f"--port {args.port}: not a TCP port (1-65535)")
+    app = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+    if not app.is_file():
+        raise BadInput(f"{app}: not found; the dashboard runs from a source checkout (pip install -e .)")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.port", str(args.port), "--server.address", args.host,
+           "--server.fileWatcherType", "none",  # a served tool, not an app being edited: no reload on save
+           "--client.toolbarMode", "viewer",  # no "Deploy" button or developer options in the menu
+           "--theme.primaryColor", "#4c78a8",  # Streamlit's red would read as "worse", as in the overview
+           "--", "--runs", str(root.resolve())]
+    print(f"karma-probe dashboard: {root.resolve()} at http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
