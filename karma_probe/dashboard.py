@@ -128,7 +128,7 @@ def tokens(view: View, run: Run, ids) -> tuple[list[str], str]:
 
 # --------------------------------------------------------------------------- drawing
 
-TOOLBAR_PX = 34  # Streamlit always shows plotly's toolbar, top right: titles start below it
+TOOLBAR_PX = 46  # Streamlit always shows plotly's toolbar (28 px, top right): titles start below it
 
 
 def plot(spec: FigureSpec, key: str, where=st) -> None:

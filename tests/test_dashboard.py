@@ -1,0 +1,332 @@
+"""The Streamlit dashboard: every page through AppTest, the runs-root confinement, broken runs,
+the ``karma-probe dashboard`` command, and one end-to-end test in headless Chromium.
+
+Every test reads the run dirs of the ``runs_root`` fixture. It is built with tests/fakeruns.py for
+now; to test on real runs, make it return a directory of runs made by the tiny preset (trained,
+captured and analyzed) — nothing else here assumes fake data. Tests that need a broken or
+symlinked run copy that root first (``scratch_root``), so the fixture itself stays untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fakeruns import make_run
+from karma_probe import results
+from karma_probe.errors import BadInput
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "dashboards" / "app.py"
+PAGES = ("overview", "attention", "geometry", "decodability", "retrieval", "training")
+TITLES = {"overview": "Overview", "attention": "Attention sinks", "geometry": "Geometry",
+          "decodability": "Decodability", "retrieval": "Retrieval", "training": "Training"}
+SCREENSHOT = REPO / "reports" / "dashboard.png"
+RENDER_LIMIT_S = 2.0  # the issue's budget for one page with demo runs
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    """The runs root every test reads (see the module docstring to swap in real runs)."""
+    root = tmp_path_factory.mktemp("runs")
+    make_run(root, "action-tiny", condition="action")
+    make_run(root, "karma-tiny", condition="karma")
+    make_run(root, "base", condition="base", train_log=False, metrics=False, trajectory=False)
+    return root
+
+
+@pytest.fixture
+def scratch_root(runs_root, tmp_path) -> Path:
+    """A copy of ``runs_root`` that a test may break; checkpoints beyond the tokenizer are left out."""
+    root = tmp_path / "runs"
+    shutil.copytree(runs_root, root, ignore=_keep_light)
+    return root
+
+
+def _keep_light(directory: str, names: list[str]) -> set[str]:
+    """copytree filter: drop weights and intermediate checkpoints (real runs), keep captures and JSON."""
+    in_checkpoint = Path(directory).name == "checkpoint"
+    return {n for n in names if n in ("checkpoints", "resume") or (in_checkpoint and n.endswith(".safetensors"))}
+
+
+def app(root: Path | None, monkeypatch, query: dict | None = None) -> AppTest:
+    """The dashboard as ``streamlit run dashboards/app.py -- --runs ROOT`` would start it."""
+    monkeypatch.setattr(sys, "argv", [str(APP), *(["--runs", str(root)] if root else [])])
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params.update(query or {})
+    return at
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.run()
+    if page != "overview":  # the default page
+        at.switch_page(f"panels/{page}.py").run()
+    return at
+
+
+def charts(at: AppTest) -> list[dict]:
+    """The plotly figures on the page, as the JSON the browser receives."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, texts(at.exception)
+    assert not at.error, texts(at.error)
+
+
+# --------------------------------------------------------------------------- every page
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_charts(runs_root, monkeypatch, page):
+    at = open_page(app(runs_root, monkeypatch), page)
+    assert_clean(at)
+    figs = charts(at)
+    assert figs, f"{page}: no chart"
+    assert any(trace.get("x") is not None or trace.get("z") is not None for f in figs for trace in f["data"]), \
+        f"{page}: every chart is empty"
+    start = time.perf_counter()
+    at.run()  # a rerun, as after a widget change: what the user waits for
+    elapsed = time.perf_counter() - start
+    assert_clean(at)
+    print(f"{page}: rerun {elapsed:.2f} s")
+    assert elapsed < RENDER_LIMIT_S, f"{page} took {elapsed:.2f} s"
+
+
+def test_overview_table_has_every_run_and_deltas(runs_root, monkeypatch):
+    listing = results.list_runs(runs_root)
+    at = open_page(app(runs_root, monkeypatch, {"ref": listing.ok[0].name}), "overview")
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [r.name for r in listing.ok]
+    assert list(table["status"]).count("reference") == 1
+    assert table.loc[table["status"] == "reference", "run"].item() == listing.ok[0].name
+    other = table[table["status"] == "ok"].iloc[0]
+    metric = "sink_mass"
+    ref_value = listing.ok[0].summary[metric]
+    value = next(r for r in listing.ok if r.name == other["run"]).summary[metric]
+    assert other[metric] == f"{results.format_value(value)} ({results.format_delta(value - ref_value)})"
+
+
+def test_changes_follow_each_metrics_direction(runs_root):
+    runs = {r.condition: r for r in results.list_runs(runs_root).ok}
+    action, karma = runs["action"], runs["karma"]  # fakeruns: action is the more collapsed one
+    against_action = results.changes(karma, action, ["sink_mass", "hr@10", "erank"])
+    assert {m: c.verdict for m, c in against_action.items()} == {"sink_mass": "better", "hr@10": "better", "erank": "better"}
+    assert against_action["sink_mass"].delta == pytest.approx(karma.summary["sink_mass"] - action.summary["sink_mass"])
+    assert results.changes(action, karma, ["sink_mass"])["sink_mass"].verdict == "worse"
+    assert results.changes(action, action, ["sink_mass"])["sink_mass"].verdict == "same"
+    assert results.changes(action, karma, ["no_such_metric"])["no_such_metric"].verdict == ""
+
+
+def test_attention_page_shows_two_maps_side_by_side(runs_root, monkeypatch):
+    listing = results.list_runs(runs_root)
+    at = open_page(app(runs_root, monkeypatch), "attention")
+    assert_clean(at)
+    maps = [f for f in charts(at) if "probe" in f["layout"]["title"]["text"]]
+    assert len(maps) == 2
+    left, right = (f["layout"]["title"]["text"].split(":")[0] for f in maps)
+    assert left != right  # two different runs
+    heads = [f for f in charts(at) if "by layer and head" in f["layout"]["title"]["text"]]
+    assert len(heads) == len(listing.ok)
+    # the tokens label the axes of each map (ids where a run has no tokenizer)
+    for f in maps:
+        z = f["data"][0]["z"]
+        assert len(f["layout"]["xaxis"]["ticktext"]) == len(z) == len(z[0])
+
+
+# --------------------------------------------------------------------------- broken and foreign runs
+
+def test_broken_runs_get_a_notice_and_the_rest_works(scratch_root, monkeypatch):
+    good = results.list_runs(scratch_root).ok
+    cut = scratch_root / "killed"  # a training job killed while writing analysis.json
+    cut.mkdir()
+    (cut / "config.json").write_text("{}")
+    (cut / "analysis.json").write_text('{"schema": "karma_probe.analysis/1", "records": [')
+    (scratch_root / "half").mkdir()  # created, never analyzed
+    (scratch_root / "half" / "config.json").write_text("{}")
+
+    at = open_page(app(scratch_root, monkeypatch), "overview")
+    assert_clean(at)
+    table = at.dataframe[0].value
+    for name in ("killed", "half"):
+        row = table[table["run"] == name]
+        assert row["status"].item().startswith("not loaded: ")
+        assert name in texts(at.warning)
+    assert "analysis.json: not found" in table.loc[table["run"] == "half", "status"].item()
+    assert len(table) == len(good) + 2
+    for page in PAGES[1:]:
+        at.switch_page(f"panels/{page}.py").run()
+        assert_clean(at)
+        assert charts(at), page
+
+
+def test_symlinks_out_of_the_root_are_refused_unread(scratch_root, tmp_path, monkeypatch):
+    outside = tmp_path / "elsewhere"
+    make_run(outside, "secret", condition="action")
+    (scratch_root / "linked").symlink_to(outside / "secret", target_is_directory=True)
+    inner = scratch_root / "inner-link"  # a run whose analysis.json alone leads out
+    inner.mkdir()
+    (inner / "analysis.json").symlink_to(outside / "secret" / "analysis.json")
+    victim = next(d for d in sorted(scratch_root.iterdir()) if (d / "capture").is_dir() and not d.is_symlink())
+    shutil.rmtree(victim / "capture")  # a run whose capture leads out
+    (victim / "capture").symlink_to(outside / "secret" / "capture", target_is_directory=True)
+
+    read = []
+    real_read_json = results.read_json
+    monkeypatch.setattr(results, "read_json", lambda f, *a: read.append(Path(f)) or real_read_json(f, *a))
+    listing = results.list_runs(scratch_root, confine=True)
+    broken = {b.name: b.reason for b in listing.broken}
+    assert "outside the runs root" in broken["linked"] and "outside the runs root" in broken["inner-link"]
+    assert not [f for f in read if outside in f.resolve().parents], "a file outside the root was opened"
+    assert "linked" in {r.name for r in results.list_runs(scratch_root).ok}  # unconfined callers: as before
+
+    at = open_page(app(scratch_root, monkeypatch, {"ref": victim.name}), "overview")
+    assert_clean(at)
+    assert "linked" in texts(at.warning) and "outside the runs root" in texts(at.warning)
+    at.switch_page("panels/attention.py").run()  # the reference run is the left map
+    assert_clean(at)
+    assert f"{victim.name}: no attention maps to show" in texts(at.warning)
+    assert charts(at)  # the other runs still draw
+    at.switch_page("panels/geometry.py").run()
+    assert_clean(at)
+    assert f"{victim.name}: no embeddings to show" in texts(at.warning)
+    assert "outside the runs root" in texts(at.warning)
+
+
+def test_query_parameters_cannot_name_other_paths(runs_root, tmp_path, monkeypatch):
+    names = [r.name for r in results.list_runs(runs_root).ok]
+    at = app(runs_root, monkeypatch, {"run": ["../" + tmp_path.name, "/etc", "no-such-run", names[-1]], "ref": "/etc/passwd"})
+    at.run()
+    assert_clean(at)
+    warnings = texts(at.warning)
+    assert warnings.count("outside the runs root") == 3  # two runs and the ref
+    assert "'no-such-run' is not a loadable run" in warnings
+    assert at.multiselect(key="runs").value == [names[-1]]
+    assert at.selectbox(key="reference").value == names[-1]
+
+
+def test_query_parameters_pick_runs_and_reference(runs_root, monkeypatch):
+    names = [r.name for r in results.list_runs(runs_root).ok]
+    at = app(runs_root, monkeypatch, {"run": names[:2], "ref": names[1]})
+    at.run()
+    assert_clean(at)
+    assert not at.warning
+    assert at.multiselect(key="runs").value == names[:2]
+    assert at.selectbox(key="reference").value == names[1]
+
+
+def test_confined_resolves_inside_only(tmp_path):
+    (tmp_path / "root" / "run").mkdir(parents=True)
+    root = tmp_path / "root"
+    assert results.confined(root, root / "run") == (root / "run").resolve()
+    assert results.confined(root, root / "run" / ".." / "run") == (root / "run").resolve()
+    for outside in (root / "..", tmp_path, Path("/etc/passwd"), root / "run" / ".." / ".." / "x"):
+        with pytest.raises(BadInput, match="outside the runs root"):
+            results.confined(root, outside)
+    (root / "loop").symlink_to(root / "loop")
+    with pytest.raises(BadInput):
+        results.confined(root, root / "loop")
+
+
+def test_without_a_runs_root_the_app_says_how_to_start(tmp_path, monkeypatch):
+    for root, message in ((None, "karma-probe dashboard --runs DIR"), (tmp_path / "gone", "no such runs directory")):
+        at = app(root, monkeypatch)
+        at.run()
+        assert not at.exception
+        assert message in texts(at.error)
+
+
+def test_empty_runs_root_explains_what_to_do(tmp_path, monkeypatch):
+    at = app(tmp_path, monkeypatch)
+    at.run()
+    assert not at.exception
+    assert "No run selected" in texts(at.info)
+
+
+# --------------------------------------------------------------------------- the command
+
+def test_dashboard_command_rejects_a_missing_runs_dir(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "karma_probe", "dashboard", "--runs", str(tmp_path / "nope")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"karma-probe dashboard: error: {tmp_path / 'nope'}: no such runs directory"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the dashboard exited with {server.returncode}: {server.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"the dashboard did not answer within {timeout} s")
+
+
+@pytest.mark.browser
+def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
+    """`karma-probe dashboard` serves every page and the plotly charts render in a real browser."""
+    from browser import EXCEPTIONS, PLOTTED, RUNNING, Browser, find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        if os.geteuid() == 0:  # CI runs as root, where scripts/setup.sh installs it: missing is a failure
+            pytest.fail("chromium not found; scripts/setup.sh installs it (apt-get install chromium)")
+        pytest.skip("chromium not installed and not root to install it (apt-get install chromium)")
+    expected = {}  # charts per page as AppTest sees them: the browser must draw every one
+    for page in PAGES:
+        expected[page] = len(charts(open_page(app(runs_root, monkeypatch), page)))
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "karma_probe", "dashboard", "--runs", str(runs_root),
+                               "--port", str(port), "--host", "127.0.0.1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _wait_healthy(url, server, timeout=60)
+        with Browser(chromium, tmp_path / "profile", width=1400, height=1900) as b:
+            b.goto(url)
+            for page in PAGES:
+                start = time.monotonic()
+                if page != "overview":  # through the sidebar, as a user switches pages (no reload)
+                    b.eval(f"document.querySelector('[data-testid=\"stSidebarNav\"] a[href$=\"/{page}\"]').click()")
+                b.wait_for(f"document.querySelector('h1')?.textContent === {json.dumps(TITLES[page])} "
+                           f"&& {PLOTTED} >= {expected[page]} && !{RUNNING}", timeout=60)
+                print(f"{page}: {expected[page]} charts drawn in {time.monotonic() - start:.2f} s")
+                assert b.eval(EXCEPTIONS) == 0, page
+                assert b.eval("document.querySelectorAll('.js-plotly-plot .main-svg').length") >= expected[page]
+                if page == "attention":  # the README's picture: the sink curve, heads and two maps
+                    time.sleep(0.5)  # let plotly finish its transition frame
+                    b.screenshot(SCREENSHOT)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    assert SCREENSHOT.stat().st_size > 20_000  # a real picture, not a blank page
