@@ -38,10 +38,13 @@ def _targets(inputs) -> list[str]:
     return [target_text(items[int(t)]) for t in inputs.probe_targets]
 
 
-def normalize_title(text: str) -> str:
-    """Compare titles, not formatting: drop " | genres" and a trailing "(1995)", casefold,
-    punctuation → spaces, collapse whitespace. "Toy Story (1995) | Animation" → "toy story"."""
+def normalize_title(text: str, year: str = "") -> str:
+    """Compare titles, not formatting: drop " | genres" and a trailing "(1995)" (or "(year)" for
+    the item's own ``year``, which MovieLens sometimes spells "unkonwn"), casefold, punctuation →
+    spaces, collapse whitespace. "Toy Story (1995) | Animation" → "toy story"."""
     text = text.split("|", 1)[0].strip()
+    if year and text.endswith(f"({year})"):
+        text = text[: -len(year) - 2]
     text = re.sub(r"\(\s*\d{4}\s*\)\s*$", "", text)
     text = re.sub(r"[^\w\s]", " ", text.casefold())
     return " ".join(text.split())
@@ -111,7 +114,7 @@ def recon_exact(inputs) -> Measurement:
         decoded += model.reconstruct_greedy(E[i:i + RECON_BATCH], max_new_tokens=cfg.max_target_tokens)
     items = inputs.dataset.items
     truth = [items[int(t)] for t in inputs.probe_targets[:n]]
-    hits = [normalize_title(d) == normalize_title(readable_title(it.title)) for d, it in zip(decoded, truth)]
+    hits = [normalize_title(d, it.year) == normalize_title(readable_title(it.title)) for d, it in zip(decoded, truth)]
     value = float(np.mean(hits))
     texts = _targets(inputs)
     samples = tuple({"history": _history(inputs.probe_texts[i]), "truth": texts[i].strip(), "decoded": decoded[i].strip(),

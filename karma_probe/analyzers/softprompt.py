@@ -104,8 +104,8 @@ class SoftPromptDecoder:
             self.adapter_.weight.normal_(0.0, float(emb.std()) / np.sqrt(e))
         targets = self._targets(texts)
         gen = torch.Generator().manual_seed(b.seed)
-        order = torch.cat([torch.randperm(len(targets), generator=gen)
-                           for _ in range(-(-b.steps * b.batch_size // len(targets)))]).tolist()
+        epochs = -(-b.steps * b.batch_size // len(targets))  # ceil: every step gets a full batch
+        order = [i for _ in range(epochs) for i in torch.randperm(len(targets), generator=gen).tolist()]
         opt = torch.optim.Adam(self.adapter_.parameters(), lr=b.lr)
         flags = [p.requires_grad for p in self.backbone.parameters()]
         self.losses_ = []

@@ -1,0 +1,100 @@
+"""Decodability pieces on known answers: title matching, token accuracy, the genre probe, and the
+post-hoc soft-prompt decoder (learns, leaves the backbone frozen, same seed → same result)."""
+
+import numpy as np
+import pytest
+import torch
+
+from karma_probe.analyzers.decodability import genre_matrix, genre_probe_f1, normalize_title, token_accuracy
+from karma_probe.analyzers.softprompt import DecoderBudget, SoftPromptDecoder
+from karma_probe.data import Item
+
+
+@pytest.mark.parametrize("text, want", [
+    ("Toy Story (1995) | Animation, Children's, Comedy", "toy story"),
+    (" toy story", "toy story"),
+    ("Toy Story (1995)", "toy story"),
+    ("Star Wars: Episode IV (1977) | Sci-Fi", "star wars episode iv"),
+    ("Twelve Monkeys|Drama", "twelve monkeys"),
+    ("1984 (1984)", "1984"),  # only a trailing year goes
+])
+def test_normalize_title(text, want):
+    assert normalize_title(text) == want
+
+
+def test_normalize_title_drops_the_items_own_year_however_spelled():
+    assert normalize_title("unkonwn (unkonwn) | unknown", "unkonwn") == "unkonwn"
+    assert normalize_title("Heat (1995)", "1996") == "heat"  # a wrong year is not part of the title
+
+
+def test_a_perfect_decoder_is_exact_on_every_movielens_item():
+    """Decoding exactly the training target (target_text) must count as the true title."""
+    from karma_probe.data import load_dataset
+    from karma_probe.prompts import readable_title, target_text
+
+    for it in load_dataset("ml-100k").items:
+        assert normalize_title(target_text(it), it.year) == normalize_title(readable_title(it.title)), it
+
+
+def test_token_accuracy_ignores_padding():
+    logits = torch.zeros(2, 3, 5)
+    logits[0, 0, 1] = logits[0, 1, 2] = logits[0, 2, 4] = 1.0  # predicts 1, 2, 4
+    logits[1, 0, 3] = 1.0  # predicts 3, then 0, 0
+    labels = torch.tensor([[1, 2, 3], [3, -100, -100]])
+    assert token_accuracy(logits, labels) == (3, 4)
+
+
+def test_genre_matrix():
+    items = (Item("a", "A", genres=("Drama",)), Item("b", "B", genres=("Comedy", "Drama")), Item("c", "C"))
+    Y = genre_matrix([1, 0, 2, 1], items, ["Comedy", "Drama"])
+    assert Y.tolist() == [[1, 1], [0, 1], [0, 0], [1, 1]]
+
+
+def _genre_data(rng, n, G=4):
+    Y = (rng.random((n, G)) < 0.35).astype(int)
+    Y[Y.sum(1) == 0, rng.integers(0, G)] = 1
+    return Y
+
+
+def test_genre_probe_reads_linear_genre_codes_and_not_noise():
+    rng = np.random.default_rng(0)
+    Yf, Yt = _genre_data(rng, 120), _genre_data(rng, 60)
+    mix = rng.normal(size=(4, 16))
+    code = lambda Y: (2 * Y - 1) @ mix + 0.05 * rng.normal(size=(len(Y), 16))  # noqa: E731  genres linearly encoded
+    assert genre_probe_f1(code(Yf), Yf, code(Yt), Yt) == 1.0
+    noise = genre_probe_f1(rng.normal(size=(120, 16)), Yf, rng.normal(size=(60, 16)), Yt)
+    assert noise < 0.75
+    # a genre that never occurs in the test split is not averaged in (its F1 is undefined)
+    Yt2 = Yt.copy()
+    Yt2[:, 3] = 0
+    assert genre_probe_f1(code(Yf), Yf, code(Yt2), Yt2) == 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny backbone with a wider init: at the default 0.02 its logits span ~1 nat over 49k
+    tokens, so no soft prompt could make any token likely and "the decoder learns" is untestable."""
+    from karma_probe.models import load_backbone
+
+    return load_backbone("tiny", seed=0, initializer_range=0.3)
+
+
+TEXTS = [" Toy Story (1995) | Animation", " Heat (1995) | Action", " Fargo (1996) | Crime", " Jaws (1975) | Horror"]
+
+
+def test_soft_prompt_decoder_learns_while_the_backbone_stays_frozen(tiny):
+    model, tok = tiny
+    E = np.eye(4, dtype=np.float32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    budget = DecoderBudget(steps=40, batch_size=4, lr=3e-2, max_tokens=8)
+    untrained = SoftPromptDecoder(model, tok, DecoderBudget(steps=0, max_tokens=8)).fit(E, TEXTS)
+    dec = SoftPromptDecoder(model, tok, budget).fit(E, TEXTS)
+    assert dec.losses_[-1] < 0.6 * dec.losses_[0]
+    assert dec.token_accuracy(E, TEXTS) > untrained.token_accuracy(E, TEXTS) + 0.2
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # frozen
+    assert [p.requires_grad for p in model.parameters()] == flags  # and left as found
+    again = SoftPromptDecoder(model, tok, budget).fit(E, TEXTS)
+    assert again.losses_ == dec.losses_  # one seed, one result
+    decoded = dec.decode(E, max_new_tokens=4)
+    assert len(decoded) == 4 and all(isinstance(s, str) for s in decoded)
