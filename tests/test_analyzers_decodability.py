@@ -98,3 +98,18 @@ def test_soft_prompt_decoder_learns_while_the_backbone_stays_frozen(tiny):
     assert again.losses_ == dec.losses_  # one seed, one result
     decoded = dec.decode(E, max_new_tokens=4)
     assert len(decoded) == 4 and all(isinstance(s, str) for s in decoded)
+
+
+def test_docstrings_state_the_budgets_in_force():
+    """The budgets are part of the metric's definition: its docstring must not drift from them."""
+    from karma_probe.analyzers import METRICS
+    from karma_probe.analyzers import decodability as D
+    from karma_probe.analyzers import softprompt as S
+    from karma_probe.analyzers.inputs import FIT_EXAMPLES
+
+    doc = METRICS["probe_decode_acc"].doc
+    for phrase in (f"{S.DECODER_STEPS} Adam steps of {S.DECODER_BATCH}", f"lr {S.DECODER_LR:g}", f"seed {S.DECODER_SEED}",
+                   f"k = {S.DECODER_PROMPTS}", f"{S.DECODER_MAX_TOKENS} tokens", f"{FIT_EXAMPLES} valid-split"):
+        assert phrase in " ".join(doc.split()), phrase
+    assert f"{FIT_EXAMPLES} seeded valid-split" in " ".join(METRICS["probe_genre_f1"].doc.split())
+    assert f"first {D.RECON_GREEDY} probes" in METRICS["recon_exact"].doc
