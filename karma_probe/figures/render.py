@@ -17,6 +17,7 @@ from karma_probe.figures.spec import FigureSpec
 CMAP = "viridis"
 ANNOTATE_MAX_CELLS = 150  # write values into heatmap cells only while they stay legible
 MIN_TICK_PT, MAX_TICK_PT = 4.0, 8.0
+PLOTLY_MAX_TICKS = 32  # labels per heatmap axis on screen; more overlap at dashboard widths
 
 
 # --------------------------------------------------------------------------- matplotlib
@@ -199,10 +200,18 @@ def _plotly_heatmap(spec: FigureSpec, fig, go):
                              texttemplate="%{z:.2f}" if spec.annotate and rows * cols <= ANNOTATE_MAX_CELLS else None))
     fig.update_yaxes(autorange="reversed")
     if spec.x_ticks:
-        fig.update_xaxes(tickmode="array", tickvals=list(range(cols)), ticktext=[_html(t) for t in spec.x_ticks])
+        fig.update_xaxes(tickmode="array", **_plotly_ticks(spec.x_ticks))
     if spec.y_ticks:
-        fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=[_html(t) for t in spec.y_ticks])
+        fig.update_yaxes(tickmode="array", **_plotly_ticks(spec.y_ticks))
     return fig
+
+
+def _plotly_ticks(labels: tuple[str, ...]) -> dict:
+    """Every label up to PLOTLY_MAX_TICKS, else every k-th (as _mpl_ticks does): a 100-token map
+    labelled at every position is an unreadable smear, and the hover text names every cell."""
+    step = math.ceil(len(labels) / PLOTLY_MAX_TICKS)
+    positions = list(range(0, len(labels), step))
+    return {"tickvals": positions, "ticktext": [_html(labels[p]) for p in positions]}
 
 
 def _html(s: str) -> str:
