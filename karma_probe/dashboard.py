@@ -179,6 +179,8 @@ def current() -> View:
     if not view.runs:
         st.info(f"No run selected. Runs under `{view.root}` appear here once `karma-probe analyze` "
                 "has written their analysis.json; pick them in the sidebar.")
+        for broken in view.listing.broken:  # e.g. a run still training: say why it is not listed
+            st.warning(f"**{broken.name}** was not loaded: {broken.reason}")
         st.stop()
     return view
 

@@ -27,7 +27,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import subprocess
+    import os
     import sys
     from pathlib import Path
 
@@ -49,4 +49,6 @@ def run(args) -> int:
            "--theme.primaryColor", "#4c78a8",  # Streamlit's red would read as "worse", as in the overview
            "--", "--runs", str(root.resolve())]
     print(f"karma-probe dashboard: {root.resolve()} at http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    return subprocess.call(cmd)
+    # exec, not a child: a signal to this process (Ctrl-C, a supervisor's SIGTERM) reaches the
+    # server itself, and no orphaned server keeps the port when a wrapper is killed
+    os.execv(sys.executable, cmd)
