@@ -20,12 +20,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from fakeruns import make_run
-from karma_probe import results
+from karma_probe import figures, results
 from karma_probe.errors import BadInput
+from karma_probe.figures.render import PLOTLY_MAX_TICKS
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "dashboards" / "app.py"
@@ -122,9 +124,9 @@ def test_overview_table_has_every_run_and_deltas(runs_root, monkeypatch):
     assert other[metric] == f"{results.format_value(value)} ({results.format_delta(value - ref_value)})"
 
 
-def test_changes_follow_each_metrics_direction(runs_root):
-    runs = {r.condition: r for r in results.list_runs(runs_root).ok}
-    action, karma = runs["action"], runs["karma"]  # fakeruns: action is the more collapsed one
+def test_changes_follow_each_metrics_direction(tmp_path):
+    # fake runs on purpose (not runs_root): their known answer is that action collapsed more than karma
+    action, karma = (results.load_run(make_run(tmp_path, c, condition=c)) for c in ("action", "karma"))
     against_action = results.changes(karma, action, ["sink_mass", "hr@10", "erank"])
     assert {m: c.verdict for m, c in against_action.items()} == {"sink_mass": "better", "hr@10": "better", "erank": "better"}
     assert against_action["sink_mass"].delta == pytest.approx(karma.summary["sink_mass"] - action.summary["sink_mass"])
@@ -143,10 +145,23 @@ def test_attention_page_shows_two_maps_side_by_side(runs_root, monkeypatch):
     assert left != right  # two different runs
     heads = [f for f in charts(at) if "by layer and head" in f["layout"]["title"]["text"]]
     assert len(heads) == len(listing.ok)
-    # the tokens label the axes of each map (ids where a run has no tokenizer)
+    # tokens label the axes of each map (ids where a run has no tokenizer); the hover names every cell
     for f in maps:
-        z = f["data"][0]["z"]
-        assert len(f["layout"]["xaxis"]["ticktext"]) == len(z) == len(z[0])
+        z, hover = f["data"][0]["z"], f["data"][0]["text"]
+        assert len(z) == len(z[0]) == len(hover) == len(hover[0])
+        assert 0 < len(f["layout"]["xaxis"]["ticktext"]) <= len(z)
+
+
+def test_long_maps_label_every_kth_token():
+    n = 100  # a real history prompt: every label on a 450 px axis would overlap
+    attn = np.tril(np.ones((1, 1, n, n), dtype=np.float32))
+    attn /= attn.sum(-1, keepdims=True)
+    probe = results.ProbeMap(index=0, attn=attn, input_ids=np.arange(n))
+    fig = figures.to_plotly(figures.attention_map(probe, 0, 0, [f"t{i}" for i in range(n)]))
+    axis = fig.layout.xaxis
+    assert len(axis.ticktext) <= PLOTLY_MAX_TICKS
+    assert list(axis.ticktext) == [f"t{i}" for i in axis.tickvals]  # each label still sits on its own token
+    assert len(fig.data[0].text) == n
 
 
 # --------------------------------------------------------------------------- broken and foreign runs
@@ -256,6 +271,11 @@ def test_empty_runs_root_explains_what_to_do(tmp_path, monkeypatch):
     at.run()
     assert not at.exception
     assert "No run selected" in texts(at.info)
+    (tmp_path / "training").mkdir()  # a run still training: no analysis.json yet
+    (tmp_path / "training" / "train_log.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    at.run()
+    assert not at.exception
+    assert "training** was not loaded" in texts(at.warning) and "analysis.json: not found" in texts(at.warning)
 
 
 # --------------------------------------------------------------------------- the command
@@ -273,11 +293,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float) -> None:
+def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"the dashboard exited with {server.returncode}: {server.stdout.read()}")
+            raise AssertionError(f"the dashboard exited with {server.returncode}: {log.read_text()}")
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
                 if r.read().strip() == b"ok":
@@ -303,11 +323,13 @@ def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "karma_probe", "dashboard", "--runs", str(runs_root),
-                               "--port", str(port), "--host", "127.0.0.1"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = tmp_path / "server.log"  # a file, not a pipe: an unread pipe that fills up would stall the server
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "karma_probe", "dashboard", "--runs", str(runs_root),
+                                   "--port", str(port), "--host", "127.0.0.1"],
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_healthy(url, server, timeout=60)
+        _wait_healthy(url, server, log, timeout=60)
         with Browser(chromium, tmp_path / "profile", width=1400, height=1900) as b:
             b.goto(url)
             for page in PAGES:
@@ -322,11 +344,12 @@ def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
                 if page == "attention":  # the README's picture: the sink curve, heads and two maps
                     time.sleep(0.5)  # let plotly finish its transition frame
                     b.screenshot(SCREENSHOT)
-    finally:
+    finally:  # the command execs streamlit, so server.pid is the server itself
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+    assert server.returncode == 0, log.read_text()  # SIGTERM is a clean stop
     assert SCREENSHOT.stat().st_size > 20_000  # a real picture, not a blank page
