@@ -21,17 +21,24 @@ from karma_probe.errors import BadInput, CheckFailed
 COMMANDS = {
     "data": "dataset statistics (MovieLens-100k or any RecBole atomic dataset)",
     "model": "backbone information (smollm2-135m, tiny, or a local HF directory)",
+    "train": "train one condition (action | gen | rec | karma) into a run directory",
     "capture": "capture attention / hidden-state statistics of a run on a fixed probe set",
     "analyze": "collapse metrics of a captured run (DESIGN.md §4) into RUN/analysis.json",
     "report": "PDF diagnostic report: verdict table, figures per metric family, config appendix",
     "check": "CI regression gate: a run against a baseline file or another run (exit 1 on regression, JUnit XML)",
-    "train": "train one condition (action | gen | rec | karma) into a run directory",
     "dashboard": "Streamlit dashboard comparing the runs under a runs directory side by side",
+    "reproduce": "train, capture, analyze and report every condition and seed (resumable)",
+    "ls": "list the runs under a runs directory with their stage and headline metrics",
 }
 
 EXAMPLES = """examples:
   karma-probe data stats
-  karma-probe model info --model smollm2-135m
+  karma-probe reproduce --preset tiny                 # train action + karma, capture, analyze, report
+  karma-probe train --preset tiny --condition karma --out runs/tiny-karma
+  karma-probe capture runs/tiny-karma && karma-probe analyze runs/tiny-karma
+  karma-probe report runs/tiny-action runs/tiny-karma -o report.pdf
+  karma-probe check runs/tiny-karma --baseline reports/baselines/tiny.json
+  karma-probe dashboard --runs runs
   karma-probe SUBCOMMAND --help
 """
 

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The README's main job: install everything, then run the pipeline on the tiny preset.
+# The README's main job: install, then train action-only and KARMA on the tiny preset
+# (MovieLens-100k), capture, analyze, and write reports/tiny-ml100k/ (summary, PDF, figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 KP=.venv/bin/karma-probe
 $KP data stats
-$KP model info --model smollm2-135m
+$KP reproduce --preset tiny --report-dir reports/tiny-ml100k "$@"
+$KP check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json
+$KP ls
+echo "next: .venv/bin/karma-probe dashboard --runs runs"

@@ -1,9 +1,8 @@
 """The Streamlit dashboard: every page through AppTest, the runs-root confinement, broken runs,
 the ``karma-probe dashboard`` command, and one end-to-end test in headless Chromium.
 
-Every test reads the run dirs of the ``runs_root`` fixture. It is built with tests/fakeruns.py for
-now; to test on real runs, make it return a directory of runs made by the tiny preset (trained,
-captured and analyzed) — nothing else here assumes fake data. Tests that need a broken or
+Every test reads the run dirs of the ``runs_root`` fixture: real runs made by the tiny preset
+(trained, captured and analyzed once per session by the ``tiny_study`` fixture). Tests that need a broken or
 symlinked run copy that root first (``scratch_root``), so the fixture itself stays untouched.
 """
 
@@ -39,13 +38,10 @@ RENDER_LIMIT_S = 2.0  # the issue's budget for one page with demo runs
 
 
 @pytest.fixture(scope="module")
-def runs_root(tmp_path_factory) -> Path:
-    """The runs root every test reads (see the module docstring to swap in real runs)."""
-    root = tmp_path_factory.mktemp("runs")
-    make_run(root, "action-tiny", condition="action")
-    make_run(root, "karma-tiny", condition="karma")
-    make_run(root, "base", condition="base", train_log=False, metrics=False, trajectory=False)
-    return root
+def runs_root(tiny_study) -> Path:
+    """The runs root every test reads: real runs made by the tiny preset (tests/conftest.py),
+    action-only and KARMA trained on MovieLens-100k, captured and analyzed, plus the untouched base."""
+    return tiny_study[0]
 
 
 @pytest.fixture

@@ -1,0 +1,80 @@
+"""Step time of each condition relative to action-only, and interest-embedding inference cost.
+
+Targets (issue 3): a KARMA step costs at most 1.5x an action-only step; computing the interest
+embedding at inference costs the same in both conditions (the regularizers are train-only).
+
+    python benchmarks/train_step.py --preset tiny --steps 10
+    python benchmarks/train_step.py --preset smollm2 --steps 4
+
+Conditions are interleaved step by step so that background load hits all of them alike; the
+printed numbers are medians over the measured steps (after one warm-up step each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from karma_probe.batches import BatchMaker
+from karma_probe.config import make_config
+from karma_probe.data import load_dataset
+from karma_probe.objectives import KarmaObjective
+from karma_probe.prompts import history_prompt
+from karma_probe.retriever import build_model
+from karma_probe.train import _freeze, _optimizer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="tiny", choices=["tiny", "smollm2"])
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--conditions", nargs="+", default=["action", "gen", "rec", "karma"])
+    args = ap.parse_args()
+
+    setups = {}
+    for cond in args.conditions:
+        cfg = make_config(args.preset, cond)
+        ds = load_dataset(cfg.dataset)
+        model = build_model(cfg, dataset=ds)
+        _freeze(model, cfg)
+        setups[cond] = (cfg, model, KarmaObjective(model, cfg.lambda_gen, cfg.lambda_rec), _optimizer(model, cfg),
+                        BatchMaker(cfg, ds, ds.split().train, model.tokenizer))
+    times = {c: [] for c in setups}
+    for step in range(args.steps + 1):
+        for cond, (cfg, model, obj, opt, batches) in setups.items():
+            batch = batches(step)  # same seed and step: the same users and targets in every condition
+            t = time.perf_counter()
+            out = obj(batch)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            opt.step()
+            if step:  # the first step warms up allocators and kernels
+                times[cond].append(time.perf_counter() - t)
+
+    # Inference: the interest embedding of the same prompts, with each condition's model.
+    cfg0, _, _, _, b0 = next(iter(setups.values()))
+    exs = b0.examples[:64]
+    prompts = [history_prompt([b0.ds.items[i] for i in e.history], cfg0.max_history) for e in exs]
+    infer = {c: [] for c in setups}
+    for _ in range(3):
+        for cond, (cfg, model, *_rest) in setups.items():
+            model.eval()
+            t = time.perf_counter()
+            model.interest_embeddings(prompts, batch_size=16)
+            infer[cond].append(time.perf_counter() - t)
+
+    base = statistics.median(times["action"]) if "action" in times else None
+    base_inf = statistics.median(infer["action"]) if "action" in infer else None
+    print(f"preset={args.preset} steps={args.steps} batch={cfg0.batch_size} threads={torch.get_num_threads()}")
+    print(f"{'condition':<10} {'step s':>9} {'x action':>9} {'infer s':>9} {'x action':>9}")
+    for cond in setups:
+        st, inf = statistics.median(times[cond]), statistics.median(infer[cond])
+        print(f"{cond:<10} {st:>9.3f} {st / base if base else float('nan'):>9.2f} "
+              f"{inf:>9.3f} {inf / base_inf if base_inf else float('nan'):>9.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""List the runs under a runs directory: condition, seed, which stages exist, headline metrics."""
+
+HELP = "list runs"
+EXAMPLES = """examples:
+  karma-probe ls
+  karma-probe ls --runs runs/ --json
+"""
+
+STAGES = ("checkpoint/config.json", "metrics.json", "capture/manifest.json", "analysis.json")
+SHOWN = ("sink_mass", "key_concentration", "probe_decode_acc", "fact_acc", "hr@10")
+
+
+def add_arguments(p):
+    p.add_argument("--runs", default="runs", help="runs root (default runs/)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from karma_probe.errors import BadInput
+    from karma_probe.rundir import read_json
+
+    root = Path(args.runs)
+    if not root.is_dir():
+        raise BadInput(f"{root}: runs directory not found")
+    rows = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()):
+        try:
+            meta = read_json(d / "config.json")
+            summary = read_json(d / "analysis.json").get("summary", {}) if (d / "analysis.json").is_file() else {}
+        except BadInput as e:
+            rows.append({"run": d.name, "error": str(e)})
+            continue
+        rows.append({"run": d.name, "condition": meta.get("condition"), "seed": meta.get("seed"),
+                     "stages": [s.split("/")[0].split(".")[0] for s in STAGES if (d / s).is_file()],
+                     **{m: summary.get(m) for m in SHOWN}})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no runs under {root}")
+        return 0
+    head = f"{'run':<28} {'condition':<9} {'seed':>4}  {'stages':<38}" + "".join(f"{m:>18}" for m in SHOWN)
+    print(head)
+    for r in rows:
+        if "error" in r:
+            print(f"{r['run']:<28} BROKEN: {r['error']}")
+            continue
+        vals = "".join(f"{r[m]:>18.4f}" if isinstance(r[m], (int, float)) else f"{'-':>18}" for m in SHOWN)
+        print(f"{r['run']:<28} {str(r['condition']):<9} {str(r['seed']):>4}  {','.join(r['stages']):<38}{vals}")
+    return 0

@@ -1,0 +1,55 @@
+"""Reproduce the study end to end: train each condition and seed, capture, analyze, and write
+REPORT_DIR/summary.json, report.pdf and key figures. Started again after an interruption, it
+skips finished stages and resumes training from the last checkpoint.
+"""
+
+HELP = "train, capture, analyze and report every condition (resumable)"
+EXAMPLES = """examples:
+  karma-probe reproduce --preset tiny                              # ~2 min: action + karma, tiny backbone
+  karma-probe reproduce --preset tiny --conditions action gen rec karma --seeds 0 1 2
+  karma-probe reproduce --preset smollm2 --report-dir reports/smollm2-ml100k --background
+  tail -f runs/reproduce-smollm2.log                               # follow a background reproduction
+  accelerate launch -m karma_probe reproduce --preset smollm2      # the same on GPUs
+"""
+
+
+def add_arguments(p):
+    p.add_argument("--preset", default="tiny", choices=["tiny", "smollm2"])
+    p.add_argument("--conditions", nargs="+", default=["action", "karma"], help="default: action karma")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--runs-root", default="runs", help="where run directories go (default runs/)")
+    p.add_argument("--report-dir", help="default reports/<preset>-ml100k")
+    p.add_argument("--steps", type=int, help="override the preset's training steps")
+    p.add_argument("--probes", type=int, default=64, help="history probes per capture (default 64)")
+    p.add_argument("--max-len", type=int, default=256, help="tokens per probe (default 256)")
+    p.add_argument("--no-base", action="store_true", help="skip the untouched-backbone reference run")
+    p.add_argument("--trajectory", action="store_true", help="also analyze intermediate checkpoints")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field (repeatable)")
+    p.add_argument("--background", action="store_true", help="run detached; log to RUNS_ROOT/reproduce-<preset>.log")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from karma_probe.config import parse_sets
+    from karma_probe.pipeline import Plan, reproduce
+
+    report_dir = Path(args.report_dir or f"reports/{args.preset}-ml100k")
+    if args.background:
+        log = Path(args.runs_root) / f"reproduce-{args.preset}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        argv = [a for a in sys.argv[1:] if a != "--background"] + ["--no-progress"]
+        with open(log, "ab") as f:
+            proc = subprocess.Popen([sys.executable, "-m", "karma_probe", *argv], stdout=f, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
+        print(f"started in the background (pid {proc.pid}); follow it with: tail -f {log}")
+        return 0
+    plan = Plan(preset=args.preset, conditions=tuple(args.conditions), seeds=tuple(args.seeds),
+                runs_root=Path(args.runs_root), report_dir=report_dir, steps=args.steps, probes=args.probes,
+                max_len=args.max_len, base=not args.no_base, trajectory=args.trajectory, overrides=parse_sets(args.set))
+    reproduce(plan, progress=not args.no_progress)
+    return 0

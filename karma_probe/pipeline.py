@@ -1,0 +1,213 @@
+"""The whole study in one call: train each condition and seed, capture, analyze, report.
+
+Every stage is skipped when its output is already there (a training run resumes from its last
+checkpoint), so an interrupted reproduction continues where it stopped when started again.
+Output under ``report_dir``: ``summary.json`` (mean ± std over seeds per condition), ``report.pdf``
+(every run, action-only first so deltas read "vs action-only") and the key figures as PNG.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from karma_probe.errors import BadInput
+
+MAIN_CONDITIONS = ("action", "karma")
+ALL_CONDITIONS = ("action", "gen", "rec", "karma")
+HEADLINE = ("sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act", "aniso_cos", "erank",
+            "top1_var", "isotropy", "uniformity", "recon_token_acc", "recon_exact", "probe_genre_f1",
+            "probe_decode_acc", "lm_ppl", "fact_acc", "hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")
+BASE_MODEL = {"tiny": "tiny", "smollm2": "smollm2-135m"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    preset: str
+    conditions: tuple[str, ...] = MAIN_CONDITIONS
+    seeds: tuple[int, ...] = (0,)
+    runs_root: Path = Path("runs")
+    report_dir: Path = Path("reports/tiny")
+    steps: int | None = None
+    probes: int = 64
+    max_len: int = 256
+    base: bool = True  # analyze the untouched backbone as the "before fine-tuning" reference
+    trajectory: bool = False  # analyze intermediate checkpoints too (slower)
+    overrides: dict = field(default_factory=dict)
+
+    def run_name(self, condition: str, seed: int) -> str:
+        return f"{self.preset}-{condition}-s{seed}"
+
+
+def _stage(i: int, n: int, what: str) -> None:
+    print(f"[{i}/{n}] {what}", flush=True)
+
+
+def reproduce(plan: Plan, progress: bool = True) -> dict:
+    from karma_probe.analyze import analyze_run
+    from karma_probe.capture.run import CaptureOptions, capture_run, create_base_run
+    from karma_probe.config import make_config
+    from karma_probe.train import train_run
+
+    unknown = [c for c in plan.conditions if c not in ALL_CONDITIONS]
+    if unknown:
+        raise BadInput(f"unknown condition(s) {unknown}; known: {', '.join(ALL_CONDITIONS)}")
+    opts = CaptureOptions(probes=plan.probes, max_len=plan.max_len, progress=progress)
+    jobs = [(c, s) for s in plan.seeds for c in plan.conditions]
+    n = len(jobs) * 3 + (2 if plan.base else 0) + 1
+    i, t0 = 0, time.perf_counter()
+    timings: dict[str, float] = {}
+    run_dirs: list[Path] = []
+    for cond, seed in jobs:
+        fields = {"seed": seed} | ({"steps": plan.steps} if plan.steps else {})
+        cfg = make_config(plan.preset, cond, dict(plan.overrides), **fields)
+        out = plan.runs_root / plan.run_name(cond, seed)
+        run_dirs.append(out)
+        i += 1
+        _stage(i, n, f"train {out}")
+        t = time.perf_counter()
+        train_run(cfg, out, preset=plan.preset, progress=progress)
+        timings[f"train {out.name}"] = time.perf_counter() - t
+        i += 1
+        _stage(i, n, f"capture {out}")
+        t = time.perf_counter()
+        if not _fresh(out / "capture" / "manifest.json", out / "checkpoint" / "state.json"):
+            capture_run(out, opts)
+        timings[f"capture {out.name}"] = time.perf_counter() - t
+        i += 1
+        _stage(i, n, f"analyze {out}")
+        t = time.perf_counter()
+        if not _fresh(out / "analysis.json", out / "capture" / "manifest.json"):
+            analyze_run(out, all_checkpoints=plan.trajectory, progress=progress)
+        timings[f"analyze {out.name}"] = time.perf_counter() - t
+    if plan.base:
+        base = plan.runs_root / f"{plan.preset}-base"
+        dataset = make_config(plan.preset, "action", dict(plan.overrides)).dataset
+        i += 1
+        _stage(i, n, f"capture {base} (untouched {BASE_MODEL[plan.preset]})")
+        t = time.perf_counter()
+        if not (base / "capture" / "manifest.json").is_file():
+            create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=dataset)
+        timings[f"capture {base.name}"] = time.perf_counter() - t
+        i += 1
+        _stage(i, n, f"analyze {base}")
+        t = time.perf_counter()
+        if not _fresh(base / "analysis.json", base / "capture" / "manifest.json"):
+            analyze_run(base, progress=progress)
+        timings[f"analyze {base.name}"] = time.perf_counter() - t
+        run_dirs.append(base)
+    i += 1
+    _stage(i, n, f"report {plan.report_dir}")
+    summary = write_outputs(plan, run_dirs)
+    summary["wall_time_s"] = {k: round(v, 1) for k, v in timings.items()} | {"total": round(time.perf_counter() - t0, 1)}
+    from karma_probe.rundir import write_json
+
+    write_json(plan.report_dir / "summary.json", summary)
+    print(f"done in {summary['wall_time_s']['total']:.0f} s: {plan.report_dir / 'summary.json'}, "
+          f"{plan.report_dir / 'report.pdf'}", flush=True)
+    return summary
+
+
+def _fresh(output: Path, source: Path) -> bool:
+    """``output`` exists and is newer than ``source`` (so a re-trained run is re-captured)."""
+    return output.is_file() and (not source.is_file() or output.stat().st_mtime >= source.stat().st_mtime)
+
+
+def aggregate(values: list[float]) -> dict:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0, "values": values}
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "n": len(vals), "values": values}
+
+
+def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
+    """summary.json content, report.pdf and the key PNG figures for the runs of a plan."""
+    from karma_probe.report import write_report
+    from karma_probe.results import load_run
+    from karma_probe.rundir import git_sha, now, versions
+
+    runs = [load_run(d) for d in run_dirs]
+    by_cond: dict[str, list] = {}
+    for r in runs:
+        by_cond.setdefault(r.condition or "?", []).append(r)
+    directions: dict[str, bool] = {}
+    for r in runs:
+        directions |= {k: v for k, v in r.analysis.higher_is_better.items() if v is not None}
+    metrics = [m for m in HEADLINE if any(m in r.summary for r in runs)]
+    table = {cond: {m: aggregate([r.summary.get(m) for r in rs]) for m in metrics} for cond, rs in by_cond.items()}
+    plan.report_dir.mkdir(parents=True, exist_ok=True)
+    written = write_report(runs, plan.report_dir / "report.pdf")
+    figures = _write_figures(runs, plan.report_dir)
+    return {
+        "schema": "karma_probe.reproduction/1",
+        "preset": plan.preset,
+        "seeds": list(plan.seeds),
+        "conditions": list(by_cond),
+        "runs": {r.name: {"condition": r.condition, "path": str(d), "config_hash": r.config.get("config_hash"),
+                          "steps": (r.config.get("train") or {}).get("steps")} for r, d in zip(runs, run_dirs)},
+        "higher_is_better": {m: directions.get(m) for m in metrics},
+        "table": table,
+        "verdict": verdict(table, directions),
+        "report": {"pdf": str(written.path), "pages": written.pages, "figures": figures},
+        "provenance": {"git_sha": git_sha(), "versions": versions(), "created": now()},
+    }
+
+
+CLAIMS = (  # the paper's direction: action-only collapses relative to KARMA
+    ("sink_mass", "higher"), ("sink_rate", "higher"), ("key_concentration", "higher"),
+    ("recon_token_acc", "lower"), ("probe_decode_acc", "lower"), ("probe_genre_f1", "lower"),
+    ("fact_acc", "lower"), ("lm_ppl", "higher"), ("hr@10", "lower"), ("hr@50", "lower"), ("hr@200", "lower"),
+)
+
+
+def verdict(table: dict, directions: dict) -> list[dict]:
+    """For each claim "action-only is <higher|lower> than KARMA on M": does it hold here?
+
+    With several seeds a claim is only called ``holds`` when the gap exceeds the two runs' std
+    combined; otherwise it is ``within noise``.
+    """
+    if "action" not in table or "karma" not in table:
+        return []
+    out = []
+    for metric, expected in CLAIMS:
+        a, k = table["action"].get(metric), table["karma"].get(metric)
+        if not a or not k or a["mean"] is None or k["mean"] is None:
+            continue
+        gap = a["mean"] - k["mean"]
+        noise = math.hypot(a["std"] or 0.0, k["std"] or 0.0)
+        holds = gap > 0 if expected == "higher" else gap < 0
+        status = "holds" if holds and abs(gap) > noise else ("within noise" if abs(gap) <= noise else "does not hold")
+        out.append({"metric": metric, "claim": f"action-only {expected} than karma", "action": a["mean"],
+                    "karma": k["mean"], "gap": gap, "noise": noise, "status": status})
+    return out
+
+
+def _write_figures(runs, out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from karma_probe import figures as F
+
+    trained = [r for r in runs if r.condition != "base"]
+    specs = {
+        "sink_mass_by_layer.png": lambda: F.sink_mass_by_layer(runs),
+        "key_concentration_by_layer.png": lambda: F.metric_by_layer(runs, "key_concentration"),
+        "hr_at_k.png": lambda: F.hr_at_k(trained),
+        "loss_curves.png": lambda: F.loss_curves(trained),
+        "decodability.png": lambda: F.metric_bars(runs, "probe_decode_acc"),
+        "fact_acc.png": lambda: F.metric_bars(runs, "fact_acc"),
+    }
+    written = []
+    for name, make in specs.items():
+        try:
+            fig = F.to_matplotlib(make())
+        except (BadInput, KeyError, ValueError) as e:  # a figure whose data is missing is skipped, not fatal
+            print(f"  skipped {name}: {e}", flush=True)
+            continue
+        fig.savefig(out_dir / name, dpi=110, bbox_inches="tight")
+        written.append(name)
+    return written
