@@ -113,7 +113,7 @@ def _mpl_heatmap(spec: FigureSpec, ax) -> None:
         for (i, j), v in np.ndenumerate(spec.matrix):
             if math.isfinite(v):
                 light = (v - lo) / ((hi - lo) or 1) > 0.6  # viridis is light at the top: dark text there
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=6,
                         color="black" if light else "white")
 
 
@@ -197,7 +197,7 @@ def _plotly_heatmap(spec: FigureSpec, fig, go):
     fig.add_trace(go.Heatmap(z=z.tolist(), x=list(range(cols)), y=list(range(rows)), zmin=spec.vmin, zmax=spec.vmax,
                              colorscale=CMAP.capitalize(), colorbar=dict(title=_html(spec.color_label)),
                              text=hover, hovertemplate=("%{text}<br>" if hover else "") + "%{z:.4f}<extra></extra>",
-                             texttemplate="%{z:.2f}" if spec.annotate and rows * cols <= ANNOTATE_MAX_CELLS else None))
+                             texttemplate="%{z:.3g}" if spec.annotate and rows * cols <= ANNOTATE_MAX_CELLS else None))
     fig.update_yaxes(autorange="reversed")
     if spec.x_ticks:
         fig.update_xaxes(tickmode="array", **_plotly_ticks(spec.x_ticks))
