@@ -465,6 +465,9 @@ def test_bad_options(base_run):
     _bad(base_run, "--max-len", 1, match="--max-len")
     r = cli("--merge", base_run / "m", base_run)
     assert r.returncode == 2 and "at least two" in r.stderr
+    r = cli("--merge", base_run, base_run, base_run / "again")  # OUT is a run directory, not a capture
+    assert r.returncode == 2 and "not a capture directory" in r.stderr
+    assert (base_run / "checkpoint" / "config.json").is_file()
 
 
 # --------------------------------------------------------------------------- the real model

@@ -62,9 +62,11 @@ def causal_rows(q: torch.Tensor, k: torch.Tensor, scaling: float, chunk_size: in
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     T = q.shape[2]
+    q = q * scaling  # scale the (B, H, T, hs) queries once instead of every (C, T) score block
     for start in range(0, T, chunk_size):
         end = min(start + chunk_size, T)
-        scores = torch.matmul(q[:, :, start:end], k[:, :, :end].transpose(2, 3)) * scaling  # (B, H, C, end)
-        future = torch.arange(end, device=q.device)[None, :] > torch.arange(start, end, device=q.device)[:, None]  # (C, end)
-        scores = scores.float().masked_fill_(future, float("-inf"))
+        scores = torch.matmul(q[:, :, start:end], k[:, :, :end].transpose(2, 3)).float()  # (B, H, C, end)
+        # Keys before the chunk are visible to all its queries: only the (C, C) diagonal block is masked.
+        future = torch.ones(end - start, end - start, dtype=torch.bool, device=q.device).triu_(1)  # (C, C)
+        scores[..., start:].masked_fill_(future, float("-inf"))
         yield start, torch.softmax(scores, dim=-1)

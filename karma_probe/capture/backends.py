@@ -29,7 +29,7 @@ from karma_probe.capture.attention import causal_rows, queries_keys
 from karma_probe.errors import BadInput
 
 BACKENDS = ("torch", "tl")
-DEFAULT_CHUNK = 128
+DEFAULT_CHUNK = 256
 
 
 def _first(output):

@@ -28,7 +28,7 @@ class CaptureOptions:
     full_maps: int = 4  # K: full attention maps of the first K history probes
     backend: str = "torch"  # torch | tl
     batch_size: int = 8
-    chunk_size: int = 128  # query rows per attention chunk (torch backend)
+    chunk_size: int = 256  # query rows per attention chunk
     seed: int = PROBE_SEED
     shard: tuple[int, int] = (0, 1)  # (index, count): capture only this contiguous part of each set
     progress: bool = True

@@ -36,9 +36,19 @@ def _describe(tensors: dict[str, torch.Tensor]) -> dict:
     return {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")} for k, v in sorted(tensors.items())}
 
 
+def check_target(directory: str | Path) -> Path:
+    """A capture may replace an earlier capture or an empty directory, never anything else."""
+    directory = Path(directory)
+    if directory.exists() and not (directory / MANIFEST).is_file() and (
+            not directory.is_dir() or any(directory.iterdir())):
+        # write_capture swaps the whole directory: never let that be a run directory
+        raise BadInput(f"{directory}: exists and is not a capture directory; refusing to replace it")
+    return directory
+
+
 def write_capture(directory: str | Path, capture: Capture) -> Path:
     """Atomically (re)write ``directory`` with the three tensor files and the manifest."""
-    directory = Path(directory)
+    directory = check_target(directory)
     manifest = {"schema": SCHEMA, **{k: v for k, v in capture.manifest.items() if k not in ("schema", "files")}}
     manifest["files"] = {f"{name}.safetensors": _describe(getattr(capture, name)) for name in FILES}
     with atomic_dir(directory) as tmp:

@@ -29,7 +29,7 @@ def add_arguments(p):
     p.add_argument("--full-maps", type=int, default=4, help="keep full attention maps of the first K history probes (default 4)")
     p.add_argument("--backend", choices=["torch", "tl"], default="torch", help="torch hooks (default) or TransformerLens")
     p.add_argument("--batch-size", type=int, default=8, help="probes per forward pass (default 8)")
-    p.add_argument("--chunk-size", type=int, default=128, help="query rows per attention chunk (default 128)")
+    p.add_argument("--chunk-size", type=int, default=256, help="query rows per attention chunk (default 256)")
     p.add_argument("--seed", type=int, default=0, help="probe-set seed (default 0; keep it fixed to compare runs)")
     p.add_argument("--shard", default="0/1", metavar="I/N", help="capture only contiguous shard I of N of the probe set")
     p.add_argument("--capture-dir", help="where to write (default RUN/capture)")
@@ -58,9 +58,10 @@ def run(args) -> int:
             raise BadInput("--merge takes OUT IN1 IN2 ... and no RUN or --model")
         if len(args.merge) < 3:
             raise BadInput("--merge needs OUT and at least two input captures")
-        from karma_probe.capture.writer import merge_captures, read_capture, write_capture
+        from karma_probe.capture.writer import check_target, merge_captures, read_capture, write_capture
 
         out, *inputs = args.merge
+        check_target(out)
         merged = merge_captures([read_capture(p) for p in inputs])
         print(write_capture(out, merged))
         return 0
@@ -87,5 +88,9 @@ def run(args) -> int:
         return 0
     if not args.run:
         raise BadInput("give a RUN directory, or --model M --out DIR, or --merge OUT IN1 IN2 ...")
+    if args.capture_dir:
+        from karma_probe.capture.writer import check_target
+
+        check_target(args.capture_dir)  # before minutes of capture, not after
     print(capture_run(args.run, opts, out=args.capture_dir))
     return 0
