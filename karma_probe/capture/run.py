@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int |
     if not len(probes):
         raise BadInput(f"empty probe set: shard {opts.shard[0]}/{opts.shard[1]} of {len(full)} probes holds none")
 
+    t0 = time.perf_counter()
     backend = make_backend(opts.backend, kmodel.backbone, tokenizer, chunk_size=opts.chunk_size)
     try:
         result = capture_probes(kmodel.backbone, tokenizer, probes, backend, max_len=opts.max_len,
@@ -64,6 +66,7 @@ def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int |
     finally:
         backend.close()
 
+    t1 = time.perf_counter()
     history = probes.history
     kwargs = {"max_tokens": max_target_tokens} if max_target_tokens else {}
     hidden = {
@@ -72,6 +75,7 @@ def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int |
         "items": kmodel.item_embeddings([item_text(it) for it in dataset.items], batch_size=64, **kwargs).float(),
         "targets": torch.tensor([p.target for p in history], dtype=torch.long),  # (N,)
     }
+    t2 = time.perf_counter()
     sets = {}
     for name in ("history", "text"):
         ps = probes.by_set(name)
@@ -87,6 +91,7 @@ def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int |
                    "dataset": dataset.name, "shard": f"{opts.shard[0]}/{opts.shard[1]}", **sets},
         "full_maps": sorted(int(k[len("probe"):].split(".")[0]) for k in result.maps if k.endswith(".attn")),
         "chunk_size": opts.chunk_size,
+        "elapsed_s": {"probes": round(t1 - t0, 2), "embeddings": round(t2 - t1, 2)},
         "run": run,
         "created": now(),
         "git_sha": git_sha(),
