@@ -85,12 +85,14 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         timings[f"analyze {out.name}"] = time.perf_counter() - t
     if plan.base:
         base = plan.runs_root / f"{plan.preset}-base"
-        dataset = make_config(plan.preset, "action", dict(plan.overrides)).dataset
+        base_cfg = make_config(plan.preset, "action", dict(plan.overrides))
         i += 1
         _stage(i, n, f"capture {base} (untouched {BASE_MODEL[plan.preset]})")
         t = time.perf_counter()
         if not (base / "capture" / "manifest.json").is_file():
-            create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=dataset)
+            # the same prompts as the trained runs: same dataset, same number of history items
+            create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=base_cfg.dataset,
+                            max_items=base_cfg.max_history)
         timings[f"capture {base.name}"] = time.perf_counter() - t
         i += 1
         _stage(i, n, f"analyze {base}")
