@@ -25,18 +25,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run directory with config.json, checkpoint/ and capture/")
     p.add_argument("--metrics", help="comma-separated metric names (default: all)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: analyze's choice, the idle cores)")
     p.add_argument("--budget", type=float, default=300.0, help="seconds allowed in total (default 300)")
     args = p.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     t_import = time.perf_counter()
-    import torch
-
     from karma_probe.analyze import LOAD_MODEL, analyze_run
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t_import = time.perf_counter() - t_import
 
     run = Path(args.run).resolve()
@@ -50,11 +46,13 @@ def main() -> int:
             if (run / name).exists():
                 (scratch / name).symlink_to(run / name, target_is_directory=True)
         t0 = time.perf_counter()
-        out = analyze_run(scratch, metrics=args.metrics, progress=sys.stderr.isatty())
+        out = analyze_run(scratch, metrics=args.metrics, progress=sys.stderr.isatty(), threads=args.threads)
         total = time.perf_counter() - t0
 
     seconds = out["analyzed"]["seconds"]
-    print(f"run {run} ({out['run'].get('model')}, {out['run'].get('condition')}), torch threads {torch.get_num_threads()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"run {run} ({out['run'].get('model')}, {out['run'].get('condition')}), "
+          f"torch threads {out['analyzed'].get('threads')}, load average {load:.1f} on {os.cpu_count()} cores")
     print(f"{'(imports)':20s} {t_import:7.1f} s   (not in the total)")
     for name, s in seconds.items():
         note = "" if name == LOAD_MODEL else f"   {out['summary'].get(name)!s:.8}"

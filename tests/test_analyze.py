@@ -312,3 +312,15 @@ def test_absent_is_not_an_error_but_missing_key_is(fake_run, tmp_path):
     write_json(run / "metrics.json", {"test": {"hr@10": 0.1}})
     with pytest.raises(BadInput, match=r"test split has no 'mrr'"):
         METRICS["mrr"](RunInputs(run))
+
+
+def test_auto_threads_leaves_busy_cores_alone(monkeypatch):
+    import os
+
+    from karma_probe.analyze import auto_threads
+
+    for load, want in ((0.1, 2), (0.9, 1), (1.4, 1), (6.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert auto_threads(2) == want
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert auto_threads(8) == 8

@@ -22,8 +22,8 @@ def test_identical_vectors_are_fully_collapsed(n, d):
     assert erank(X) == 1.0
     assert top1_var(X) == 1.0
     assert uniformity(X) == pytest.approx(0.0, abs=1e-12)
-    # Z(c) = n·e^{cᵀv}: n·e along v, n orthogonal to it
-    assert isotropy(X) == pytest.approx(math.exp(-1.0))
+    # Z(c) = n·e^{cᵀv}: n·e along v, n/e along −v, n orthogonal to it
+    assert isotropy(X) == pytest.approx(math.exp(-2.0))
 
 
 @pytest.mark.parametrize("d", [2, 5, 32])
@@ -31,11 +31,13 @@ def test_orthonormal_vectors(d):
     X = np.eye(d)
     assert aniso_cos(X) == pytest.approx(0.0, abs=1e-12)
     assert uniformity(X) == pytest.approx(-4.0)  # every pair at squared distance 2
-    assert isotropy(X) == pytest.approx(1.0)  # Z(e_k) = e + d - 1 for every k
+    # all in one orthant: Z(e_k) = e + d - 1, Z(-e_k) = 1/e + d - 1
+    assert isotropy(X) == pytest.approx((math.exp(-1) + d - 1) / (math.e + d - 1))
     # centering removes the mean direction: d-1 equal singular values remain
     assert erank(X) == pytest.approx(d - 1)
     # ±e_k has zero mean, so its centered spectrum is d equal values
     pm = np.vstack([np.eye(d), -np.eye(d)])
+    assert isotropy(pm) == pytest.approx(1.0)  # Z(±e_k) = e + 1/e + 2(d - 1) for every k
     assert erank(pm) == pytest.approx(d)
     assert top1_var(pm) == pytest.approx(1.0 / d)
 
@@ -47,6 +49,20 @@ def test_regular_simplex(n):
     # squared distance 2 + 2/(n-1) between every pair
     assert uniformity(X) == pytest.approx(-4.0 * (1.0 + 1.0 / (n - 1)))
     assert erank(X) == pytest.approx(n - 1)
+
+
+def test_isotropy_fewer_vectors_than_dimensions_and_sign_invariance():
+    rng = np.random.default_rng(5)
+    X = l2_normalize(rng.normal(size=(6, 20)))  # n < d: null-space directions have Z = n exactly
+    logz = [np.log(np.exp(X @ c).sum()) for c in np.linalg.svd(X)[2][:6]]
+    logz += [np.log(np.exp(-X @ c).sum()) for c in np.linalg.svd(X)[2][:6]] + [np.log(6)]
+    assert isotropy(X) == pytest.approx(math.exp(min(logz) - max(logz)))
+    assert isotropy(-X) == pytest.approx(isotropy(X))  # an eigenvector's sign cannot matter
+    # against the eigen-decomposition of XᵀX directly (n > d: no null space)
+    Y = l2_normalize(rng.normal(size=(50, 8)) + 1.0)
+    _, vecs = np.linalg.eigh(Y.T @ Y)
+    z = np.exp(np.concatenate([Y @ vecs, -Y @ vecs], axis=1)).sum(0)
+    assert isotropy(Y) == pytest.approx(z.min() / z.max())
 
 
 def test_collinear_vectors_have_one_direction():

@@ -145,8 +145,11 @@ def genre_probe_f1(X_fit, Y_fit, X_test, Y_test, C: float = PROBE_C) -> float:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from threadpoolctl import threadpool_limits
+
     clf = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(C=C, max_iter=2000)))
-    with warnings.catch_warnings():
+    # small problem: a multi-threaded BLAS only adds contention (see geometry._measure)
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", UserWarning)  # "label not present in all training examples"
         clf.fit(np.asarray(X_fit, dtype=np.float64), Y_fit)
         pred = clf.predict(np.asarray(X_test, dtype=np.float64))

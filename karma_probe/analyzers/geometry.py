@@ -94,17 +94,25 @@ def top1_var(X) -> float:
 
 def isotropy(X) -> float:
     """Partition-function isotropy min_c Z(c) / max_c Z(c), Z(c) = Σ_i exp(cᵀx_i), c over the unit
-    eigenvectors of XᵀX (computed in log space: log Z = logsumexp(Xc)).
+    eigenvectors of XᵀX with both signs (computed in log space: log Z = logsumexp(Xc)).
 
-    Range (0, 1]; 1 = isotropic (Z is the same in every principal direction). Depends on the
-    vectors' scale, so the analyzer feeds L2-normed rows. Reference: Mu & Viswanath, "All-but-the-Top:
-    Simple and Effective Postprocessing for Word Representations" (ICLR 2018).
+    The definition minimizes over every unit c; the eigenvectors are the standard sample of
+    directions, and an eigenvector's sign is arbitrary, so both c and −c enter. When n < d, XᵀX
+    has a null space: for c in it every cᵀx_i = 0 and Z(c) = n exactly, whatever basis is chosen.
+
+    Range (0, 1]; 1 = isotropic (Z is the same in every principal direction, e.g. ±e_k).
+    Depends on the vectors' scale, so the analyzer feeds L2-normed rows. Reference: Mu &
+    Viswanath, "All-but-the-Top: Simple and Effective Postprocessing for Word Representations"
+    (ICLR 2018).
     """
     X = _rows(X)
-    _, vecs = np.linalg.eigh(X.T @ X)  # columns = unit eigenvectors c
-    logits = X @ vecs  # [n, d]  cᵀx_i for every c
+    _, _, vt = np.linalg.svd(X, full_matrices=False)  # rows = unit eigenvectors of XᵀX (thin)
+    logits = X @ vt.T  # [n, r]  cᵀx_i for each eigenvector c
+    logits = np.concatenate([logits, -logits], axis=1)  # and −c
     m = logits.max(0)
-    logz = m + np.log(np.exp(logits - m).sum(0))  # [d]
+    logz = m + np.log(np.exp(logits - m).sum(0))
+    if vt.shape[0] < X.shape[1]:  # the null space of XᵀX: Z = n
+        logz = np.append(logz, np.log(len(X)))
     return float(np.exp(logz.min() - logz.max()))
 
 
@@ -127,9 +135,14 @@ def uniformity(X) -> float:
 
 
 def _measure(inputs, metric: str, fn, normalize: bool = False) -> Measurement:
+    from threadpoolctl import threadpool_limits
+
     records = []
-    for name, layer, X in inputs.embedding_sets():
-        records.append(Record(metric, fn(l2_normalize(X) if normalize else X), layer=layer, set=name))
+    # These matrices are small (≤ a few thousand × d); a multi-threaded BLAS only adds wake-ups,
+    # and on a shared 2-core machine its spinning threads made one 64 × 576 SVD take 0.5 s.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for name, layer, X in inputs.embedding_sets():
+            records.append(Record(metric, fn(l2_normalize(X) if normalize else X), layer=layer, set=name))
     headline = next(r.value for r in records if r.set == HEADLINE_SET)
     return Measurement(headline, tuple(records))
 
@@ -166,8 +179,8 @@ def top1_var_metric(inputs) -> Measurement:
 
 @register("isotropy", higher_is_better=True, needs=("capture",))
 def isotropy_metric(inputs) -> Measurement:
-    """Mu & Viswanath isotropy min_c Z(c) / max_c Z(c), Z(c) = Σ_i exp(cᵀx̂_i), c = eigenvectors of
-    X̂ᵀX̂, on L2-normed rows (the residual stream's norm grows by orders of magnitude with depth,
+    """Mu & Viswanath isotropy min_c Z(c) / max_c Z(c), Z(c) = Σ_i exp(cᵀx̂_i), c = ± the unit
+    eigenvectors of X̂ᵀX̂, on L2-normed rows (the residual stream's norm grows by orders of magnitude with depth,
     which would drive Z to 0 for reasons unrelated to direction).
 
     Range (0, 1]. Per set; headline = interest embeddings. Higher = less collapse.

@@ -166,8 +166,9 @@ def _read(path: Path, what: str) -> dict[str, np.ndarray]:
 class RunInputs:
     """One checkpoint of one run, as the analyzers see it.
 
-    ``capture``: this checkpoint's capture, or None (then ``probes`` must give the history prompts
-    and targets, and only model-based metrics and the interest geometry are available).
+    ``capture``: this checkpoint's capture, or None (an intermediate checkpoint: then
+    ``probe_texts`` / ``probe_targets`` come from the run's capture, the interest embeddings are
+    recomputed, and capture-only metrics raise :class:`Absent`).
     """
 
     def __init__(self, run_dir: str | Path, *, checkpoint: str | Path | None = None, capture: Capture | None = None,

@@ -23,6 +23,7 @@ def add_arguments(p):
     p.add_argument("--all-checkpoints", action="store_true",
                    help="also analyze RUN/checkpoints/step-*/ into a trajectory (model-based metrics; capture-based "
                         "ones where the checkpoint has its own capture/)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the idle cores, by the 1-minute load average)")
     p.add_argument("--list", action="store_true", help="list the registered metrics and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -43,8 +44,10 @@ def run(args) -> int:
         raise BadInput("give a RUN directory (or --list)")
     from karma_probe.analyze import analyze_run
 
+    if args.threads is not None and args.threads < 1:
+        raise BadInput(f"--threads must be >= 1, got {args.threads}")
     out = analyze_run(args.run, metrics=args.metrics, all_checkpoints=args.all_checkpoints,
-                      progress=not args.no_progress and sys.stderr.isatty())
+                      progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads)
     hib = out["higher_is_better"]
     for name, value in out["summary"].items():
         shown = "n/a" if value is None else f"{value:.4g}"
