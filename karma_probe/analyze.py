@@ -12,19 +12,20 @@ failed analysis leaves the previous file untouched.
 A metric whose input this run does not have (the reconstruction path of an untouched model, a
 missing ``metrics.json``) is listed under ``absent`` with the reason instead of in ``summary``.
 
+Torch runs on the idle cores (:func:`auto_threads`): on a shared machine, threads that wait for a
+busy core cost more than they bring.
+
 ``--metrics a,b`` recomputes only those metrics; the other metrics of an existing analysis.json of
 the same checkpoint step are kept, so one slow metric can be refreshed alone.
 
-Trajectory (``--all-checkpoints``): for every ``RUN/checkpoints/step-*/`` the selected metrics
-that its own model can give — knowledge, decodability, and the geometry of the interest
-embeddings, with the run capture's probe prompts re-embedded by that checkpoint. Attention
-statistics, massive activations and the item / marker geometry need hooks, i.e. a capture; they
-enter a step's summary only if that checkpoint has its own ``capture/`` (``karma-probe capture``
-can write one there with ``--capture-dir``), and are listed as absent otherwise. Retrieval enters
-if the checkpoint holds a ``metrics.json``. Decided so: a hooked pass per checkpoint belongs to
-the capture tool, whose probe-set and sharding options then apply unchanged. Cost: each checkpoint
-costs about what the model metrics of the final analysis cost (~3 min for SmolLM2-135M on 2 cores);
-restrict with ``--metrics`` for a quick curve.
+Trajectory (``--all-checkpoints``): every ``RUN/checkpoints/step-*/`` is loaded and, unless it
+holds its own ``capture/``, captured in memory by the capture library on a smaller probe set
+(TRAJECTORY_PROBES history and TRAJECTORY_TEXT_PROBES text probes, the same seeded draw at every
+step), so every metric — attention sinks included — gets a curve over training. Compare the steps
+with each other; the final ``summary`` uses the run's full capture, a larger probe set. Retrieval
+enters a step if its checkpoint holds a ``metrics.json``. Cost: a SmolLM2-135M checkpoint takes
+about the final analysis' model time plus its capture (~3 min on 2 cores); restrict with
+``--metrics`` for a quick curve.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ from karma_probe.rundir import git_sha, now, read_json, write_json
 
 SCHEMA = "karma_probe.analysis/1"
 LOAD_MODEL = "(load model)"  # the timing entry for loading the checkpoint
+CAPTURE = "(capture)"  # the timing entry for a trajectory checkpoint's in-memory capture
+# The trajectory's probe set: the capture library's seeded draw, smaller than a full capture
+# (64 / all) so one checkpoint costs ~1 min of capture on SmolLM2; the same for every step.
+TRAJECTORY_PROBES = 32
+TRAJECTORY_TEXT_PROBES = 8
 
 
 def analyze_run(run_dir: str | Path, metrics: str | list[str] | None = None, all_checkpoints: bool = False,
@@ -122,17 +128,33 @@ def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected,
         "samples": {"decoded": result["samples"]},
     }
     if steps:  # non-empty exactly when --all-checkpoints (checked before anything ran)
-        probe_texts = capture.history_texts() if capture else None
-        probe_targets = capture.hidden["targets"] if capture else None
         out["trajectory"] = []
         for ck in steps:
-            ck_inputs = RunInputs(run_dir, checkpoint=ck, capture=step_captures.get(ck), probe_texts=probe_texts,
-                                  probe_targets=probe_targets, metrics_path=ck / "metrics.json", progress=progress)
+            ck_inputs = RunInputs(run_dir, checkpoint=ck, capture=step_captures.get(ck), metrics_path=ck / "metrics.json",
+                                  progress=progress)
+            seconds, source = {}, "capture/"
+            if ck_inputs.capture is None and any("capture" in m.needs for m in selected):
+                t0 = time.perf_counter()
+                ck_inputs.capture = _capture_checkpoint(ck_inputs, progress)
+                seconds[CAPTURE] = round(time.perf_counter() - t0, 2)
+                source = f"in memory: {TRAJECTORY_PROBES} history / {TRAJECTORY_TEXT_PROBES} text probes"
             r = _evaluate(selected, ck_inputs, progress, label=f"{ck.name}: ")
-            out["trajectory"].append({"step": _step(ck), "checkpoint": _rel(ck, run_dir), "summary": r["summary"],
-                                      "absent": r["absent"], "seconds": r["seconds"]})
+            out["trajectory"].append({"step": _step(ck), "checkpoint": _rel(ck, run_dir), "capture": source,
+                                      "summary": r["summary"], "absent": r["absent"], "seconds": seconds | r["seconds"]})
     out["analyzed"] = {"created": now(), "git_sha": git_sha(), "seconds": result["seconds"]}
     return out
+
+
+def _capture_checkpoint(inputs: RunInputs, progress: bool) -> Capture:
+    """Capture a loaded intermediate checkpoint in memory, on the trajectory's smaller probe set."""
+    from karma_probe.capture.run import CaptureOptions, capture_model
+
+    model, tok, cfg = inputs.loaded
+    opts = CaptureOptions(probes=TRAJECTORY_PROBES, text_probes=TRAJECTORY_TEXT_PROBES, full_maps=0, progress=progress)
+    step = _step(inputs.checkpoint)
+    cap = capture_model(model, tok, max_items=cfg.max_history, max_target_tokens=cfg.max_target_tokens, opts=opts,
+                        run={"checkpoint": str(inputs.checkpoint), "step": step})
+    return Capture.from_capture(cap, f"{inputs.checkpoint} (in-memory capture)")
 
 
 def _evaluate(selected, inputs: RunInputs, progress: bool, label: str) -> dict:

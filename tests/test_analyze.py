@@ -249,10 +249,26 @@ def test_trajectory_over_checkpoints(fake_run, tmp_path):
     traj = out["trajectory"]
     assert [t["step"] for t in traj] == [3, 5]
     for t in traj:
-        assert set(t["summary"]) == {"lm_ppl", "aniso_cos"}
-        assert "capture" in t["absent"]["sink_mass"] and "metrics.json" in t["absent"]["hr@10"]
+        # each checkpoint is captured in memory: attention gets a curve too
+        assert set(t["summary"]) == {"lm_ppl", "aniso_cos", "sink_mass"} and "in memory" in t["capture"]
+        assert "metrics.json" in t["absent"]["hr@10"]
+        assert 0 < t["summary"]["sink_mass"] < 1
     assert traj[0]["summary"]["lm_ppl"] == pytest.approx(out["summary"]["lm_ppl"])  # heads do not touch the LM
+    assert traj[0]["summary"]["sink_mass"] == pytest.approx(traj[1]["summary"]["sink_mass"])  # nor the attention
+    assert traj[0]["summary"]["aniso_cos"] != traj[1]["summary"]["aniso_cos"]  # but the interest head changed
     assert set(out["summary"]) == {"lm_ppl", "aniso_cos", "sink_mass", "hr@10"}
+
+
+def test_a_checkpoints_own_capture_must_be_of_that_step(fake_run, tmp_path):
+    run = tmp_path / "traj"
+    shutil.copytree(fake_run, run)
+    from karma_probe.retriever import load_run_model
+
+    model, _, _ = load_run_model(run)
+    model.save(run / "checkpoints" / "step-000003", {"step": 3})
+    shutil.copytree(run / "capture", run / "checkpoints" / "step-000003" / "capture")  # a step-7 capture
+    r = cli(run, "--all-checkpoints", "--metrics", "sink_mass")
+    assert r.returncode == 2 and "captured at step 7, but" in r.stderr and "step-000003 is step 3" in r.stderr
 
 
 # --------------------------------------------------------------------------- bad input

@@ -8,9 +8,8 @@
   analyzer asks for it, and embeddings that several analyzers share (the fit split of the
   decodability probes) are computed once.
 
-For an intermediate checkpoint without its own capture (``--all-checkpoints``), the probe prompts
-and targets come from the run's capture and the interest embeddings are recomputed by that
-checkpoint's model; attention statistics and the item / marker sets need a capture and are absent.
+A capture can also be built in memory from an already loaded model (:meth:`Capture.from_capture`),
+which is how ``--all-checkpoints`` measures intermediate checkpoints.
 """
 
 from __future__ import annotations
@@ -65,6 +64,14 @@ class Capture:
         stats = _read(path / "stats.safetensors", "capture stats")
         hidden = _read(path / "hidden.safetensors", "capture hidden states")
         cap = cls(path, manifest, stats, hidden)
+        cap._validate()
+        return cap
+
+    @classmethod
+    def from_capture(cls, capture, where: str) -> "Capture":
+        """From the capture library's in-memory ``karma_probe.capture.writer.Capture`` (torch tensors)."""
+        numpy = lambda d: {k: v.detach().cpu().numpy() for k, v in d.items()}  # noqa: E731
+        cap = cls(Path(where), {"schema": CAPTURE_SCHEMA, **capture.manifest}, numpy(capture.stats), numpy(capture.hidden))
         cap._validate()
         return cap
 
@@ -164,21 +171,14 @@ def _read(path: Path, what: str) -> dict[str, np.ndarray]:
 
 
 class RunInputs:
-    """One checkpoint of one run, as the analyzers see it.
-
-    ``capture``: this checkpoint's capture, or None (an intermediate checkpoint: then
-    ``probe_texts`` / ``probe_targets`` come from the run's capture, the interest embeddings are
-    recomputed, and capture-only metrics raise :class:`Absent`).
-    """
+    """One checkpoint of one run, as the analyzers see it; ``capture`` may be None (then the
+    capture-based metrics raise :class:`Absent`) or be set after the model is loaded."""
 
     def __init__(self, run_dir: str | Path, *, checkpoint: str | Path | None = None, capture: Capture | None = None,
-                 probe_texts: list[str] | None = None, probe_targets: np.ndarray | None = None,
                  metrics_path: str | Path | None = None, progress: bool = False):
         self.run_dir = Path(run_dir)
         self.checkpoint = Path(checkpoint) if checkpoint else self.run_dir / "checkpoint"
         self.capture = capture
-        self._probe_texts = probe_texts
-        self._probe_targets = probe_targets
         self.metrics_path = Path(metrics_path) if metrics_path else self.run_dir / "metrics.json"
         self.progress = progress
 
@@ -186,7 +186,7 @@ class RunInputs:
 
     def _need_capture(self) -> Capture:
         if self.capture is None:
-            raise Absent(f"{self.checkpoint} has no capture of its own (run `karma-probe capture` on it)")
+            raise Absent(f"{self.checkpoint}: no capture")
         return self.capture
 
     def attention_sets(self) -> list[tuple[str, dict[str, np.ndarray]]]:
@@ -198,29 +198,23 @@ class RunInputs:
 
     def embedding_sets(self) -> list[tuple[str, int | None, np.ndarray]]:
         """(set, layer, X): interest, items, then the marker hidden state per residual index."""
-        if self.capture is None:  # an intermediate checkpoint: re-embed the run's probes
-            return [("interest", None, self.interest)]
-        h = self.capture.hidden
+        h = self._need_capture().hidden
         out = [("interest", None, h["interest"]), ("items", None, h["items"])]
         out += [("marker", m, h["marker_hidden"][:, m]) for m in range(h["marker_hidden"].shape[1])]
         return out
 
-    @cached_property
+    @property
     def probe_texts(self) -> list[str]:
-        return self._probe_texts if self._probe_texts is not None else self._need_capture().history_texts()
+        return self._need_capture().history_texts()
 
-    @cached_property
+    @property
     def probe_targets(self) -> np.ndarray:
-        if self._probe_targets is not None:
-            return np.asarray(self._probe_targets)
         return self._need_capture().hidden["targets"].astype(np.int64)
 
-    @cached_property
+    @property
     def interest(self) -> np.ndarray:
-        """[N, e] interest embeddings of the history probes: captured, else computed by the model."""
-        if self.capture is not None:
-            return self.capture.hidden["interest"]
-        return self.model.interest_embeddings(self.probe_texts, batch_size=EMBED_BATCH).numpy()
+        """[N, e] the captured interest embeddings of the history probes."""
+        return self._need_capture().hidden["interest"]
 
     # ----------------------------------------------------------------- model-backed
 

@@ -21,8 +21,8 @@ def add_arguments(p):
     p.add_argument("run", nargs="?", help="run directory (holds config.json, checkpoint/, capture/)")
     p.add_argument("--metrics", help="comma-separated metric names (default: all; see --list)")
     p.add_argument("--all-checkpoints", action="store_true",
-                   help="also analyze RUN/checkpoints/step-*/ into a trajectory (model-based metrics; capture-based "
-                        "ones where the checkpoint has its own capture/)")
+                   help="also analyze RUN/checkpoints/step-*/ into a trajectory (each checkpoint captured in memory "
+                        "on 32 history / 8 text probes unless it holds its own capture/)")
     p.add_argument("--threads", type=int, help="torch threads (default: the idle cores, by the 1-minute load average)")
     p.add_argument("--list", action="store_true", help="list the registered metrics and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
