@@ -135,12 +135,15 @@ def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected,
             seconds, source = {}, "capture/"
             if ck_inputs.capture is None and any("capture" in m.needs for m in selected):
                 t0 = time.perf_counter()
+                ck_inputs.loaded  # noqa: B018  (timed on its own)
+                seconds[LOAD_MODEL] = round(time.perf_counter() - t0, 2)
+                t0 = time.perf_counter()
                 ck_inputs.capture = _capture_checkpoint(ck_inputs, progress)
                 seconds[CAPTURE] = round(time.perf_counter() - t0, 2)
                 source = f"in memory: {TRAJECTORY_PROBES} history / {TRAJECTORY_TEXT_PROBES} text probes"
             r = _evaluate(selected, ck_inputs, progress, label=f"{ck.name}: ")
             out["trajectory"].append({"step": _step(ck), "checkpoint": _rel(ck, run_dir), "capture": source,
-                                      "summary": r["summary"], "absent": r["absent"], "seconds": seconds | r["seconds"]})
+                                      "summary": r["summary"], "absent": r["absent"], "seconds": r["seconds"] | seconds})
     out["analyzed"] = {"created": now(), "git_sha": git_sha(), "seconds": result["seconds"]}
     return out
 

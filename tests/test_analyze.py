@@ -244,8 +244,10 @@ def test_trajectory_over_checkpoints(fake_run, tmp_path):
         with torch.no_grad():
             model.interest_head.weight.mul_(0.5)  # a visibly different checkpoint
         model.save(run / "checkpoints" / f"step-{step:06d}", {"step": step})
-    out = json.loads(json.dumps(__import__("karma_probe.analyze", fromlist=["analyze_run"]).analyze_run(
-        run, metrics="lm_ppl,aniso_cos,sink_mass,hr@10", all_checkpoints=True)))
+    from karma_probe.analyze import analyze_run
+
+    out = analyze_run(run, metrics="lm_ppl,aniso_cos,sink_mass,hr@10", all_checkpoints=True)
+    assert read_json(run / "analysis.json")["trajectory"] == json.loads(json.dumps(out["trajectory"]))
     traj = out["trajectory"]
     assert [t["step"] for t in traj] == [3, 5]
     for t in traj:
