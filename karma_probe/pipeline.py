@@ -170,7 +170,7 @@ def verdict(table: dict, directions: dict) -> list[dict]:
     """For each claim "action-only is <higher|lower> than KARMA on M": does it hold here?
 
     With several seeds a claim is only called ``holds`` when the gap exceeds the two runs' std
-    combined; otherwise it is ``within noise``.
+    combined; otherwise it is ``within noise``. With one seed the status says so.
     """
     if "action" not in table or "karma" not in table:
         return []
@@ -182,7 +182,10 @@ def verdict(table: dict, directions: dict) -> list[dict]:
         gap = a["mean"] - k["mean"]
         noise = math.hypot(a["std"] or 0.0, k["std"] or 0.0)
         holds = gap > 0 if expected == "higher" else gap < 0
-        status = "holds" if holds and abs(gap) > noise else ("within noise" if abs(gap) <= noise else "does not hold")
+        if min(a["n"], k["n"]) < 2:  # one seed: a direction, not yet a finding
+            status = ("holds" if holds else "does not hold" if gap else "equal") + " (one seed)"
+        else:
+            status = "holds" if holds and abs(gap) > noise else ("within noise" if abs(gap) <= noise else "does not hold")
         out.append({"metric": metric, "claim": f"action-only {expected} than karma", "action": a["mean"],
                     "karma": k["mean"], "gap": gap, "noise": noise, "status": status})
     return out
