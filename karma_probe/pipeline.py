@@ -69,20 +69,22 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         i += 1
         _stage(i, n, f"train {out}")
         t = time.perf_counter()
+        done_before = (out / "metrics.json").is_file() and (out / "checkpoint" / "config.json").is_file()
         train_run(cfg, out, preset=plan.preset, progress=progress)
-        timings[f"train {out.name}"] = time.perf_counter() - t
+        if not done_before:
+            timings[f"train {out.name}"] = time.perf_counter() - t
         i += 1
         _stage(i, n, f"capture {out}")
         t = time.perf_counter()
         if not _fresh(out / "capture" / "manifest.json", out / "checkpoint" / "state.json"):
             capture_run(out, opts)
-        timings[f"capture {out.name}"] = time.perf_counter() - t
+            timings[f"capture {out.name}"] = time.perf_counter() - t
         i += 1
         _stage(i, n, f"analyze {out}")
         t = time.perf_counter()
         if not _fresh(out / "analysis.json", out / "capture" / "manifest.json"):
             analyze_run(out, all_checkpoints=plan.trajectory, progress=progress)
-        timings[f"analyze {out.name}"] = time.perf_counter() - t
+            timings[f"analyze {out.name}"] = time.perf_counter() - t
     if plan.base:
         base = plan.runs_root / f"{plan.preset}-base"
         base_cfg = make_config(plan.preset, "action", dict(plan.overrides))
@@ -99,16 +101,23 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         t = time.perf_counter()
         if not _fresh(base / "analysis.json", base / "capture" / "manifest.json"):
             analyze_run(base, progress=progress)
-        timings[f"analyze {base.name}"] = time.perf_counter() - t
+            timings[f"analyze {base.name}"] = time.perf_counter() - t
         run_dirs.append(base)
     i += 1
     _stage(i, n, f"report {plan.report_dir}")
     summary = write_outputs(plan, run_dirs)
-    summary["wall_time_s"] = {k: round(v, 1) for k, v in timings.items()} | {"total": round(time.perf_counter() - t0, 1)}
-    from karma_probe.rundir import write_json
+    timings["report"] = time.perf_counter() - t0 - sum(timings.values())
+    from karma_probe.rundir import read_json, write_json
+
+    # Stages skipped on a re-run keep the time they took when they ran (measured, not re-measured).
+    previous = plan.report_dir / "summary.json"
+    stages = dict(read_json(previous).get("wall_time_s", {}).get("stages", {})) if previous.is_file() else {}
+    stages |= {k: round(v, 1) for k, v in timings.items()}
+    summary["wall_time_s"] = {"stages": stages, "total": round(sum(stages.values()), 1),
+                              "this_invocation": round(time.perf_counter() - t0, 1)}
 
     write_json(plan.report_dir / "summary.json", summary)
-    print(f"done in {summary['wall_time_s']['total']:.0f} s: {plan.report_dir / 'summary.json'}, "
+    print(f"done in {summary['wall_time_s']['this_invocation']:.0f} s: {plan.report_dir / 'summary.json'}, "
           f"{plan.report_dir / 'report.pdf'}", flush=True)
     return summary
 

@@ -23,7 +23,7 @@ def test_study_writes_summary_report_and_figures(tiny_study):
     for cond in ("action", "karma"):
         metrics = json.loads((root / f"tiny-{cond}-s0" / "metrics.json").read_text())
         assert metrics["test"]["hr@10"] > 2 * metrics["random"]["hr@10"], (cond, metrics)
-    assert (report / "report.pdf").stat().st_size > 10_000 and summary["report"]["pages"] > 5
+    assert (report / "report.pdf").stat().st_size > 10_000 and len(summary["report"]["pages"]) > 5
     assert "sink_mass_by_layer.png" in summary["report"]["figures"]
     assert summary["verdict"], "action vs karma claims are evaluated"
 
@@ -47,4 +47,5 @@ def test_rerun_skips_finished_stages(tiny_study):
     before = (root / "tiny-karma-s0" / "analysis.json").stat().st_mtime
     summary = reproduce(Plan(preset="tiny", runs_root=root, report_dir=report), progress=False)
     assert (root / "tiny-karma-s0" / "analysis.json").stat().st_mtime == before
-    assert summary["wall_time_s"]["total"] < 120
+    assert summary["wall_time_s"]["this_invocation"] < 120
+    assert summary["wall_time_s"]["stages"]["train tiny-karma-s0"] > 1  # the time it took when it ran
