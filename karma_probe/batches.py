@@ -12,6 +12,7 @@ import torch
 from karma_probe.config import TrainConfig
 from karma_probe.data import Dataset, Example
 from karma_probe.prompts import history_prompt, item_text, target_text
+from karma_probe.retriever import pad_right as _pad
 
 
 class BatchMaker:
@@ -67,12 +68,3 @@ class BatchMaker:
                                              + (batch["target_mask"].sum() if "target_mask" in batch else 0)))
         return batch
 
-
-def _pad(seqs: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    T = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), T), value, dtype=torch.long)
-    mask = torch.zeros((len(seqs), T), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask

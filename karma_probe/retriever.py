@@ -94,15 +94,9 @@ class KarmaModel(nn.Module):
         return [x[:max_tokens] if max_tokens else x for x in ids]
 
     def pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-pad token lists → (ids (B, T), mask (B, T))."""
-        device = self.device
-        T = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), T), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), T), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[i, : len(s)] = 1
-        return ids.to(device), mask.to(device)
+        """Right-pad token lists → (ids (B, T), mask (B, T)) on the model's device."""
+        ids, mask = pad_right(seqs, self.tokenizer.pad_token_id)
+        return ids.to(self.device), mask.to(self.device)
 
     @property
     def device(self) -> torch.device:
@@ -185,6 +179,17 @@ class KarmaModel(nn.Module):
         if self.has_heads:
             save_tensors(directory / HEADS_FILE, self.head_state())
         write_json(directory / "state.json", extra_state or {})
+
+
+def pad_right(seqs: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists with ``value`` → (ids (B, T), mask (B, T)); the marker stays at len-1."""
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), value, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
 
 
 def _batches(n: int, size: int, progress: bool, desc: str):
