@@ -49,13 +49,10 @@ def encode(tokenizer, texts: list[str], max_len: int, *, keep_end: bool) -> tupl
 
 
 def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """→ input_ids (B, T), attention_mask (B, T), lengths (B,)."""
-    T = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), T), dtype=torch.long)
-    for b, s in enumerate(seqs):
-        ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[b, : len(s)] = 1
+    """→ input_ids (B, T), attention_mask (B, T), lengths (B,): the retriever's padding, plus lengths."""
+    from karma_probe.retriever import pad_right as pad
+
+    ids, mask = pad(seqs, pad_id)
     return ids, mask, mask.sum(1)
 
 
