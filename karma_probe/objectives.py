@@ -52,7 +52,7 @@ class KarmaObjective(nn.Module):
             loss = loss + self.lambda_gen * out["l_gen"]
         if self.lambda_rec > 0:
             logits, labels = m.reconstruction_logits(interest, batch["target_ids"], batch["target_mask"])
-            out["l_rec"] = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+            out["l_rec"] = F.cross_entropy(logits, labels)
             loss = loss + self.lambda_rec * out["l_rec"]
         out["loss"] = loss
         out["scale"] = scale.detach()

@@ -72,7 +72,8 @@ class KarmaModel(nn.Module):
         """Teacher-forced decoding of the target text from the interest embedding alone.
 
         Input: [soft_1..soft_k, t_1..t_{n-1}]; the position before each target token predicts it.
-        Returns (logits (B, n, V), labels (B, n) with -100 at padding).
+        Returns (logits (N, V), labels (N,)) for the N real (non-padding) target tokens: the LM
+        head, the costliest part of the path, runs only where a label is scored.
         """
         if not self.has_heads:
             raise BadInput("this model has no reconstruction path (untouched backbone without heads)")
@@ -83,9 +84,8 @@ class KarmaModel(nn.Module):
         mask = torch.cat([torch.ones(target_ids.shape[0], k, dtype=target_mask.dtype, device=target_mask.device),
                           target_mask[:, :-1]], dim=1)
         h = self.hidden(inputs_embeds=embeds, attention_mask=mask)[:, k - 1:]  # (B, n, d)
-        logits = self.backbone.lm_head(h)  # (B, n, V)
-        labels = target_ids.masked_fill(target_mask == 0, -100)
-        return logits, labels
+        sel = target_mask.bool()  # (B, n)
+        return self.backbone.lm_head(h[sel]), target_ids[sel]  # (N, V), (N,)
 
     # ------------------------------------------------------------------ tokenization
 

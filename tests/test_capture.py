@@ -23,7 +23,7 @@ from karma_probe.capture.session import capture_probes
 from karma_probe.capture.writer import merge_captures, read_capture, write_capture
 from karma_probe.data import load_dataset
 from karma_probe.errors import BadInput
-from karma_probe.models import load_backbone, load_tokenizer
+from karma_probe.models import TINY_VOCAB, load_backbone, load_tokenizer
 from karma_probe.prompts import INTEREST_MARKER
 
 TEXTS = [
@@ -399,7 +399,7 @@ def test_cli_reference_run_follows_the_contract(base_run):
     m = cap.manifest
     assert m["schema"] == "karma_probe.capture/1" and m["backend"] == "torch"
     assert m["model"] == {"architecture": "LlamaForCausalLM", "layers": 2, "heads": 4, "kv_heads": 2, "width": 64,
-                          "vocab": 49152}
+                          "vocab": TINY_VOCAB}
     assert (m["probes"]["seed"], m["probes"]["count"], m["probes"]["max_len"]) == (0, 9, 40)
     L, Hh, T, N = 2, 4, 40, 6
     shapes = {"attn.first_mass_sum": [L, Hh], "attn.rows": [1], "attn.entropy_sum": [L, Hh],
@@ -456,7 +456,7 @@ def test_bad_input_tokenizer_from_another_model_and_empty_probe_set(base_run, tm
     from karma_probe.models import tiny_config
 
     small = LlamaForCausalLM(tiny_config(1000))  # another model's vocabulary
-    small.save_pretrained(run / "checkpoint")  # the real tokenizer (49152 tokens) stays next to it
+    small.save_pretrained(run / "checkpoint")  # the tiny tokenizer (4096 tokens) stays next to it
     _bad(run, match="tokenizer does not match the model")
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from karma_probe.errors import BadInput
-from karma_probe.models import load_backbone, model_info
+from karma_probe.models import TINY_VOCAB, load_backbone, load_tokenizer, model_info
 
 
 @pytest.mark.smollm2
@@ -26,7 +26,7 @@ def test_tiny_is_random_init_llama_with_real_tokenizer(tmp_path):
     model, tok = load_backbone("tiny", seed=0)
     info = model_info("tiny", model)
     assert 2 <= info.layers <= 4 and 64 <= info.width <= 128
-    assert info.vocab == len(tok) == 49152
+    assert info.vocab == len(tok) == TINY_VOCAB
     again, _ = load_backbone("tiny", seed=0)
     assert torch.equal(model.model.embed_tokens.weight, again.model.embed_tokens.weight)
     # any local HF directory loads by path
@@ -34,6 +34,25 @@ def test_tiny_is_random_init_llama_with_real_tokenizer(tmp_path):
     tok.save_pretrained(tmp_path / "m")
     loaded, _ = load_backbone(str(tmp_path / "m"))
     assert torch.equal(loaded.model.embed_tokens.weight, model.model.embed_tokens.weight)
+
+
+def test_tiny_tokenizer_is_smollm2_bpe_cut_to_its_first_tokens():
+    """Every tiny token is the SmolLM2 token with the same id; texts round-trip; specials stay."""
+    tiny, full = load_tokenizer("tiny"), load_tokenizer("smollm2-135m")
+    texts = ["Toy Story (1995) | Animation, Children's, Comedy", "A user watched these movies, oldest first:\n- ",
+             "Amélie (2001) — naïve façade, 東京物語 🎬", "\nNext:"]
+    full_vocab = full.get_vocab()
+    for text in texts:
+        ids = tiny(text, add_special_tokens=False)["input_ids"]
+        assert max(ids) < TINY_VOCAB and tiny.decode(ids) == text
+        for piece, i in zip(tiny.convert_ids_to_tokens(ids), ids):
+            assert full_vocab[piece] == i
+    # a text made of frequent tokens (all SmolLM2 ids below the cut) tokenizes exactly as in SmolLM2
+    common = " the capital of the world is"
+    assert max(full(common)["input_ids"]) < TINY_VOCAB
+    assert tiny(common)["input_ids"] == full(common)["input_ids"]
+    assert (tiny.eos_token_id, tiny.pad_token_id) == (full.eos_token_id, full.pad_token_id)
+    assert len(tiny(texts[0])["input_ids"]) > len(full(texts[0])["input_ids"])  # fewer merges, more pieces
 
 
 def test_unknown_model_is_bad_input(tmp_path):

@@ -120,6 +120,6 @@ def test_retrieval_metrics_match_brute_force():
 
 def test_tiny_learns_beyond_chance(tmp_path):
     """Synthetic data has planted genre structure: the tiny model must beat random clearly."""
-    cfg = _cfg("action", steps=60, batch_size=16, checkpoint_every=60)
+    cfg = _cfg("action", steps=120, batch_size=16, checkpoint_every=120)
     m = train_run(cfg, tmp_path / "r", progress=False)
     assert m["test"]["hr@10"] > 2 * m["random"]["hr@10"], m

@@ -58,7 +58,7 @@ def _history(prompt: str) -> str:
 
 
 def token_accuracy(logits, labels) -> tuple[int, int]:
-    """(correct, scored) over positions whose label is not −100; logits (B, T, V), labels (B, T)."""
+    """(correct, scored) over positions whose label is not −100; logits (..., V), labels (...)."""
     sel = labels != -100
     return int((logits.argmax(-1)[sel] == labels[sel]).sum()), int(sel.sum())
 
