@@ -5,6 +5,7 @@ embedding at inference costs the same in both conditions (the regularizers are t
 
     python benchmarks/train_step.py --preset tiny --steps 10
     python benchmarks/train_step.py --preset smollm2 --steps 4
+    python benchmarks/train_step.py --preset smollm2 --steps 4 --set train_layers=0   # full fine-tuning
 
 Conditions are interleaved step by step so that background load hits all of them alike; the
 printed numbers are medians over the measured steps (after one warm-up step each).
@@ -19,7 +20,7 @@ import time
 import torch
 
 from karma_probe.batches import BatchMaker
-from karma_probe.config import make_config
+from karma_probe.config import make_config, parse_sets
 from karma_probe.data import load_dataset
 from karma_probe.objectives import KarmaObjective
 from karma_probe.prompts import history_prompt
@@ -32,11 +33,13 @@ def main() -> None:
     ap.add_argument("--preset", default="tiny", choices=["tiny", "smollm2"])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--conditions", nargs="+", default=["action", "gen", "rec", "karma"])
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset field (repeatable)")
     args = ap.parse_args()
+    overrides = parse_sets(args.set)
 
     setups = {}
     for cond in args.conditions:
-        cfg = make_config(args.preset, cond)
+        cfg = make_config(args.preset, cond, overrides)
         ds = load_dataset(cfg.dataset)
         model = build_model(cfg, dataset=ds)
         _freeze(model, cfg)
@@ -68,7 +71,8 @@ def main() -> None:
 
     base = statistics.median(times["action"]) if "action" in times else None
     base_inf = statistics.median(infer["action"]) if "action" in infer else None
-    print(f"preset={args.preset} steps={args.steps} batch={cfg0.batch_size} threads={torch.get_num_threads()}")
+    print(f"preset={args.preset} steps={args.steps} batch={cfg0.batch_size} train_layers={cfg0.train_layers or 'all'} "
+          f"threads={torch.get_num_threads()}" + (f" overrides={overrides}" if overrides else ""))
     print(f"{'condition':<10} {'step s':>9} {'x action':>9} {'infer s':>9} {'x action':>9}")
     for cond in setups:
         st, inf = statistics.median(times[cond]), statistics.median(infer[cond])
