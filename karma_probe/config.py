@@ -63,7 +63,7 @@ class TrainConfig:
 
 
 PRESETS = {
-    # Random-init 2-layer Llama with the real tokenizer: the test, CI and quick-start backbone.
+    # Random-init 2-layer Llama, SmolLM2's tokenizer cut to 4,096 tokens: the test, CI and quick-start backbone.
     "tiny": TrainConfig(model="tiny", steps=500, batch_size=32, lr=2e-3, head_lr=3e-3, max_history=5,
                         max_target_tokens=20, embed_dim=64, checkpoint_every=100, eval_batch_size=128),
     # The real SmolLM2-135M on a 2-core CPU: top layers only, short prompts (see README for wall time).

@@ -22,7 +22,7 @@ def test_smollm2_knows_paris():
     assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
 
 
-def test_tiny_is_random_init_llama_with_real_tokenizer(tmp_path):
+def test_tiny_is_random_init_llama_with_cut_smollm2_vocabulary(tmp_path):
     model, tok = load_backbone("tiny", seed=0)
     info = model_info("tiny", model)
     assert 2 <= info.layers <= 4 and 64 <= info.width <= 128
