@@ -79,7 +79,7 @@ def smollm2_dir() -> Path:
 # token strings with SmolLM2's ids, only cut into more pieces (ML-100k item texts: 14.3 tokens on
 # average with the full vocabulary, 19.8 with 4,096). With all 49,152 tokens the tied LM head was
 # 98% of a width-64 model and a KARMA step (L_gen and L_rec score every target token over the
-# vocabulary) cost 10.9x an action step; at 4,096 it costs 1.7x (benchmarks/train_step.py), so the
+# vocabulary) cost ~11x an action step; at 4,096 it costs ~1.7x (benchmarks/train_step.py), so the
 # toy's costs are shaped like a real LLM's, where the transformer, not the vocabulary, dominates.
 TINY_VOCAB = 4096
 
