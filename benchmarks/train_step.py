@@ -19,11 +19,10 @@ import time
 
 import torch
 
-from karma_probe.batches import BatchMaker
+from karma_probe.batches import make_batches
 from karma_probe.config import make_config, parse_sets
 from karma_probe.data import load_dataset
 from karma_probe.objectives import KarmaObjective
-from karma_probe.prompts import history_prompt
 from karma_probe.retriever import build_model
 from karma_probe.train import _freeze, _optimizer
 
@@ -43,14 +42,15 @@ def main() -> None:
         ds = load_dataset(cfg.dataset)
         model = build_model(cfg, dataset=ds)
         _freeze(model, cfg)
-        setups[cond] = (cfg, model, KarmaObjective(model, cfg.lambda_gen, cfg.lambda_rec), _optimizer(model, cfg),
-                        BatchMaker(cfg, ds, ds.split().train, model.tokenizer))
+        objective = KarmaObjective(model, cfg.lambda_gen, cfg.lambda_rec, full_softmax=cfg.act_loss == "softmax")
+        setups[cond] = (cfg, model, objective, _optimizer(model, cfg), make_batches(cfg, ds, ds.split().train, model.tokenizer))
     times = {c: [] for c in setups}
     for step in range(args.steps + 1):
         for cond, (cfg, model, obj, opt, batches) in setups.items():
             batch = batches(step)  # same seed and step: the same users and targets in every condition
             t = time.perf_counter()
-            out = obj(batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                out = obj(batch)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
@@ -59,19 +59,19 @@ def main() -> None:
 
     # Inference: the interest embedding of the same prompts, with each condition's model.
     cfg0, _, _, _, b0 = next(iter(setups.values()))
-    exs = b0.examples[:64]
-    prompts = [history_prompt([b0.ds.items[i] for i in e.history], cfg0.max_history) for e in exs]
+    histories = [e.history for e in b0.examples[:64]]
     infer = {c: [] for c in setups}
     for _ in range(3):
         for cond, (cfg, model, *_rest) in setups.items():
             model.eval()
             t = time.perf_counter()
-            model.interest_embeddings(prompts, batch_size=16)
+            model.interest_for(histories, cfg.max_history, batch_size=16)
             infer[cond].append(time.perf_counter() - t)
 
     base = statistics.median(times["action"]) if "action" in times else None
     base_inf = statistics.median(infer["action"]) if "action" in infer else None
-    print(f"preset={args.preset} steps={args.steps} batch={cfg0.batch_size} train_layers={cfg0.train_layers or 'all'} "
+    print(f"preset={args.preset} interface={cfg0.interface} precision={cfg0.precision} steps={args.steps} "
+          f"batch={cfg0.batch_size} train_layers={cfg0.train_layers or 'all'} reg_positions={cfg0.reg_positions} "
           f"threads={torch.get_num_threads()}" + (f" overrides={overrides}" if overrides else ""))
     print(f"{'condition':<10} {'step s':>9} {'x action':>9} {'infer s':>9} {'x action':>9}")
     for cond in setups:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from karma_probe.analyzers import Absent, select
 from karma_probe.analyzers.inputs import Capture, RunInputs
+from karma_probe.cpu import auto_threads
 from karma_probe.errors import BadInput
 from karma_probe.rundir import git_sha, now, read_json, write_json
 
@@ -80,23 +81,6 @@ def analyze_run(run_dir: str | Path, metrics: str | list[str] | None = None, all
     return out
 
 
-def auto_threads(available: int | None = None) -> int:
-    """Threads for the idle cores: cores minus the 1-minute load average (at least 1).
-
-    On a shared machine OpenMP threads that wait for a busy core spin instead of sleeping; with
-    two threads on two loaded cores a SmolLM2 analysis took 782 s, with one 173 s. On an idle
-    machine all cores are used.
-    """
-    import os
-
-    cores = available or os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return cores
-    return max(1, min(cores, round(cores - load)))
-
-
 @contextmanager
 def _torch_threads(threads: int | None, needed: bool):
     if not needed:
@@ -105,7 +89,7 @@ def _torch_threads(threads: int | None, needed: bool):
     import torch
 
     before = torch.get_num_threads()
-    n = threads or auto_threads(before)
+    n = threads or auto_threads()
     torch.set_num_threads(n)
     try:
         yield n

@@ -1,8 +1,13 @@
 """Training batches: seeded per step, so a resumed run sees exactly the batches it would have seen.
 
-A batch holds the history prompts (optionally with the target item's text appended for L_gen),
-the unique target items plus sampled negatives for the item tower (L_act), and the target text
-alone for the reconstruction path (L_rec).
+- :class:`SequenceBatchMaker` (continuous interface): windows of up to ``max_history + 1`` items
+  ending at a sampled training target; every position predicts the next item. ``reg_positions``
+  positions per window are sampled for L_gen / L_rec, with the text of the item they predict.
+- :class:`BatchMaker` (text interface): history prompts (optionally with the target item's text
+  appended for L_gen), the unique target items plus sampled negatives for the item tower (L_act),
+  and the target text alone for the reconstruction path (L_rec).
+
+``make_batches`` picks the one for the config.
 """
 
 from __future__ import annotations
@@ -68,3 +73,55 @@ class BatchMaker:
                                              + (batch["target_mask"].sum() if "target_mask" in batch else 0)))
         return batch
 
+
+
+class SequenceBatchMaker:
+    """Continuous-interface batches. Keys, with B windows of at most T = max_history items:
+
+    items (B, T), mask (B, T): the history item indices, right-padded
+    targets (B, T): the next item after each position (−100 at padding)
+    reg_row, reg_col (P,): positions sampled for L_gen / L_rec (P ≤ B · reg_positions)
+    reg_ids, reg_mask (P, n): the text of the item each sampled position predicts (EOS last)
+    """
+
+    def __init__(self, cfg: TrainConfig, dataset: Dataset, examples: tuple[Example, ...], tokenizer, *, rank: int = 0):
+        self.cfg, self.ds, self.examples, self.tok, self.rank = cfg, dataset, examples, tokenizer, rank
+        n = cfg.max_target_tokens
+        ids = tokenizer([target_text(it) for it in dataset.items], add_special_tokens=False)["input_ids"]
+        self.target_tokens = [t[: n - 1] + [tokenizer.eos_token_id] for t in ids]
+
+    generator = BatchMaker.generator
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        g = self.generator(step)
+        picks = torch.randint(len(self.examples), (self.cfg.batch_size,), generator=g).tolist()
+        return self.make([self.examples[i] for i in picks], g)
+
+    def make(self, exs: list[Example], g: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        windows = [(tuple(e.history) + (e.target,))[-(cfg.max_history + 1):] for e in exs]
+        batch = {}
+        batch["items"], batch["mask"] = _pad([list(w[:-1]) for w in windows], 0)
+        batch["targets"], _ = _pad([list(w[1:]) for w in windows], -100)
+        if cfg.lambda_gen > 0 or cfg.lambda_rec > 0:
+            g = g or torch.Generator().manual_seed(0)
+            rows, cols = [], []
+            for b, w in enumerate(windows):
+                n = len(w) - 1
+                for c in torch.randperm(n, generator=g)[: cfg.reg_positions].tolist():
+                    rows.append(b)
+                    cols.append(c)
+            batch["reg_row"], batch["reg_col"] = torch.tensor(rows), torch.tensor(cols)
+            picked = [self.target_tokens[windows[b][c + 1]] for b, c in zip(rows, cols)]
+            batch["reg_ids"], batch["reg_mask"] = _pad(picked, self.tok.pad_token_id)
+        if cfg.act_loss == "inbatch" and cfg.sampled_negatives:
+            g = g or torch.Generator().manual_seed(0)
+            batch["negatives"] = torch.randint(len(self.ds.items), (cfg.sampled_negatives,), generator=g)
+        batch["n_tokens"] = torch.tensor(int(batch["mask"].sum() + (batch["reg_mask"].sum() if "reg_mask" in batch else 0)))
+        return batch
+
+
+def make_batches(cfg: TrainConfig, dataset: Dataset, examples: tuple[Example, ...], tokenizer, *, rank: int = 0):
+    """The batch maker of the config's interface."""
+    cls = SequenceBatchMaker if cfg.interface == "continuous" else BatchMaker
+    return cls(cfg, dataset, examples, tokenizer, rank=rank)

@@ -3,6 +3,15 @@
 The conditions differ **only** in ``(lambda_gen, lambda_rec)``: action ``(0, 0)``, gen ``(w, 0)``,
 rec ``(0, w)``, karma ``(w, w)`` with ``w = reg_weight``. Everything else is shared, so a
 difference between runs can only come from the regularizers.
+
+Two input interfaces (``interface``), one retriever:
+
+- ``continuous`` (default of both presets; the KARMA paper's industrial design, as in HLLM): each
+  history item enters the LLM as ONE input embedding (projected content vector + ID vector, see
+  catalogue.py); the interest embedding after every position predicts the next item, scored
+  against the whole catalogue with a softmax (``act_loss="softmax"``).
+- ``text``: the history rendered as item titles, then a fixed interest marker; the item tower
+  encodes item texts, so ``L_act`` is InfoNCE over in-batch (+ sampled) negatives (``"inbatch"``).
 """
 
 from __future__ import annotations
@@ -13,6 +22,9 @@ from dataclasses import dataclass
 from karma_probe.errors import BadInput
 
 CONDITIONS = {"action": (0.0, 0.0), "gen": (1.0, 0.0), "rec": (0.0, 1.0), "karma": (1.0, 1.0)}
+INTERFACES = ("continuous", "text")
+ACT_LOSSES = ("softmax", "inbatch")  # full-catalogue softmax | in-batch (+ sampled negatives) InfoNCE
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast of the training forward; weights stay fp32
 
 
 @dataclass(frozen=True)
@@ -20,6 +32,8 @@ class TrainConfig:
     model: str = "tiny"  # backbone: smollm2-135m | tiny | a local HF directory
     dataset: str = "ml-100k"  # ml-100k | synthetic[:SEED] | a directory of RecBole atomic files
     condition: str = "action"
+    interface: str = "continuous"  # continuous | text (module docstring)
+    act_loss: str = ""  # softmax | inbatch; "" resolves to softmax (continuous) or inbatch (text)
     reg_weight: float = 1.0  # w in the table above
     lambda_gen: float = 0.0  # resolved from condition and reg_weight (see resolve)
     lambda_rec: float = 0.0
@@ -30,13 +44,15 @@ class TrainConfig:
     warmup_steps: int = 20
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    max_history: int = 6  # newest items kept in the prompt
+    max_history: int = 6  # newest history items the model sees (continuous: tokens; text: prompt lines)
     max_target_tokens: int = 24  # item text tokens (item tower input, L_gen / L_rec targets)
     embed_dim: int = 64
     temperature: float = 0.07
     learn_temperature: bool = True
     sampled_negatives: int = 0  # extra random catalogue items per batch for L_act
     soft_prompts: int = 4  # k soft-prompt vectors for L_rec
+    reg_positions: int = 2  # continuous: history positions per sequence sampled for L_gen / L_rec
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the training forward)
     train_layers: int = 0  # 0: train everything; k > 0: only the top k decoder layers (+ heads)
     checkpoint_every: int = 100
     keep_checkpoints: bool = True  # keep intermediate checkpoints to follow collapse over training
@@ -49,8 +65,18 @@ class TrainConfig:
         """Fill the λs from the condition; explicit λs given with ``--set`` win only if non-zero."""
         if self.condition not in CONDITIONS:
             raise BadInput(f"unknown condition {self.condition!r}; known: {', '.join(CONDITIONS)}")
+        if self.interface not in INTERFACES:
+            raise BadInput(f"unknown interface {self.interface!r}; known: {', '.join(INTERFACES)}")
+        act_loss = self.act_loss or ("softmax" if self.interface == "continuous" else "inbatch")
+        if act_loss not in ACT_LOSSES:
+            raise BadInput(f"unknown act_loss {act_loss!r}; known: {', '.join(ACT_LOSSES)}")
+        if act_loss == "softmax" and self.interface == "text":
+            raise BadInput("act_loss=softmax needs interface=continuous (the text item tower would encode "
+                           "the whole catalogue every step); use act_loss=inbatch")
+        if self.precision not in PRECISIONS:
+            raise BadInput(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         g, r = CONDITIONS[self.condition]
-        return dataclasses.replace(self, lambda_gen=self.lambda_gen or g * self.reg_weight,
+        return dataclasses.replace(self, act_loss=act_loss, lambda_gen=self.lambda_gen or g * self.reg_weight,
                                    lambda_rec=self.lambda_rec or r * self.reg_weight)
 
     def to_dict(self) -> dict:
@@ -59,16 +85,17 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        d = {"interface": "text"} | d  # runs written before the continuous interface existed were text runs
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
 PRESETS = {
     # Random-init 2-layer Llama, SmolLM2's tokenizer cut to 4,096 tokens: the test, CI and quick-start backbone.
-    "tiny": TrainConfig(model="tiny", steps=500, batch_size=32, lr=2e-3, head_lr=3e-3, max_history=5,
+    "tiny": TrainConfig(model="tiny", steps=500, batch_size=32, lr=2e-3, head_lr=3e-3, max_history=50,
                         max_target_tokens=20, embed_dim=64, checkpoint_every=100, eval_batch_size=128),
-    # The real SmolLM2-135M on a 2-core CPU: top layers only, short prompts (see README for wall time).
-    "smollm2": TrainConfig(model="smollm2-135m", steps=150, batch_size=16, lr=2e-4, head_lr=2e-3,
-                           max_history=5, max_target_tokens=20, embed_dim=128, train_layers=8,
+    # The real SmolLM2-135M on a 2-core CPU: top layers only (see README for wall time).
+    "smollm2": TrainConfig(model="smollm2-135m", steps=150, batch_size=32, lr=2e-4, head_lr=2e-3,
+                           max_history=50, max_target_tokens=20, embed_dim=128, train_layers=8,
                            checkpoint_every=50, warmup_steps=10, eval_batch_size=64),
 }
 

@@ -1,11 +1,19 @@
 """The three losses and their weighted sum: ``L = L_act + λ_gen·L_gen + λ_rec·L_rec``.
 
-- ``L_act``: InfoNCE of the interest embedding against the batch's target items (in-batch and
-  sampled negatives), logits scaled by a learnable (or fixed) inverse temperature.
-- ``L_gen``: next-token cross-entropy on the target item's text appended after the marker, in the
-  same forward pass; causal masking keeps the interest embedding blind to it.
-- ``L_rec``: cross-entropy decoding the target item's text from the interest embedding alone,
+Continuous interface (every history position predicts the next item):
+
+- ``L_act``: cross-entropy of ``scale · cos(interest_t, item) + bias_item`` over the **whole
+  catalogue** at every position t (``act_loss="softmax"``), or over the batch's target items plus
+  sampled negatives (``"inbatch"``).
+- ``L_gen``: next-token cross-entropy on the text of the next item after the history up to a
+  sampled position t (a second forward of [item tokens ≤ t, text]); the interest embedding at t is
+  computed in the first forward, so it never sees that text.
+- ``L_rec``: cross-entropy decoding that item's text from the interest embedding at t alone,
   through the adapter's soft prompts and the same LLM.
+
+Text interface: ``L_act`` is InfoNCE against the batch's target items (in-batch and sampled
+negatives); ``L_gen`` decodes the target text appended after the marker in the same forward pass
+(causal masking keeps the interest embedding blind to it); ``L_rec`` as above.
 
 A term whose λ is 0 is not computed at all, so λ = 0 gives exactly the action-only loss.
 """
@@ -19,29 +27,75 @@ from torch import nn
 from karma_probe.retriever import KarmaModel
 
 
-def info_nce(interest: torch.Tensor, items: torch.Tensor, target_index: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """(B, e) interests, (M, e) items, (B,) index of each user's positive among the items."""
+def info_nce(interest: torch.Tensor, items: torch.Tensor, target_index: torch.Tensor, scale: torch.Tensor,
+             bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax cross-entropy of ``scale · interest·item (+ bias_item)`` over the candidate items.
+
+    (B, e) interests, (M, e) items, (B,) index of each positive among the items, (M,) optional
+    bias. With the whole catalogue as the items this is the full softmax; with the batch's targets
+    (+ sampled negatives) it is in-batch InfoNCE.
+    """
     logits = scale * interest @ items.T  # (B, M)
-    return F.cross_entropy(logits, target_index)
+    if bias is not None:
+        logits = logits + bias
+    return F.cross_entropy(logits.float(), target_index)
 
 
 class KarmaObjective(nn.Module):
     """Wraps a KarmaModel so ``forward(batch)`` returns the loss terms (one module for Accelerate)."""
 
-    def __init__(self, model: KarmaModel, lambda_gen: float, lambda_rec: float, max_scale: float = 100.0):
+    def __init__(self, model: KarmaModel, lambda_gen: float, lambda_rec: float, max_scale: float = 100.0,
+                 full_softmax: bool = True):
         super().__init__()
         self.model = model
+        self.full_softmax = full_softmax
         self.lambda_gen = lambda_gen
         self.lambda_rec = lambda_rec
         self.max_scale = max_scale
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.model.interface == "continuous":
+            return self._continuous(batch)
+        return self._text(batch)
+
+    def _continuous(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        m = self.model
+        emb = m.history_inputs(batch["items"])  # (B, T, d)
+        h = m.hidden(inputs_embeds=emb, attention_mask=batch["mask"])  # (B, T, d)
+        sel = batch["targets"] != -100  # (B, T)
+        interest = m.interest_from_hidden(h[sel])  # (N, e): every position with a next item
+        target = batch["targets"][sel]  # (N,)
+        scale = m.scale(self.max_scale)
+        table = m.catalogue.table()  # (I, e)
+        if self.full_softmax:
+            out = {"l_act": info_nce(interest, table, target, scale, m.catalogue.bias)}
+        else:  # the batch's targets and sampled negatives as candidates
+            cand = torch.unique(torch.cat([target, batch.get("negatives", target[:0])]))  # (M,) sorted
+            out = {"l_act": info_nce(interest, table[cand], torch.searchsorted(cand, target), scale,
+                                     m.catalogue.bias[cand])}
+        loss = out["l_act"]
+        if self.lambda_gen > 0 or self.lambda_rec > 0:
+            rows, cols = batch["reg_row"], batch["reg_col"]
+            if self.lambda_gen > 0:
+                logits, labels = m.prefix_decode_logits(emb[rows], cols + 1, batch["reg_ids"], batch["reg_mask"])
+                out["l_gen"] = F.cross_entropy(logits.float(), labels)
+                loss = loss + self.lambda_gen * out["l_gen"]
+            if self.lambda_rec > 0:
+                z = m.interest_from_hidden(h[rows, cols])  # (P, e)
+                logits, labels = m.reconstruction_logits(z, batch["reg_ids"], batch["reg_mask"])
+                out["l_rec"] = F.cross_entropy(logits.float(), labels)
+                loss = loss + self.lambda_rec * out["l_rec"]
+        out["loss"] = loss
+        out["scale"] = scale.detach()
+        return out
+
+    def _text(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         m = self.model
         h = m.hidden(batch["input_ids"], batch["attention_mask"])  # (B, T, d)
         B = h.shape[0]
         interest = m.interest_from_hidden(h[torch.arange(B, device=h.device), batch["marker_pos"]])  # (B, e)
         items = m.encode_items(batch["item_ids"], batch["item_mask"])  # (M, e)
-        scale = m.log_scale.exp().clamp(max=self.max_scale)
+        scale = m.scale(self.max_scale)
         out = {"l_act": info_nce(interest, items, batch["target_index"], scale)}
         loss = out["l_act"]
         if self.lambda_gen > 0:

@@ -1,19 +1,25 @@
-"""The LLM retriever: a causal LM backbone, an interest head, an item head, a reconstruction adapter.
+"""The LLM retriever: a causal LM backbone, an interest head, an item tower, a reconstruction adapter.
 
-- **Interest embedding**: the history prompt (prompts.history_prompt) ends in the interest marker;
-  the final hidden state at the marker's last token → ``interest_head`` → L2 norm.
-- **Item embedding**: the same backbone encodes the item's text; final hidden states mean-pooled
-  over its tokens → ``item_head`` → L2 norm.
-- **Reconstruction path** (L_rec): interest embedding → ``rec_adapter`` → k soft-prompt vectors
-  fed to the same backbone as input embeddings, which then decodes the item text.
+Two input interfaces (config.py): ``continuous`` (default) and ``text``.
 
-A ``KarmaModel`` without heads (``base_model``) wraps an untouched backbone: its interest
-embedding is the normalized marker hidden state, its item embedding the normalized mean pool.
+- **continuous**: each history item is ONE input embedding (``catalogue.ItemTokens``); the final
+  hidden state after every position → ``interest_head`` → L2 norm is the interest embedding that
+  predicts the next item; the catalogue table is ``ItemTokens.table()`` and a score is
+  ``scale · cos(interest, item) + bias_item`` (the training logit).
+- **text**: the history prompt (prompts.history_prompt) ends in the interest marker; the final
+  hidden state at the marker's last token → ``interest_head`` → L2 norm. Item embedding: the
+  backbone encodes the item's text, mean-pooled → ``item_head`` → L2 norm; a score is the cosine.
+- **Reconstruction path** (L_rec, both): interest embedding → ``rec_adapter`` → k soft-prompt
+  vectors fed to the same backbone as input embeddings, which then decodes the item text.
+
+A ``KarmaModel`` without heads (``base_model``) wraps an untouched backbone (text interface): its
+interest embedding is the normalized marker hidden state, its item embedding the normalized mean pool.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -27,19 +33,30 @@ HEADS_FILE = "heads.safetensors"
 
 class KarmaModel(nn.Module):
     def __init__(self, backbone, tokenizer, *, embed_dim: int | None = 64, soft_prompts: int = 4,
-                 temperature: float = 0.07, learn_temperature: bool = True, heads: bool = True, dataset=None):
+                 temperature: float = 0.07, learn_temperature: bool = True, heads: bool = True, dataset=None,
+                 interface: str = "text", content: torch.Tensor | None = None):
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.dataset = dataset
+        self.interface = interface
         d = backbone.config.hidden_size
         self.has_heads = heads
         self.soft_prompt_dim = d
         self.soft_prompts = soft_prompts
         self.embed_dim = embed_dim if heads else d
+        self.catalogue = None
+        if interface == "continuous":
+            if not heads or content is None:
+                raise BadInput("the continuous interface needs heads and the items' content vectors")
+            from karma_probe.catalogue import ItemTokens
+
+            scale = float(backbone.get_input_embeddings().weight.detach().float().std())
+            self.catalogue = ItemTokens(content, d, embed_dim, token_scale=scale)
         if heads:
             self.interest_head = nn.Linear(d, embed_dim)
-            self.item_head = nn.Linear(d, embed_dim)
+            if interface == "text":
+                self.item_head = nn.Linear(d, embed_dim)
             self.rec_adapter = nn.Sequential(nn.Linear(embed_dim, d), nn.GELU(), nn.Linear(d, soft_prompts * d))
             self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)), requires_grad=learn_temperature)
 
@@ -50,6 +67,14 @@ class KarmaModel(nn.Module):
         out = self.backbone.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                                   use_cache=False)
         return out.last_hidden_state
+
+    def history_inputs(self, items: torch.Tensor) -> torch.Tensor:
+        """Continuous interface: item indices (B, T) → one input embedding per item (B, T, d)."""
+        return self.catalogue(items)
+
+    def scale(self, max_scale: float = 100.0) -> torch.Tensor:
+        """The inverse temperature of the action logits."""
+        return self.log_scale.exp().clamp(max=max_scale)
 
     def interest_from_hidden(self, h_marker: torch.Tensor) -> torch.Tensor:
         """(B, d) marker hidden states → (B, e) L2-normed interest embeddings."""
@@ -78,12 +103,32 @@ class KarmaModel(nn.Module):
         if not self.has_heads:
             raise BadInput("this model has no reconstruction path (untouched backbone without heads)")
         soft = self.soft_prompt(interest)  # (B, k, d)
-        tok_emb = self.backbone.get_input_embeddings()(target_ids)  # (B, n, d)
-        embeds = torch.cat([soft, tok_emb[:, :-1]], dim=1)  # (B, k+n-1, d)
-        k = soft.shape[1]
-        mask = torch.cat([torch.ones(target_ids.shape[0], k, dtype=target_mask.dtype, device=target_mask.device),
-                          target_mask[:, :-1]], dim=1)
-        h = self.hidden(inputs_embeds=embeds, attention_mask=mask)[:, k - 1:]  # (B, n, d)
+        lengths = torch.full((soft.shape[0],), soft.shape[1], dtype=torch.long, device=soft.device)
+        return self.prefix_decode_logits(soft, lengths, target_ids, target_mask)
+
+    def prefix_decode_logits(self, prefix: torch.Tensor, lengths: torch.Tensor, target_ids: torch.Tensor,
+                             target_mask: torch.Tensor):
+        """Teacher-forced decoding of target texts after input-embedding prefixes of varying length.
+
+        ``prefix`` (B, P, d) holds ``lengths[b]`` real vectors per row (right-padded). Row b's input
+        is [prefix_b[:len_b], t_1..t_{n-1}], right-padded; position len_b − 1 + j predicts t_{j+1}.
+        Returns (logits (N, V), labels (N,)) for the N real target tokens: the LM head, the
+        costliest part of the path, runs only where a label is scored.
+        """
+        tok_emb = self.backbone.get_input_embeddings()(target_ids)[:, :-1]  # (B, n-1, d)
+        tmask = target_mask[:, :-1]  # (B, n-1)
+        n = target_ids.shape[1]
+        if bool((lengths == prefix.shape[1]).all()):  # equal lengths (soft prompts): no per-row work
+            embeds = torch.cat([prefix, tok_emb], dim=1)  # (B, P+n-1, d)
+            mask = torch.cat([torch.ones(prefix.shape[:2], dtype=tmask.dtype, device=tmask.device), tmask], dim=1)
+        else:
+            pad = nn.utils.rnn.pad_sequence
+            rows = range(prefix.shape[0])
+            embeds = pad([torch.cat([prefix[b, :int(lengths[b])], tok_emb[b]]) for b in rows], batch_first=True)
+            mask = pad([torch.cat([tmask.new_ones(int(lengths[b])), tmask[b]]) for b in rows], batch_first=True)
+        h = self.hidden(inputs_embeds=embeds, attention_mask=mask)  # (B, T, d)
+        at = lengths[:, None] - 1 + torch.arange(n, device=prefix.device)[None]  # (B, n) positions predicting t_j
+        h = h.gather(1, at[..., None].expand(-1, -1, h.shape[-1]))  # (B, n, d)
         sel = target_mask.bool()  # (B, n)
         return self.backbone.lm_head(h[sel]), target_ids[sel]  # (N, V), (N,)
 
@@ -115,6 +160,44 @@ class KarmaModel(nn.Module):
             last = mask.sum(1) - 1  # marker = last real token (right padding)
             out.append(self.interest_from_hidden(h[torch.arange(len(seqs)), last]).float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.embed_dim)
+
+    @torch.no_grad()
+    def interest_for(self, histories: Sequence[Sequence[int]], max_items: int, batch_size: int = 16,
+                     progress: bool = False) -> torch.Tensor:
+        """Interest embeddings after each history (item indices, oldest first; the newest
+        ``max_items`` are used), in either interface.  # (N, e)"""
+        if self.interface == "text":
+            from karma_probe.prompts import history_prompt
+
+            items = self.dataset.items
+            return self.interest_embeddings([history_prompt([items[i] for i in h], max_items) for h in histories],
+                                            batch_size=batch_size, progress=progress)
+        out = []
+        seqs = [list(h)[-max_items:] for h in histories]
+        for i in _batches(len(seqs), batch_size, progress, "interest"):
+            ids, mask = pad_right(seqs[i: i + batch_size], 0)
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            h = self.hidden(inputs_embeds=self.history_inputs(ids), attention_mask=mask)  # (B, T, d)
+            last = mask.sum(1) - 1  # the newest item: its hidden state predicts the next one
+            out.append(self.interest_from_hidden(h[torch.arange(len(ids)), last]).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim)
+
+    @torch.no_grad()
+    def item_table(self, max_tokens: int | None = None, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+        """The catalogue's L2-normed item embeddings, in either interface.  # (n_items, e)"""
+        if self.interface == "continuous":
+            return self.catalogue.table().float().cpu()
+        from karma_probe.prompts import item_text
+
+        return self.item_embeddings([item_text(it) for it in self.dataset.items], batch_size=batch_size,
+                                    max_tokens=max_tokens, progress=progress)
+
+    @torch.no_grad()
+    def scores(self, interest: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Ranking scores (N, n_items): the training logits (continuous) or the cosine (text)."""
+        if self.interface == "continuous":
+            return (self.scale().float().cpu() * interest @ table.T + self.catalogue.bias.detach().float().cpu())
+        return interest @ table.T
 
     @torch.no_grad()
     def item_embeddings(self, texts: list[str], batch_size: int = 64, max_tokens: int | None = None,
@@ -204,19 +287,36 @@ def _batches(n: int, size: int, progress: bool, desc: str):
 # ---------------------------------------------------------------------- building and loading
 
 
-def build_model(cfg, *, dataset=None) -> KarmaModel:
+def build_model(cfg, *, dataset=None, progress: bool = False) -> KarmaModel:
+    """A fresh retriever for ``cfg``: the backbone as loaded, heads (and item tokens) newly initialized.
+
+    The continuous interface's content vectors come from this untouched backbone, before any
+    training (cached for SmolLM2, see catalogue.py).
+    """
     from karma_probe.models import load_backbone
 
     torch.manual_seed(cfg.seed)
     backbone, tok = load_backbone(cfg.model, seed=cfg.seed)
+    content = None
+    if cfg.interface == "continuous":
+        from karma_probe.catalogue import cached_content_vectors
+        from karma_probe.prompts import item_text
+
+        if dataset is None:
+            raise BadInput("the continuous interface needs the dataset's catalogue to build item tokens")
+        content = cached_content_vectors(cfg.model, backbone, tok, [item_text(it) for it in dataset.items],
+                                         cfg.max_target_tokens, progress=progress)
     model = KarmaModel(backbone, tok, embed_dim=cfg.embed_dim, soft_prompts=cfg.soft_prompts,
-                       temperature=cfg.temperature, learn_temperature=cfg.learn_temperature, dataset=dataset)
+                       temperature=cfg.temperature, learn_temperature=cfg.learn_temperature, dataset=dataset,
+                       interface=cfg.interface, content=content)
     # Heads are initialized after the backbone from their own seed, so tiny and real backbones
     # get the same head initialization for the same seed.
     torch.manual_seed(cfg.seed + 1)
-    for m in (model.interest_head, model.item_head, *model.rec_adapter):
+    for m in (model.interest_head, getattr(model, "item_head", None), *model.rec_adapter):
         if isinstance(m, nn.Linear):
             m.reset_parameters()
+    if model.catalogue is not None:
+        model.catalogue.reset_parameters()
     return model
 
 
@@ -256,14 +356,20 @@ def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None):
     except Exception as e:  # safetensors raises its own types on truncated files
         raise BadInput(f"{ckpt}: cannot load the checkpoint (truncated or corrupt?): {str(e).splitlines()[0]}") from None
     dataset = load_dataset(cfg.dataset)
-    if meta.get("condition") == "base":
+    heads_file = ckpt / HEADS_FILE
+    if meta.get("condition") == "base" and not heads_file.is_file():
         return KarmaModel(backbone, tok, heads=False, dataset=dataset), tok, cfg
+    heads = load_tensors(heads_file, "heads file")
+    content = heads.get("catalogue.content")
+    if cfg.interface == "continuous" and (content is None or content.shape[0] != len(dataset.items)):
+        raise BadInput(f"{heads_file}: no item content vectors for the {len(dataset.items)} items of "
+                       f"{dataset.name!r} (a checkpoint of another dataset or interface?)")
     model = KarmaModel(backbone, tok, embed_dim=cfg.embed_dim, soft_prompts=cfg.soft_prompts,
-                       temperature=cfg.temperature, learn_temperature=cfg.learn_temperature, dataset=dataset)
-    heads = load_tensors(ckpt / HEADS_FILE, "heads file")
+                       temperature=cfg.temperature, learn_temperature=cfg.learn_temperature, dataset=dataset,
+                       interface=cfg.interface, content=content)
     missing, unexpected = model.load_state_dict(heads, strict=False)
     missing = [k for k in missing if not k.startswith("backbone.")]
     if missing or unexpected:
-        raise BadInput(f"{ckpt / HEADS_FILE}: heads do not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise BadInput(f"{heads_file}: heads do not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
     return model, tok, cfg

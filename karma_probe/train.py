@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from karma_probe.batches import BatchMaker
+from karma_probe.batches import make_batches
 from karma_probe.config import TrainConfig
 from karma_probe.data import load_dataset
 from karma_probe.errors import BadInput, Diverged
-from karma_probe.evaluate import evaluate, random_baseline
+from karma_probe.evaluate import baselines, evaluate_model
 from karma_probe.objectives import KarmaObjective
 from karma_probe.retriever import HEADS_FILE, build_model
 from karma_probe.rundir import (append_jsonl, atomic_dir, config_hash, git_sha, load_tensors, now, read_json,
@@ -135,8 +135,22 @@ def _resume(model, opt, out: Path) -> int:
 
 
 def train_run(cfg: TrainConfig, out: str | Path, *, name: str | None = None, preset: str = "custom",
-              overwrite: bool = False, progress: bool = True, stop_after: int | None = None) -> dict:
-    """Train (or resume) one run; returns metrics.json's content. ``stop_after`` simulates a kill."""
+              overwrite: bool = False, progress: bool = True, stop_after: int | None = None,
+              threads: int | None = None) -> dict:
+    """Train (or resume) one run; returns metrics.json's content. ``stop_after`` simulates a kill.
+
+    ``threads``: torch intra-op threads (None: the idle cores, ``cpu.auto_threads``). On a shared
+    CPU, threads that wait for a busy core spin: two threads on a loaded 2-core machine made a
+    tiny training 32x slower than one.
+    """
+    from karma_probe.cpu import torch_threads
+
+    with torch_threads(threads):
+        return _train_run(cfg, out, name=name, preset=preset, overwrite=overwrite, progress=progress,
+                          stop_after=stop_after)
+
+
+def _train_run(cfg: TrainConfig, out: str | Path, *, name, preset, overwrite, progress, stop_after) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -149,13 +163,14 @@ def train_run(cfg: TrainConfig, out: str | Path, *, name: str | None = None, pre
     accel = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     dataset = load_dataset(cfg.dataset)
     split = dataset.split()
-    model = build_model(cfg, dataset=dataset)
+    model = build_model(cfg, dataset=dataset, progress=progress)
     _freeze(model, cfg)
     opt = _optimizer(model, cfg)
     start = _resume(model, opt, out)
-    objective = KarmaObjective(model, cfg.lambda_gen, cfg.lambda_rec)
+    objective = KarmaObjective(model, cfg.lambda_gen, cfg.lambda_rec, full_softmax=cfg.act_loss == "softmax")
     objective, opt = accel.prepare(objective, opt)
-    batches = BatchMaker(cfg, dataset, split.train, model.tokenizer, rank=accel.process_index)
+    batches = make_batches(cfg, dataset, split.train, model.tokenizer, rank=accel.process_index)
+    autocast = torch.autocast(accel.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     objective.train()
 
     bar = None
@@ -170,7 +185,8 @@ def train_run(cfg: TrainConfig, out: str | Path, *, name: str | None = None, pre
         batch = {k: v.to(accel.device) for k, v in batches(step).items()}
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * lr_factor(step, cfg)
-        terms = objective(batch)
+        with autocast:
+            terms = objective(batch)
         logged = {k: float(v.detach()) for k, v in terms.items()}
         for key in ("l_act", "l_gen", "l_rec", "loss"):
             if key in logged and not math.isfinite(logged[key]):
@@ -224,19 +240,23 @@ def _drop_stale_log(out: Path, steps: int) -> None:
 
 
 def evaluate_run(model, dataset, split, cfg: TrainConfig, progress: bool = False) -> dict:
-    from karma_probe.prompts import item_text
-
+    """metrics.json: valid and test metrics (with and without history exclusion), the test users'
+    ranks, and the baselines on the same split (evaluate.py)."""
     t0 = time.perf_counter()
-    items = model.item_embeddings([item_text(it) for it in dataset.items], batch_size=cfg.eval_batch_size,
-                                  max_tokens=cfg.max_target_tokens, progress=progress)
-    result = {"n_items": len(dataset.items)}
+    table = model.item_table(max_tokens=cfg.max_target_tokens, batch_size=cfg.eval_batch_size, progress=progress)
+    result = {"n_items": len(dataset.items), "ranks": {}}
     for name, examples in (("valid", split.valid), ("test", split.test)):
         if cfg.eval_users and cfg.eval_users < len(examples):
             rng = np.random.default_rng(cfg.seed)
             examples = tuple(examples[i] for i in sorted(rng.choice(len(examples), cfg.eval_users, replace=False)))
-        result[name] = evaluate(model, dataset, examples, cfg, item_emb=items, progress=progress)
+        m, m_all, r, r_all = evaluate_model(model, examples, table, cfg.max_history, cfg.eval_batch_size, progress)
+        result[name], result[f"{name}_all"] = m, m_all
         result[f"n_users_{name}"] = len(examples)
-    result["random"] = random_baseline(len(dataset.items), [list(e.history) for e in split.test],
-                                       [e.target for e in split.test])
+        if name == "test":
+            test_examples = examples
+            result["users"] = {"test": [e.user for e in examples]}
+            result["ranks"] = {"test": r.tolist(), "test_all": r_all.tolist()}
+    result["baselines"] = baselines(split, len(dataset.items), test_examples)
+    result["random"] = result["baselines"]["random"]["test"]
     result["eval_s"] = round(time.perf_counter() - t0, 1)
     return result

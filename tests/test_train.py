@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from karma_probe.batches import BatchMaker
+from karma_probe.batches import SequenceBatchMaker, make_batches
 from karma_probe.config import TrainConfig, make_config
 from karma_probe.data import load_dataset
 from karma_probe.errors import BadInput, Diverged
@@ -28,7 +28,7 @@ def _cfg(condition="action", **kw):
 def _losses(cfg, step=0):
     ds = load_dataset(cfg.dataset)
     model = build_model(cfg, dataset=ds)
-    batch = BatchMaker(cfg, ds, ds.split().train, model.tokenizer)(step)
+    batch = make_batches(cfg, ds, ds.split().train, model.tokenizer)(step)
     return KarmaObjective(model, cfg.lambda_gen, cfg.lambda_rec)(batch), model
 
 
@@ -94,7 +94,7 @@ def _brute_force(scores, targets, histories, k):
     hits, ndcg, rr = [], [], []
     for s, t, h in zip(scores, targets, histories):
         cands = [i for i in range(len(s)) if i == t or i not in h]
-        order = sorted(cands, key=lambda i: (-s[i], i != t))  # ties in the target's favour
+        order = sorted(cands, key=lambda i: (-s[i], i == t))  # ties against the target
         r = order.index(t) + 1
         hits.append(r <= k)
         ndcg.append(1 / math.log2(r + 1) if r <= k else 0.0)
@@ -115,7 +115,113 @@ def test_retrieval_metrics_match_brute_force():
     # hand-made case: 4 items, history {1}, target 3 scored second among candidates {0, 2, 3}
     r = ranks(np.array([[0.9, 5.0, 0.1, 0.5]]), np.array([3]), [[1]])
     assert r.tolist() == [2]
+    assert ranks(np.array([[0.9, 5.0, 0.1, 0.5]]), np.array([3]), None).tolist() == [3]  # no exclusion
     assert random_baseline(4, [[1]], [3])["hr@10"] == 1.0
+
+
+def test_ties_count_against_the_model():
+    """A model that scores everything the same must not look perfect: every target ranks last."""
+    n, users = 500, 60
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, n, users)
+    histories = [list(rng.choice(n, 20, replace=False)) for _ in range(users)]
+    r = ranks(np.zeros((users, n)), targets, histories)
+    cand = [n - len(set(h) - {t}) for h, t in zip(histories, targets)]
+    assert r.tolist() == cand
+    m, rnd = retrieval_metrics(r), random_baseline(n, histories, targets)
+    for k in (10, 50, 200):
+        assert m[f"hr@{k}"] == 0.0 <= rnd[f"hr@{k}"]
+
+
+def test_random_baseline_matches_simulation():
+    rng = np.random.default_rng(2)
+    n, users = 120, 40
+    targets = rng.integers(0, n, users)
+    histories = [list(rng.choice(n, 15, replace=False)) for _ in range(users)]
+    sims = [retrieval_metrics(ranks(rng.random((users, n)), targets, histories)) for _ in range(400)]
+    closed = random_baseline(n, histories, targets)
+    for key in ("hr@10", "hr@50", "ndcg@10", "mrr"):
+        assert np.mean([s[key] for s in sims]) == pytest.approx(closed[key], rel=0.06), key
+
+
+def test_popularity_and_markov_baselines_on_a_hand_made_split():
+    from karma_probe.data import Example, Split
+    from karma_probe.evaluate import markov_scores, popularity_scores
+
+    # user a: 0 1 2 | 3 (valid) | 1 (test); user b: 2 1 | 0 | 2 -- prefixes a: (0,1,2), b: (2,1)
+    train = (Example("a", (0,), 1), Example("a", (0, 1), 2), Example("b", (2,), 1))
+    test = (Example("a", (0, 1, 2, 3), 1), Example("b", (2, 1, 0), 2))
+    split = Split(train, (), test)
+    assert popularity_scores(split, 4).tolist() == [1, 2, 2, 0]
+    mk = markov_scores(split, 4, test)
+    # a's last item 3 was never followed by anything: popularity only; b's last item 0 → 1 once
+    assert np.argsort(-mk[0], kind="stable").tolist()[:2] == [1, 2] and mk[0].max() < 1
+    assert mk[1].argmax() == 1 and mk[1][1] > 1 > mk[1][2]
+
+
+def test_continuous_forward_matches_a_reference_computation():
+    """A 2-item toy: item tokens, interest embeddings and the full-softmax loss by hand."""
+    from karma_probe.data import Dataset, Example, Item
+
+    items = (Item("1", "Alpha", "1990", ("Drama",)), Item("2", "Beta", "1991", ("Comedy",)))
+    ds = Dataset("toy", items, {"u": (0, 1, 0, 1)}, 4)
+    cfg = make_config("tiny", "action", dataset="synthetic:0", embed_dim=8, max_history=3)
+    model = build_model(cfg, dataset=ds)
+    with torch.no_grad():  # non-zero ID vectors and bias, so every term of the formula matters
+        model.catalogue.id_in.weight.normal_()
+        model.catalogue.id_out.weight.normal_()
+        model.catalogue.bias.copy_(torch.tensor([0.3, -0.2]))
+    cat = model.catalogue
+    batch = SequenceBatchMaker(cfg, ds, (), model.tokenizer).make([Example("u", (0, 1), 0)])
+    assert batch["items"].tolist() == [[0, 1]] and batch["targets"].tolist() == [[1, 0]]
+    terms = KarmaObjective(model, 0.0, 0.0)(batch)
+    torch.set_grad_enabled(False)
+    x = torch.stack([cat.in_proj.weight @ cat.content[i] + cat.in_proj.bias + cat.id_in.weight[i] for i in (0, 1)])
+    h = model.backbone.model(inputs_embeds=x[None], use_cache=False).last_hidden_state[0]  # (2, d)
+    z = torch.nn.functional.normalize(h @ model.interest_head.weight.T + model.interest_head.bias, dim=-1)
+    table = torch.stack([cat.item_head.weight @ cat.content[i] + cat.item_head.bias + cat.id_out.weight[i]
+                         for i in (0, 1)])
+    table = table / table.norm(dim=-1, keepdim=True)
+    scale = model.log_scale.exp()
+    loss = 0.0
+    for pos, target in ((0, 1), (1, 0)):  # position t predicts item t+1
+        logits = [float(scale * z[pos] @ table[j] + cat.bias[j]) for j in (0, 1)]
+        loss += -(logits[target] - math.log(sum(math.exp(v) for v in logits))) / 2
+    assert float(terms["l_act"]) == pytest.approx(loss, rel=1e-5)
+    # inference: the interest after the whole history is the last position's
+    got = model.interest_for([(0, 1)], max_items=3)
+    torch.set_grad_enabled(True)
+    assert torch.allclose(got[0], z[1], atol=1e-5)
+
+
+def test_full_softmax_equals_brute_force_loss():
+    cfg = _cfg("action")
+    ds = load_dataset(cfg.dataset)
+    model = build_model(cfg, dataset=ds)
+    batch = SequenceBatchMaker(cfg, ds, ds.split().train, model.tokenizer)(0)
+    terms = KarmaObjective(model, 0.0, 0.0)(batch)
+    with torch.no_grad():
+        h = model.hidden(inputs_embeds=model.history_inputs(batch["items"]), attention_mask=batch["mask"])
+        table, bias, scale = model.catalogue.table(), model.catalogue.bias, model.log_scale.exp()
+        losses = []
+        for b in range(batch["items"].shape[0]):
+            for t in range(int(batch["mask"][b].sum())):
+                z = model.interest_from_hidden(h[b, t])
+                logits = [float(scale * z @ table[j] + bias[j]) for j in range(len(ds.items))]
+                target = int(batch["targets"][b, t])
+                losses.append(math.log(sum(math.exp(v) for v in logits)) - logits[target])
+    assert float(terms["l_act"]) == pytest.approx(np.mean(losses), rel=1e-5)
+
+
+def test_text_interface_still_trains(tmp_path):
+    cfg = _cfg("karma", interface="text", max_history=3, steps=4, eval_users=10)
+    assert cfg.act_loss == "inbatch"
+    m = train_run(cfg, tmp_path / "text", progress=False)
+    assert m["test"]["hr@10"] >= 0 and "l_gen" in (tmp_path / "text" / "train_log.jsonl").read_text()
+    model, _, loaded = load_run_model(tmp_path / "text")
+    assert model.interface == "text" and loaded.interface == "text"
+    with pytest.raises(BadInput, match="act_loss=softmax needs interface=continuous"):
+        _cfg(interface="text", act_loss="softmax")
 
 
 def test_tiny_learns_beyond_chance(tmp_path):
@@ -123,3 +229,4 @@ def test_tiny_learns_beyond_chance(tmp_path):
     cfg = _cfg("action", steps=120, batch_size=16, checkpoint_every=120)
     m = train_run(cfg, tmp_path / "r", progress=False)
     assert m["test"]["hr@10"] > 2 * m["random"]["hr@10"], m
+    assert m["test"]["hr@10"] > m["baselines"]["popularity"]["test"]["hr@10"], m
