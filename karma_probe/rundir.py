@@ -6,6 +6,7 @@ killed process never leaves a half-written file behind. Only JSON and safetensor
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -26,6 +27,10 @@ PACKAGES = ("torch", "transformers", "transformer-lens", "accelerate", "numpy", 
 def atomic_path(path: str | Path, suffix: str = ""):
     """Yield a temp path next to ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # os.replace would swap out whatever is there: a directory fails late, and a device such
+        # as /dev/null (writable by root) would be replaced by a regular file
+        raise BadInput(f"{path}: exists and is not a regular file")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
@@ -55,6 +60,31 @@ def atomic_dir(path: str | Path):
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_writable(path: str | Path, *, directory: bool = False) -> Path:
+    """Refuse an output path before the work that fills it, leaving nothing behind.
+
+    The path itself must be a regular file (a directory with ``directory=True``) or absent, and its
+    nearest existing ancestor a directory in which a file can really be created: a probe file is
+    made and removed there, which catches a read-only file system even for root. Raises BadInput
+    or the OSError the write would have raised (the CLI reports either as one line, exit 2).
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() if directory else not path.is_file()):
+        raise BadInput(f"{path}: exists and is not a {'directory' if directory else 'regular file'}")
+    parent = path.parent if not path.exists() or not directory else path
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(parent))
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        e.filename = str(path)  # name what the user gave, not our probe file
+        raise
+    return path
 
 
 def write_json(path: str | Path, obj) -> None:

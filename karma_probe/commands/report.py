@@ -29,9 +29,11 @@ def run(args) -> int:
     from karma_probe.errors import BadInput
     from karma_probe.report import write_report
     from karma_probe.results import load_run
+    from karma_probe.rundir import check_writable
 
     if args.probes < 1 or args.samples < 0:
         raise BadInput("--probes must be >= 1 and --samples >= 0")
+    check_writable(args.out)  # before the pages are drawn, not after
     runs = [load_run(r) for r in args.runs]  # every run is validated before a page is drawn
     written = write_report(runs, args.out, probes=args.probes, samples=args.samples, layer=args.layer, head=args.head)
     print(f"wrote {written.path} ({len(written.pages)} pages)")
