@@ -1,5 +1,5 @@
 """Measure semantic collapse in a run: attention sinks, embedding geometry, decodability,
-knowledge and retrieval (DESIGN.md §4), from RUN/capture, RUN/checkpoint and RUN/metrics.json.
+knowledge and retrieval (``--list`` names every metric), from RUN/capture, RUN/checkpoint and RUN/metrics.json.
 
 Writes RUN/analysis.json atomically (checkpoints.md): run metadata, tidy per layer / head records,
 one headline number per metric with its direction, decoded samples, and with --all-checkpoints a
