@@ -77,7 +77,7 @@ def check_writable(path: str | Path, *, directory: bool = False) -> Path:
     while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(parent))
+        raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a directory", str(path))
     try:
         with tempfile.TemporaryFile(dir=parent):
             pass
