@@ -35,11 +35,11 @@ COMMANDS = {
 
 EXAMPLES = """examples:
   karma-probe data stats
-  karma-probe reproduce --preset tiny                 # train action + karma, capture, analyze, report
-  karma-probe train --preset tiny --condition karma --out runs/tiny-karma
-  karma-probe capture runs/tiny-karma && karma-probe analyze runs/tiny-karma
-  karma-probe report runs/tiny-action runs/tiny-karma -o report.pdf
-  karma-probe check runs/tiny-karma --baseline reports/baselines/tiny.json
+  karma-probe reproduce --preset tiny  # train action + karma, capture, analyze, report
+  karma-probe train --preset tiny --condition karma --out runs/tiny-karma-s0
+  karma-probe capture runs/tiny-karma-s0 && karma-probe analyze runs/tiny-karma-s0
+  karma-probe report runs/tiny-action-s0 runs/tiny-karma-s0 -o report.pdf
+  karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json
   karma-probe dashboard --runs runs
   karma-probe SUBCOMMAND --help
 """

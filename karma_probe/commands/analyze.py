@@ -9,11 +9,11 @@ untouched model) are listed as absent. Needs a capture first: `karma-probe captu
 
 HELP = "analyze a captured run into RUN/analysis.json"
 EXAMPLES = """examples:
-  karma-probe analyze runs/karma-tiny                             # every metric
-  karma-probe analyze runs/karma-tiny --metrics sink_mass,erank   # only these (others in analysis.json are kept)
-  karma-probe analyze runs/karma-tiny --all-checkpoints           # + trajectory over checkpoints/step-*/
-  karma-probe analyze runs/base                                   # untouched reference run (no recon_* metrics)
-  karma-probe analyze --list                                      # metric names, directions, families
+  karma-probe analyze runs/tiny-karma-s0                            # every metric
+  karma-probe analyze runs/tiny-karma-s0 --metrics sink_mass,erank  # only these (others in analysis.json are kept)
+  karma-probe analyze runs/tiny-karma-s0 --all-checkpoints          # + trajectory over checkpoints/step-*/
+  karma-probe analyze runs/tiny-base                                # untouched reference run (no recon_* metrics)
+  karma-probe analyze --list                                        # metric names, directions, families
 """
 
 

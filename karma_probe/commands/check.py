@@ -16,11 +16,11 @@ from karma_probe.rundir import check_writable
 
 HELP = "CI regression gate: compare a run with a baseline or another run (JUnit XML)"
 EXAMPLES = """examples:
-  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json
-  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json
-  karma-probe check runs/karma-tiny --against runs/action-tiny --expect "sink_mass<" --expect "hr@10>"
-  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json --update-baseline
-  karma-probe check runs/karma-tiny --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
+  karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json
+  karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json
+  karma-probe check runs/tiny-karma-s0 --against runs/tiny-action-s0 --expect "sink_mass<" --expect "hr@10>"
+  karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --update-baseline
+  karma-probe check runs/tiny-karma-s0 --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
 """
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 HELP = "PDF diagnostic report for one or more runs"
 EXAMPLES = """examples:
-  karma-probe report runs/action-tiny runs/karma-tiny -o reports/tiny.pdf
-  karma-probe report runs/base runs/action runs/karma -o reports/smollm2.pdf --probes 2 --samples 10
-  karma-probe report runs/action runs/karma -o reports/l27h3.pdf --layer 27 --head 3
+  karma-probe report runs/tiny-action-s0 runs/tiny-karma-s0 -o reports/tiny.pdf
+  karma-probe report runs/smollm2-base runs/smollm2-action-s0 runs/smollm2-karma-s0 -o smollm2.pdf --probes 2 --samples 10
+  karma-probe report runs/smollm2-action-s0 runs/smollm2-karma-s0 -o l27h3.pdf --layer 27 --head 3
 """
 
 
