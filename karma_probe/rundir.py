@@ -38,6 +38,11 @@ def atomic_path(path: str | Path, suffix: str = ""):
         yield Path(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes files private; results are meant to be shared
         os.replace(tmp, path)
+    except OSError as e:
+        # a failed write() (ENOSPC, EIO) names no file: name the one the user asked for
+        if e.filename is None or str(e.filename) == tmp:
+            e.filename = str(path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -113,8 +118,12 @@ def read_json(path: str | Path, what: str = "file"):
 
 
 def append_jsonl(path: str | Path, obj) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(obj, default=_json_default) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(obj, default=_json_default) + "\n")
+    except OSError as e:
+        e.filename = e.filename or str(path)  # a failed write() names no file
+        raise
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
