@@ -134,7 +134,10 @@ def _undo_unstarted(out: Path, created: Path | None) -> None:
         shutil.rmtree(created, ignore_errors=True)
     elif out.is_dir():  # it was there, empty, before: empty it again
         for p in out.iterdir():
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 def _elapsed_before(out: Path, start: int) -> float:
