@@ -6,8 +6,8 @@ run's own analysis.json is left alone. Prints one line per analyzer (model loadi
 line; the first analyzer that needs the fit-split embeddings also carries their cost) and the
 total wall time, and exits 1 if the total exceeds --budget.
 
-    python benchmarks/analyze_time.py runs/smollm2-karma
-    python benchmarks/analyze_time.py runs/base --metrics lm_ppl,fact_acc --threads 1
+    python benchmarks/analyze_time.py runs/smollm2-karma-s0
+    python benchmarks/analyze_time.py runs/smollm2-base --metrics lm_ppl,fact_acc --threads 1
 """
 
 from __future__ import annotations

@@ -16,12 +16,17 @@ import torch
 
 from karma_probe.config import TrainConfig
 from karma_probe.data import Dataset, Example
+from karma_probe.errors import BadInput
 from karma_probe.prompts import history_prompt, item_text, target_text
 from karma_probe.retriever import pad_right as _pad
 
 
 class BatchMaker:
     def __init__(self, cfg: TrainConfig, dataset: Dataset, examples: tuple[Example, ...], tokenizer, *, rank: int = 0):
+        if not examples:
+            # a user gives a training example only from a 4th interaction on (history, target, then
+            # the valid and test items); without one there is nothing to sample a batch from
+            raise BadInput(f"dataset {dataset.name!r} has no training examples: no user has 4 or more interactions")
         self.cfg, self.ds, self.examples, self.tok, self.rank = cfg, dataset, examples, tokenizer, rank
         enc = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
         n = cfg.max_target_tokens

@@ -4,7 +4,9 @@ Each subcommand lives in ``karma_probe/commands/NAME.py`` with ``HELP`` (one lin
 ``EXAMPLES`` (the end of its ``--help``), ``add_arguments(parser)`` and ``run(args) -> int``.
 Only the chosen subcommand's module is imported, so ``karma-probe check`` never imports torch.
 
-Exit codes: 0 ok, 1 a check failed, 2 bad input (one line on stderr, no traceback).
+Exit codes: 0 ok, 1 a check failed, 2 bad input (one line on stderr, no traceback). Bad input is
+a usage error, ``BadInput``, or any ``OSError`` (an unwritable, missing or full output path): all
+three become one line here, so no subcommand needs its own handling.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import sys
 
 from karma_probe import __version__
-from karma_probe.errors import BadInput, CheckFailed
+from karma_probe.errors import BadInput, CheckFailed, os_error_line
 
 # name -> one-line help; the module is karma_probe.commands.<name>
 COMMANDS = {
@@ -23,7 +25,7 @@ COMMANDS = {
     "model": "backbone information (smollm2-135m, tiny, or a local HF directory)",
     "train": "train one condition (action | gen | rec | karma) into a run directory",
     "capture": "capture attention / hidden-state statistics of a run on a fixed probe set",
-    "analyze": "collapse metrics of a captured run (DESIGN.md §4) into RUN/analysis.json",
+    "analyze": "collapse metrics of a captured run (attention, geometry, decodability, knowledge, retrieval) into RUN/analysis.json",
     "report": "PDF diagnostic report: verdict table, figures per metric family, config appendix",
     "check": "CI regression gate: a run against a baseline file or another run (exit 1 on regression, JUnit XML)",
     "dashboard": "Streamlit dashboard comparing the runs under a runs directory side by side",
@@ -33,11 +35,11 @@ COMMANDS = {
 
 EXAMPLES = """examples:
   karma-probe data stats
-  karma-probe reproduce --preset tiny                 # train action + karma, capture, analyze, report
-  karma-probe train --preset tiny --condition karma --out runs/tiny-karma
-  karma-probe capture runs/tiny-karma && karma-probe analyze runs/tiny-karma
-  karma-probe report runs/tiny-action runs/tiny-karma -o report.pdf
-  karma-probe check runs/tiny-karma --baseline reports/baselines/tiny.json
+  karma-probe reproduce --preset tiny  # train action + karma, capture, analyze, report
+  karma-probe train --preset tiny --condition karma --out runs/tiny-karma-s0
+  karma-probe capture runs/tiny-karma-s0 && karma-probe analyze runs/tiny-karma-s0
+  karma-probe report runs/tiny-action-s0 runs/tiny-karma-s0 -o report.pdf
+  karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json
   karma-probe dashboard --runs runs
   karma-probe SUBCOMMAND --help
 """
@@ -47,8 +49,15 @@ def _chosen(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line too (argparse prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="karma-probe", description="Diagnostics for semantic collapse in LLM-based personalized search.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"karma-probe {__version__}")
@@ -66,6 +75,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -76,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except BadInput as e:
-        print(f"karma-probe {args.command}: error: {e}", file=sys.stderr)
+        print(f"karma-probe {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except CheckFailed as e:
         print(f"karma-probe {args.command}: {e}", file=sys.stderr)
@@ -86,3 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         os._exit(0)
+    except OSError as e:  # after BrokenPipeError, which is one too
+        print(f"karma-probe {args.command}: error: {os_error_line(e)}", file=sys.stderr)
+        return 2

@@ -76,6 +76,7 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise BadInput(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         g, r = CONDITIONS[self.condition]
+        validate(self)
         return dataclasses.replace(self, act_loss=act_loss, lambda_gen=self.lambda_gen or g * self.reg_weight,
                                    lambda_rec=self.lambda_rec or r * self.reg_weight)
 
@@ -141,3 +142,51 @@ def parse_sets(items: list[str] | None) -> dict:
             raise BadInput(f"--set {item!r}: expected key=value")
         out[key.strip()] = value.strip()
     return out
+
+
+# ---------------------------------------------------------------------- validation
+
+# (field, predicate, what it must be): checked when a config is resolved, i.e. before a run
+# directory is touched (``resolve`` calls it), so ``--set lr=-1`` or ``--steps 0`` is one line and exit 2, not a run
+# that trains to nonsense or an IndexError minutes later. NaN fails every predicate.
+RULES = (
+    ("steps", lambda v: v >= 1, ">= 1"),
+    ("batch_size", lambda v: v >= 1, ">= 1"),
+    ("lr", lambda v: v > 0, "> 0"),
+    ("head_lr", lambda v: v > 0, "> 0"),
+    ("warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("weight_decay", lambda v: v >= 0, ">= 0"),
+    ("grad_clip", lambda v: v >= 0, ">= 0 (0 turns clipping off)"),
+    ("reg_weight", lambda v: v >= 0, ">= 0"),
+    ("lambda_gen", lambda v: v >= 0, ">= 0"),
+    ("lambda_rec", lambda v: v >= 0, ">= 0"),
+    ("max_history", lambda v: v >= 1, ">= 1"),
+    ("max_target_tokens", lambda v: v >= 2, ">= 2 (L_gen predicts each token from the one before)"),
+    ("embed_dim", lambda v: v >= 1, ">= 1"),
+    ("temperature", lambda v: v > 0, "> 0"),
+    ("sampled_negatives", lambda v: v >= 0, ">= 0"),
+    ("soft_prompts", lambda v: v >= 1, ">= 1"),
+    ("train_layers", lambda v: v >= 0, ">= 0 (0 trains every layer)"),
+    ("checkpoint_every", lambda v: v >= 1, ">= 1"),
+    ("log_every", lambda v: v >= 1, ">= 1"),
+    ("eval_users", lambda v: v >= 0, ">= 0 (0 evaluates every user)"),
+    ("eval_batch_size", lambda v: v >= 1, ">= 1"),
+    ("reg_positions", lambda v: v >= 1, ">= 1"),
+)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise BadInput naming the first field outside its range (fields not in RULES are not checked)."""
+    import math
+    for name, ok, what in RULES:
+        value = getattr(cfg, name, None)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInput(f"{name} must be a finite number, got {value!r}")
+        try:
+            good = bool(ok(value))
+        except TypeError:  # a string where a number belongs (e.g. from a hand-edited config.json)
+            good = False
+        if not good:
+            raise BadInput(f"{name} must be {what}, got {value!r}")

@@ -90,8 +90,8 @@ def _read_atomic(path: Path, required: tuple[str, ...]) -> tuple[list[str], list
     """Return (field names without types, [(line number, values)]); raise BadInput on any defect."""
     if not path.is_file():
         raise BadInput(f"{path}: file not found")
-    with path.open(encoding="utf-8", errors="replace") as f:
-        header = f.readline().rstrip("\n").rstrip("\r")
+    with path.open("rb") as f:
+        header = _decode(f.readline(), path, 1).rstrip("\n").rstrip("\r")
         if not header:
             raise BadInput(f"{path}:1: empty file, expected a typed header like 'item_id:token'")
         fields, types = [], []
@@ -105,8 +105,8 @@ def _read_atomic(path: Path, required: tuple[str, ...]) -> tuple[list[str], list
         if missing:
             raise BadInput(f"{path}:1: missing required column(s) {', '.join(missing)}; header has {', '.join(fields)}")
         rows = []
-        for lineno, line in enumerate(f, start=2):
-            line = line.rstrip("\n").rstrip("\r")
+        for lineno, raw in enumerate(f, start=2):
+            line = _decode(raw, path, lineno).rstrip("\n").rstrip("\r")
             if not line.strip():
                 continue
             values = line.split("\t")
@@ -120,6 +120,15 @@ def _read_atomic(path: Path, required: tuple[str, ...]) -> tuple[list[str], list
                         raise BadInput(f"{path}:{lineno}: malformed row: column {name} is not a number: {v!r}") from None
             rows.append((lineno, values))
     return fields, rows
+
+
+def _decode(raw: bytes, path: Path, lineno: int) -> str:
+    """One line as UTF-8; a byte that is not is an error naming the place, never a silent U+FFFD."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                       "re-encode the file as UTF-8") from None
 
 
 def load_atomic(directory: str | Path, name: str | None = None) -> Dataset:
@@ -188,12 +197,19 @@ def load_dataset(spec: str | Path = "ml-100k") -> Dataset:
     spec = str(spec)
     if spec == "ml-100k":
         return load_atomic(ml100k_dir(), "ml-100k")
-    if spec.startswith("synthetic"):
-        seed = int(spec.partition(":")[2] or 0)
-        return synthetic_dataset(seed=seed)
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        seed = spec.partition(":")[2] or "0"
+        try:
+            return synthetic_dataset(seed=int(seed))
+        except ValueError:
+            raise BadInput(f"--dataset {spec}: the seed of synthetic:SEED must be an integer, got {seed!r}") from None
+    # anything else is a path (so "syntheticXYZ" is a missing directory, not synthetic seed 0)
     path = Path(spec)
     if path.is_file() and path.suffix in (".inter", ".item"):
         return load_atomic(path.parent, path.stem)
+    if not path.is_dir():
+        raise BadInput(f"{spec}: dataset directory not found (expected ml-100k, synthetic[:SEED] "
+                       "or a directory of RecBole atomic files)")
     return load_atomic(path)
 
 

@@ -62,7 +62,7 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
     timings: dict[str, float] = {}
     run_dirs: list[Path] = []
     for cond, seed in jobs:
-        fields = {"seed": seed} | ({"steps": plan.steps} if plan.steps else {})
+        fields = {"seed": seed} | ({"steps": plan.steps} if plan.steps is not None else {})  # 0 is refused, not "the default"
         cfg = make_config(plan.preset, cond, dict(plan.overrides), **fields)
         out = plan.runs_root / plan.run_name(cond, seed)
         run_dirs.append(out)

@@ -30,7 +30,7 @@ TABLE_ROWS = 30       # verdict rows per page before it continues on the next
 TEXT_LINES, TEXT_WIDTH = 58, 150  # monospace pages (samples, appendix)
 GREEN, RED, GREY = "#d9f2d9", "#f8d7d7", "#eeeeee"
 
-# DESIGN.md §4, grouped the way the report reads; metrics not listed land in "Other"
+# The metric catalogue (karma-probe analyze --list), grouped the way the report reads; metrics not listed land in "Other"
 FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Attention", ("sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act")),
     ("Geometry", ("aniso_cos", "erank", "top1_var", "isotropy", "uniformity")),

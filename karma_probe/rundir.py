@@ -6,6 +6,7 @@ killed process never leaves a half-written file behind. Only JSON and safetensor
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -26,6 +27,10 @@ PACKAGES = ("torch", "transformers", "transformer-lens", "accelerate", "numpy", 
 def atomic_path(path: str | Path, suffix: str = ""):
     """Yield a temp path next to ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # os.replace would swap out whatever is there: a directory fails late, and a device such
+        # as /dev/null (writable by root) would be replaced by a regular file
+        raise BadInput(f"{path}: exists and is not a regular file")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
@@ -33,6 +38,11 @@ def atomic_path(path: str | Path, suffix: str = ""):
         yield Path(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes files private; results are meant to be shared
         os.replace(tmp, path)
+    except OSError as e:
+        # a failed write() (ENOSPC, EIO) names no file: name the one the user asked for
+        if e.filename is None or str(e.filename) == tmp:
+            e.filename = str(path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -55,6 +65,31 @@ def atomic_dir(path: str | Path):
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_writable(path: str | Path, *, directory: bool = False) -> Path:
+    """Refuse an output path before the work that fills it, leaving nothing behind.
+
+    The path itself must be a regular file (a directory with ``directory=True``) or absent, and its
+    nearest existing ancestor a directory in which a file can really be created: a probe file is
+    made and removed there, which catches a read-only file system even for root. Raises BadInput
+    or the OSError the write would have raised (the CLI reports either as one line, exit 2).
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() if directory else not path.is_file()):
+        raise BadInput(f"{path}: exists and is not a {'directory' if directory else 'regular file'}")
+    parent = path.parent if not path.exists() or not directory else path
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a directory", str(path))
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        e.filename = str(path)  # name what the user gave, not our probe file
+        raise
+    return path
 
 
 def write_json(path: str | Path, obj) -> None:
@@ -83,8 +118,12 @@ def read_json(path: str | Path, what: str = "file"):
 
 
 def append_jsonl(path: str | Path, obj) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(obj, default=_json_default) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(obj, default=_json_default) + "\n")
+    except OSError as e:
+        e.filename = e.filename or str(path)  # a failed write() names no file
+        raise
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -25,8 +25,8 @@ from karma_probe.errors import BadInput, Diverged
 from karma_probe.evaluate import baselines, evaluate_model
 from karma_probe.objectives import KarmaObjective
 from karma_probe.retriever import HEADS_FILE, build_model
-from karma_probe.rundir import (append_jsonl, atomic_dir, config_hash, git_sha, load_tensors, now, read_json,
-                                read_jsonl, save_tensors, versions, write_json)
+from karma_probe.rundir import (append_jsonl, atomic_dir, check_writable, config_hash, git_sha, load_tensors, now,
+                                read_json, read_jsonl, save_tensors, versions, write_json)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -80,20 +80,70 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
 def _prepare_dir(cfg: TrainConfig, out: Path, name: str, preset: str, overwrite: bool) -> dict:
     meta = {"name": name, "condition": cfg.condition, "preset": preset, "seed": cfg.seed, "train": cfg.to_dict(),
             "config_hash": config_hash(cfg.to_dict())}
+    check_writable(out, directory=True)  # a regular file, a read-only or missing place: refused up front
     if out.exists() and overwrite:
+        if any(out.iterdir()) and not _is_run(out):
+            raise BadInput(f"{out} is not a karma_probe run directory (no run config.json); "
+                           "--overwrite only replaces runs, choose another --out")
         shutil.rmtree(out)
-    if (out / "config.json").is_file():
+    if (out / "config.json").is_file() and _started(out):
         old = read_json(out / "config.json", "run config")
         if old.get("config_hash") != meta["config_hash"]:
             diff = {k: (old.get("train", {}).get(k), v) for k, v in cfg.to_dict().items() if old.get("train", {}).get(k) != v}
             raise BadInput(f"{out} holds a run with another config (differs in {diff}); "
                            "choose another --out or pass --overwrite")
         return old
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != "config.json" for p in out.iterdir()):
         raise BadInput(f"{out} exists and is not a karma_probe run directory; choose another --out")
+    # empty, absent, or a config.json alone (a start that never trained a step, from an older version)
     meta |= {"git_sha": git_sha(), "versions": versions(), "created": now()}
     write_json(out / "config.json", meta)
     return meta
+
+
+def _is_run(out: Path) -> bool:
+    try:
+        meta = read_json(out / "config.json", "run config")
+    except BadInput:
+        return False
+    return isinstance(meta, dict) and "config_hash" in meta and "train" in meta
+
+
+def _started(out: Path) -> bool:
+    """Has anything but config.json been written (a log line, a checkpoint, metrics)?"""
+    return any(p.name != "config.json" for p in out.iterdir())
+
+
+def _first_missing(out: Path) -> Path | None:
+    """The outermost directory that creating ``out`` will create (None if ``out`` exists)."""
+    missing = None
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            break
+        missing = p
+    return missing
+
+
+def _undo_unstarted(out: Path, created: Path | None) -> None:
+    """A new run that fails before its first checkpoint leaves nothing behind: no config-only husk
+    that ``ls`` would list and that would block the corrected command. A checkpointed run stays
+    (started again, it resumes)."""
+    if (out / "resume" / "state.json").is_file():
+        return
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+    elif out.is_dir():  # it was there, empty, before: empty it again
+        for p in out.iterdir():
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def _elapsed_before(out: Path, start: int) -> float:
+    """Training seconds logged before a resume at ``start``, so elapsed_s keeps counting."""
+    rows = [r for r in read_jsonl(out / "train_log.jsonl") if r.get("step", 0) <= start and "elapsed_s" in r]
+    return float(rows[-1]["elapsed_s"]) if start and rows else 0.0
 
 
 def _save_checkpoint(model, opt, cfg: TrainConfig, out: Path, step: int, meta: dict) -> Path:
@@ -145,18 +195,24 @@ def train_run(cfg: TrainConfig, out: str | Path, *, name: str | None = None, pre
     """
     from karma_probe.cpu import torch_threads
 
-    with torch_threads(threads):
-        return _train_run(cfg, out, name=name, preset=preset, overwrite=overwrite, progress=progress,
-                          stop_after=stop_after)
+    out = Path(out)
+    cfg = cfg.resolve()
+    created = _first_missing(out)
+    new_run = overwrite or not (out / "config.json").is_file() or not _started(out)
+    meta = _prepare_dir(cfg, out, name or out.name, preset, overwrite)
+    try:
+        with torch_threads(threads):
+            return _train(cfg, out, meta, progress=progress, stop_after=stop_after)
+    except BaseException:
+        if new_run:
+            _undo_unstarted(out, created)
+        raise
 
 
-def _train_run(cfg: TrainConfig, out: str | Path, *, name, preset, overwrite, progress, stop_after) -> dict:
+def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_after: int | None) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
-    out = Path(out)
-    cfg = cfg.resolve()
-    meta = _prepare_dir(cfg, out, name or out.name, preset, overwrite)
     if (out / "metrics.json").is_file() and (out / "checkpoint" / "config.json").is_file():
         return read_json(out / "metrics.json")
 
@@ -167,6 +223,7 @@ def _train_run(cfg: TrainConfig, out: str | Path, *, name, preset, overwrite, pr
     _freeze(model, cfg)
     opt = _optimizer(model, cfg)
     start = _resume(model, opt, out)
+    elapsed_before = _elapsed_before(out, start)
     objective = KarmaObjective(model, cfg.lambda_gen, cfg.lambda_rec, full_softmax=cfg.act_loss == "softmax")
     objective, opt = accel.prepare(objective, opt)
     batches = make_batches(cfg, dataset, split.train, model.tokenizer, rank=accel.process_index)
@@ -203,7 +260,7 @@ def _train_run(cfg: TrainConfig, out: str | Path, *, name, preset, overwrite, pr
             dt = time.perf_counter() - t0
             rec = {"step": done, **{k: round(v, 5) for k, v in logged.items()},
                    "lr": opt.param_groups[0]["lr"], "tokens_per_s": round(tokens / max(dt, 1e-9), 1),
-                   "elapsed_s": round(dt, 2)}
+                   "elapsed_s": round(elapsed_before + dt, 2)}
             append_jsonl(out / "train_log.jsonl", rec)
         if bar is not None:
             bar.update(1)

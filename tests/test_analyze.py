@@ -115,7 +115,7 @@ def test_registry_covers_design_and_declares_everything():
         assert "=" in doc or "/" in doc, f"{m.name}: docstring has no formula"
         assert "Range" in doc and "Reference" in doc, f"{m.name}: docstring lacks range or reference"
         assert ("Higher" in doc or "higher" in doc or "Lower" in doc or "lower" in doc), m.name
-    # the directions DESIGN.md §4 gives
+    # the direction each metric is meant to have (higher or lower is better)
     lower = {"sink_mass", "sink_rate", "key_concentration", "massive_act", "aniso_cos", "top1_var", "uniformity", "lm_ppl"}
     assert {n for n, up in directions().items() if not up} == lower
 

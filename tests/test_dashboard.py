@@ -33,7 +33,9 @@ APP = REPO / "dashboards" / "app.py"
 PAGES = ("overview", "attention", "geometry", "decodability", "retrieval", "training")
 TITLES = {"overview": "Overview", "attention": "Attention sinks", "geometry": "Geometry",
           "decodability": "Decodability", "retrieval": "Retrieval", "training": "Training"}
-SCREENSHOT = REPO / "reports" / "dashboard.png"
+# The end-to-end test's screenshot goes to its tmp dir: a test run rewrites no tracked file. To
+# refresh the README's picture: KARMA_PROBE_SCREENSHOT=reports/dashboard.png pytest -m browser
+SCREENSHOT_ENV = "KARMA_PROBE_SCREENSHOT"
 RENDER_LIMIT_S = 2.0  # the budget for one page with demo runs
 
 
@@ -319,6 +321,7 @@ def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    screenshot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "dashboard.png")
     log = tmp_path / "server.log"  # a file, not a pipe: an unread pipe that fills up would stall the server
     with log.open("w") as out:
         server = subprocess.Popen([sys.executable, "-m", "karma_probe", "dashboard", "--runs", str(runs_root),
@@ -339,7 +342,7 @@ def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
                 assert b.eval("document.querySelectorAll('.js-plotly-plot .main-svg').length") >= expected[page]
                 if page == "attention":  # the README's picture: the sink curve, heads and two maps
                     time.sleep(0.5)  # let plotly finish its transition frame
-                    b.screenshot(SCREENSHOT)
+                    b.screenshot(screenshot)
     finally:  # the command execs streamlit, so server.pid is the server itself
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -348,4 +351,4 @@ def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
     assert server.returncode == 0, log.read_text()  # SIGTERM is a clean stop
-    assert SCREENSHOT.stat().st_size > 20_000  # a real picture, not a blank page
+    assert screenshot.stat().st_size > 20_000  # a real picture, not a blank page

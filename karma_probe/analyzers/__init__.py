@@ -1,4 +1,5 @@
-"""Registered analyzers, one module per metric family (DESIGN.md §4).
+"""Registered analyzers, one module per metric family
+(``karma-probe analyze --list`` prints them all).
 
 Importing this package fills :data:`karma_probe.analyzers.registry.METRICS`; none of the modules
 imports torch at import time, so the registry (names, directions, docs) loads light.

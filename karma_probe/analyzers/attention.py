@@ -1,4 +1,4 @@
-"""Attention-sink and massive-activation metrics (DESIGN.md §4), from the capture's streamed sums.
+"""Attention-sink and massive-activation metrics, from the capture's streamed sums.
 
 P is a causal attention matrix of one probe of length n: rows are queries i, columns keys j,
 P[i, j] = 0 for j > i, every row sums to 1. Query 0 can only attend to itself, so it is left out.

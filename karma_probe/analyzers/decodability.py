@@ -1,4 +1,4 @@
-"""Is the interest embedding semantically decodable? (DESIGN.md §4, the KARMA property)
+"""Is the interest embedding semantically decodable? (the KARMA property)
 
 All four are scored on the capture's history probes (test split: history → last item), with the
 interest embeddings the capture stored:

@@ -1,4 +1,4 @@
-"""Embedding-geometry metrics (DESIGN.md §4): how much of the space a set of vectors uses.
+"""Embedding-geometry metrics: how much of the space a set of vectors uses.
 
 Each metric is a pure numpy function of one set X [n, d] (rows = vectors), measured on three sets
 from the capture (``capture/hidden.safetensors``):

@@ -1,4 +1,4 @@
-"""Does the backbone still know language and facts? (DESIGN.md §4: ``lm_ppl``, ``fact_acc``)
+"""Does the backbone still know language and facts? (``lm_ppl``, ``fact_acc``)
 
 Fine-tuning only on the action objective moves the hidden states the LM head reads, so the
 backbone's own next-token predictions degrade; these two numbers measure that on text that has

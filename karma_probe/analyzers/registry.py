@@ -27,8 +27,8 @@ from karma_probe.errors import BadInput
 # (torch); "metrics": RUN/metrics.json.
 NEEDS = ("capture", "model", "metrics")
 
-# Metric names of DESIGN.md §4 (plus the retrieval metrics copied from metrics.json). The
-# registry refuses any other name, so a typo cannot create a metric the report never shows.
+# The metric catalogue, in the order analyze runs it (plus the retrieval metrics copied from
+# metrics.json). The registry refuses any other name, so a typo cannot create a metric the report never shows.
 DESIGN_METRICS = (
     "sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act",
     "aniso_cos", "erank", "top1_var", "isotropy", "uniformity",
@@ -92,7 +92,7 @@ METRICS: dict[str, Metric] = {}
 def register(name: str, *, higher_is_better: bool, needs: tuple[str, ...]):
     """Decorator: add ``fn`` to :data:`METRICS` under ``name`` with its direction and inputs."""
     if name not in DESIGN_METRICS:
-        raise ValueError(f"{name!r} is not a metric of DESIGN.md §4")
+        raise ValueError(f"{name!r} is not a known metric (see karma-probe analyze --list)")
     if not isinstance(higher_is_better, bool):
         raise ValueError(f"{name}: higher_is_better must be True or False")
     unknown = set(needs) - set(NEEDS)
@@ -111,7 +111,7 @@ def register(name: str, *, higher_is_better: bool, needs: tuple[str, ...]):
 
 def select(names: str | list[str] | None) -> list[Metric]:
     """The metrics for ``--metrics a,b`` (all, in registry order, for None); unknown names are BadInput."""
-    if names is None:  # DESIGN.md order: cheap capture-only metrics first, then the model's
+    if names is None:  # catalogue order: cheap capture-only metrics first, then the model's
         return sorted(METRICS.values(), key=lambda m: DESIGN_METRICS.index(m.name))
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]

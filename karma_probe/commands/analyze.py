@@ -1,5 +1,5 @@
 """Measure semantic collapse in a run: attention sinks, embedding geometry, decodability,
-knowledge and retrieval (DESIGN.md §4), from RUN/capture, RUN/checkpoint and RUN/metrics.json.
+knowledge and retrieval (``--list`` names every metric), from RUN/capture, RUN/checkpoint and RUN/metrics.json.
 
 Writes RUN/analysis.json atomically (checkpoints.md): run metadata, tidy per layer / head records,
 one headline number per metric with its direction, decoded samples, and with --all-checkpoints a
@@ -9,11 +9,11 @@ untouched model) are listed as absent. Needs a capture first: `karma-probe captu
 
 HELP = "analyze a captured run into RUN/analysis.json"
 EXAMPLES = """examples:
-  karma-probe analyze runs/karma-tiny                             # every metric
-  karma-probe analyze runs/karma-tiny --metrics sink_mass,erank   # only these (others in analysis.json are kept)
-  karma-probe analyze runs/karma-tiny --all-checkpoints           # + trajectory over checkpoints/step-*/
-  karma-probe analyze runs/base                                   # untouched reference run (no recon_* metrics)
-  karma-probe analyze --list                                      # metric names, directions, families
+  karma-probe analyze runs/tiny-karma-s0                            # every metric
+  karma-probe analyze runs/tiny-karma-s0 --metrics sink_mass,erank  # only these (others in analysis.json are kept)
+  karma-probe analyze runs/tiny-karma-s0 --all-checkpoints          # + trajectory over checkpoints/step-*/
+  karma-probe analyze runs/tiny-base                                # untouched reference run (no recon_* metrics)
+  karma-probe analyze --list                                        # metric names, directions, families
 """
 
 

@@ -9,19 +9,19 @@ embeddings and K full attention maps are kept too. Output: RUN/capture/ (see che
 
 HELP = "capture attention / hidden-state statistics into RUN/capture"
 EXAMPLES = """examples:
-  karma-probe capture runs/karma-tiny                          # 64 history probes + the general passages
-  karma-probe capture runs/karma-tiny --probes 128 --max-len 512 --full-maps 8
-  karma-probe capture runs/karma-tiny --backend tl             # TransformerLens run_with_cache (eager, more memory)
-  karma-probe capture --model smollm2-135m --out runs/base     # reference run of the untouched model
-  karma-probe capture runs/karma --shard 0/2 --capture-dir runs/karma/capture-0
-  karma-probe capture --merge runs/karma/capture runs/karma/capture-0 runs/karma/capture-1
+  karma-probe capture runs/tiny-karma-s0                            # 64 history probes + the general passages
+  karma-probe capture runs/tiny-karma-s0 --probes 128 --max-len 512 --full-maps 8
+  karma-probe capture runs/tiny-karma-s0 --backend tl               # TransformerLens run_with_cache (eager, more memory)
+  karma-probe capture --model smollm2-135m --out runs/smollm2-base  # reference run of the untouched model
+  karma-probe capture runs/smollm2-karma-s0 --shard 0/2 --capture-dir runs/smollm2-karma-s0/capture-0
+  karma-probe capture --merge runs/smollm2-karma-s0/capture runs/smollm2-karma-s0/capture-0 runs/smollm2-karma-s0/capture-1
 """
 
 
 def add_arguments(p):
     p.add_argument("run", nargs="?", help="run directory (holds config.json and checkpoint/)")
     p.add_argument("--model", help="capture an untouched model as a reference run (smollm2-135m, tiny, or a local HF dir)")
-    p.add_argument("--out", help="with --model: the reference run directory to create (e.g. runs/base)")
+    p.add_argument("--out", help="with --model: the reference run directory to create (e.g. runs/tiny-base)")
     p.add_argument("--dataset", default="ml-100k", help="with --model: dataset for the history probes (default ml-100k)")
     p.add_argument("--probes", type=int, default=64, help="number of history probes (test-split users; default 64)")
     p.add_argument("--text-probes", type=int, default=None, help="number of general-text passages (default: all)")

@@ -12,14 +12,15 @@ from pathlib import Path
 from karma_probe import check
 from karma_probe.errors import BadInput, CheckFailed
 from karma_probe.results import load_run
+from karma_probe.rundir import check_writable
 
 HELP = "CI regression gate: compare a run with a baseline or another run (JUnit XML)"
 EXAMPLES = """examples:
-  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json
-  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json
-  karma-probe check runs/karma-tiny --against runs/action-tiny --expect "sink_mass<" --expect "hr@10>"
-  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json --update-baseline
-  karma-probe check runs/karma-tiny --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
+  karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json
+  karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json
+  karma-probe check runs/tiny-karma-s0 --against runs/tiny-action-s0 --expect "sink_mass<" --expect "hr@10>"
+  karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --update-baseline
+  karma-probe check runs/tiny-karma-s0 --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
 """
 
 
@@ -49,6 +50,9 @@ def run(args) -> int:
     if bool(args.against) != bool(args.expect):
         raise BadInput("--against and --expect go together: --against OTHER_RUN --expect \"sink_mass<\"")
     relations = [check.parse_expect(e) for e in args.expect]  # parse before loading anything
+    for out in (args.junit, args.json):
+        if out:
+            check_writable(out)  # both outputs or neither: refuse before writing either
     target = load_run(args.run)
     outcomes = []
     if args.baseline:
@@ -56,14 +60,15 @@ def run(args) -> int:
     if args.against:
         outcomes += check.check_against(target, load_run(args.against), relations)
 
-    print(f"karma-probe check {target.path}" + (f"  baseline: {args.baseline}" if args.baseline else "")
-          + (f"  against: {args.against}" if args.against else ""))
-    print(check.format_table(outcomes))
+    # the output files first: an unwritable --junit is exit 2 before any "PASS" is printed
     if args.junit:
         check.write_junit(args.junit, outcomes, suite=f"karma-probe check {target.name}")
     if args.json:
         check.write_json_report(args.json, outcomes, {"run": str(target.path), "baseline": args.baseline,
                                                       "against": args.against})
+    print(f"karma-probe check {target.path}" + (f"  baseline: {args.baseline}" if args.baseline else "")
+          + (f"  against: {args.against}" if args.against else ""))
+    print(check.format_table(outcomes))
     failed = [o.name for o in outcomes if not o.passed]
     if failed:
         raise CheckFailed(f"{len(failed)} of {len(outcomes)} checks failed: {', '.join(failed)}")
@@ -77,6 +82,7 @@ def _update(args) -> int:
         raise BadInput("--update-baseline only writes the baseline: drop --against/--expect/--junit/--json")
     if min(t for t in (args.abs_tol, args.rel_tol, 0.0) if t is not None) < 0:
         raise BadInput("--abs-tol and --rel-tol must be >= 0")
+    check_writable(args.baseline)
     target = load_run(args.run)
     previous = check.load_baseline(args.baseline) if Path(args.baseline).exists() else None
     baseline = check.baseline_from_run(target, previous=previous, metrics=args.metric or None,

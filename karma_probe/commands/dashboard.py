@@ -15,7 +15,7 @@ EXAMPLES = """examples:
   karma-probe dashboard --runs runs
   karma-probe dashboard --runs runs --port 8502
   karma-probe dashboard --runs /data/karma-runs --host 0.0.0.0 --port 8080
-  # then link a comparison: http://localhost:8501/attention?run=action-tiny&run=karma-tiny&ref=action-tiny
+  # then link a comparison: http://localhost:8501/attention?run=tiny-action-s0&run=tiny-karma-s0&ref=tiny-action-s0
 """
 
 

@@ -2,7 +2,8 @@
 
 HELP = "list runs"
 EXAMPLES = """examples:
-  karma-probe ls
+  karma-probe ls  # the runs under runs/
+  karma-probe ls /data/karma-runs
   karma-probe ls --runs runs/ --json
 """
 
@@ -11,7 +12,8 @@ SHOWN = ("sink_mass", "key_concentration", "probe_decode_acc", "fact_acc", "hr@1
 
 
 def add_arguments(p):
-    p.add_argument("--runs", default="runs", help="runs root (default runs/)")
+    p.add_argument("root", nargs="?", metavar="DIR", help="runs root (default runs/; the same as --runs DIR)")
+    p.add_argument("--runs", help="runs root (default runs/)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -22,7 +24,9 @@ def run(args) -> int:
     from karma_probe.errors import BadInput
     from karma_probe.rundir import read_json
 
-    root = Path(args.runs)
+    if args.root and args.runs and Path(args.root) != Path(args.runs):
+        raise BadInput(f"two runs roots given ({args.root} and --runs {args.runs}); give one")
+    root = Path(args.root or args.runs or "runs")
     if not root.is_dir():
         raise BadInput(f"{root}: runs directory not found")
     rows = []

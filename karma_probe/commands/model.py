@@ -5,9 +5,9 @@ from dataclasses import asdict
 
 HELP = "backbone information"
 EXAMPLES = """examples:
-  karma-probe model info                          # SmolLM2-135M-Instruct (converted from GGUF on first use)
-  karma-probe model info --model tiny             # the random-init test backbone
-  karma-probe model info --model runs/karma/checkpoint   # any local HF causal-LM directory
+  karma-probe model info                                        # SmolLM2-135M-Instruct (converted from GGUF on first use)
+  karma-probe model info --model tiny                           # the random-init test backbone
+  karma-probe model info --model runs/tiny-karma-s0/checkpoint  # any local HF causal-LM directory
 """
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 HELP = "PDF diagnostic report for one or more runs"
 EXAMPLES = """examples:
-  karma-probe report runs/action-tiny runs/karma-tiny -o reports/tiny.pdf
-  karma-probe report runs/base runs/action runs/karma -o reports/smollm2.pdf --probes 2 --samples 10
-  karma-probe report runs/action runs/karma -o reports/l27h3.pdf --layer 27 --head 3
+  karma-probe report runs/tiny-action-s0 runs/tiny-karma-s0 -o reports/tiny.pdf
+  karma-probe report runs/smollm2-base runs/smollm2-action-s0 runs/smollm2-karma-s0 -o smollm2.pdf --probes 2 --samples 10
+  karma-probe report runs/smollm2-action-s0 runs/smollm2-karma-s0 -o l27h3.pdf --layer 27 --head 3
 """
 
 
@@ -29,9 +29,11 @@ def run(args) -> int:
     from karma_probe.errors import BadInput
     from karma_probe.report import write_report
     from karma_probe.results import load_run
+    from karma_probe.rundir import check_writable
 
     if args.probes < 1 or args.samples < 0:
         raise BadInput("--probes must be >= 1 and --samples >= 0")
+    check_writable(args.out)  # before the pages are drawn, not after
     runs = [load_run(r) for r in args.runs]  # every run is validated before a page is drawn
     written = write_report(runs, args.out, probes=args.probes, samples=args.samples, layer=args.layer, head=args.head)
     print(f"wrote {written.path} ({len(written.pages)} pages)")

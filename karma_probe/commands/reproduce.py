@@ -1,15 +1,16 @@
 """Reproduce the study end to end: train each condition and seed, capture, analyze, and write
-REPORT_DIR/summary.json, report.pdf and key figures. Started again after an interruption, it
-skips finished stages and resumes training from the last checkpoint.
+REPORT_DIR/summary.json, report.pdf and key figures (REPORT_DIR: RUNS_ROOT/<preset>-report unless
+--report-dir names another). Started again after an interruption, it skips finished stages and
+resumes training from the last checkpoint.
 """
 
 HELP = "train, capture, analyze and report every condition (resumable)"
 EXAMPLES = """examples:
-  karma-probe reproduce --preset tiny                              # ~1.5 min: action + karma, tiny backbone
+  karma-probe reproduce --preset tiny                          # ~1.5 min: action + karma, tiny -> runs/tiny-report/
   karma-probe reproduce --preset tiny --conditions action gen rec karma --seeds 0 1 2
   karma-probe reproduce --preset smollm2 --report-dir reports/smollm2-ml100k --background
-  tail -f runs/reproduce-smollm2.log                               # follow a background reproduction
-  accelerate launch -m karma_probe reproduce --preset smollm2      # the same on GPUs
+  tail -f runs/reproduce-smollm2.log                           # follow a background reproduction
+  accelerate launch -m karma_probe reproduce --preset smollm2  # the same on GPUs
 """
 
 
@@ -18,7 +19,8 @@ def add_arguments(p):
     p.add_argument("--conditions", nargs="+", default=["action", "karma"], help="default: action karma")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--runs-root", default="runs", help="where run directories go (default runs/)")
-    p.add_argument("--report-dir", help="default reports/<preset>-ml100k")
+    p.add_argument("--report-dir", help="where summary.json, report.pdf and figures go (default RUNS_ROOT/<preset>-report; "
+                                        "the committed reports/<preset>-ml100k/ are refreshed only when named here)")
     p.add_argument("--steps", type=int, help="override the preset's training steps")
     p.add_argument("--probes", type=int, default=64, help="history probes per capture (default 64)")
     p.add_argument("--max-len", type=int, default=256, help="tokens per probe (default 256)")
@@ -38,7 +40,9 @@ def run(args) -> int:
     from karma_probe.config import parse_sets
     from karma_probe.pipeline import Plan, reproduce
 
-    report_dir = Path(args.report_dir or f"reports/{args.preset}-ml100k")
+    # by default next to the runs it summarizes (runs/ is not tracked): a plain reproduction never
+    # rewrites the committed reports/
+    report_dir = Path(args.report_dir or Path(args.runs_root) / f"{args.preset}-report")
     if args.background:
         log = Path(args.runs_root) / f"reproduce-{args.preset}.log"
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,9 @@ On GPUs, launch it through Accelerate: ``accelerate launch -m karma_probe train 
 
 HELP = "train one condition and write a run directory"
 EXAMPLES = """examples:
-  karma-probe train --preset tiny --condition action --out runs/tiny-action
-  karma-probe train --preset tiny --condition karma --out runs/tiny-karma --seed 1
-  karma-probe train --preset smollm2 --condition karma --out runs/smollm2-karma --steps 400
+  karma-probe train --preset tiny --condition action --out runs/tiny-action-s0
+  karma-probe train --preset tiny --condition karma --out runs/tiny-karma-s1 --seed 1
+  karma-probe train --preset smollm2 --condition karma --out runs/smollm2-karma-s0 --steps 400
   karma-probe train --preset tiny --condition gen --out runs/x --set lr=1e-3 --set sampled_negatives=32
   accelerate launch -m karma_probe train --preset smollm2 --condition action --out runs/gpu-action
 """
@@ -24,7 +24,8 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", help="ml-100k (default), synthetic[:SEED], or a directory of atomic files")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any TrainConfig field (repeatable)")
-    p.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an existing run directory at --out first (refused for anything that is not a run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -41,6 +42,11 @@ def run(args) -> int:
         fields["dataset"] = args.dataset
     cfg = make_config(args.preset, args.condition, parse_sets(args.set), **fields)
     from karma_probe.train import train_run
+
+    if args.no_progress:  # transformers' own saving bars too, so stderr holds only what matters
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
     metrics = train_run(cfg, Path(args.out), preset=args.preset, overwrite=args.overwrite, progress=not args.no_progress)
     if metrics:

@@ -1,6 +1,6 @@
 """Attention figures: where the attention mass goes, by layer, by head, and in one probe's map.
 
-Collapse shows up as attention sinks (DESIGN.md §4): ``sink_mass`` rising with depth, heads that
+Collapse shows up as attention sinks: ``sink_mass`` rising with depth, heads that
 all stare at token 0, and vertical "barcode" strips in a full map.
 """
 
