@@ -23,10 +23,6 @@ from karma_probe.retriever import pad_right as _pad
 
 class BatchMaker:
     def __init__(self, cfg: TrainConfig, dataset: Dataset, examples: tuple[Example, ...], tokenizer, *, rank: int = 0):
-        if not examples:
-            # a user gives a training example only from a 4th interaction on (history, target, then
-            # the valid and test items); without one there is nothing to sample a batch from
-            raise BadInput(f"dataset {dataset.name!r} has no training examples: no user has 4 or more interactions")
         self.cfg, self.ds, self.examples, self.tok, self.rank = cfg, dataset, examples, tokenizer, rank
         enc = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
         n = cfg.max_target_tokens
@@ -128,5 +124,9 @@ class SequenceBatchMaker:
 
 def make_batches(cfg: TrainConfig, dataset: Dataset, examples: tuple[Example, ...], tokenizer, *, rank: int = 0):
     """The batch maker of the config's interface."""
+    if not examples:
+        # a user gives a training example only from a 4th interaction on (history, target, then
+        # the valid and test items); without one there is nothing to sample a batch from
+        raise BadInput(f"dataset {dataset.name!r} has no training examples: no user has 4 or more interactions")
     cls = SequenceBatchMaker if cfg.interface == "continuous" else BatchMaker
     return cls(cfg, dataset, examples, tokenizer, rank=rank)

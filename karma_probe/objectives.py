@@ -6,8 +6,8 @@ Continuous interface (every history position predicts the next item):
   catalogue** at every position t (``act_loss="softmax"``), or over the batch's target items plus
   sampled negatives (``"inbatch"``).
 - ``L_gen``: next-token cross-entropy on the text of the next item after the history up to a
-  sampled position t (a second forward of [item tokens ≤ t, text]); the interest embedding at t is
-  computed in the first forward, so it never sees that text.
+  sampled position t: the text tokens continue from the first pass's cached keys and values of
+  positions ≤ t; the interest embedding at t comes from the first pass, so it never sees that text.
 - ``L_rec``: cross-entropy decoding that item's text from the interest embedding at t alone,
   through the adapter's soft prompts and the same LLM.
 
@@ -61,7 +61,10 @@ class KarmaObjective(nn.Module):
     def _continuous(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         m = self.model
         emb = m.history_inputs(batch["items"])  # (B, T, d)
-        h = m.hidden(inputs_embeds=emb, attention_mask=batch["mask"])  # (B, T, d)
+        if self.lambda_gen > 0:  # L_gen continues from this pass's keys and values
+            h, cache = m.hidden_and_cache(emb, batch["mask"])  # (B, T, d)
+        else:
+            h = m.hidden(inputs_embeds=emb, attention_mask=batch["mask"])  # (B, T, d)
         sel = batch["targets"] != -100  # (B, T)
         interest = m.interest_from_hidden(h[sel])  # (N, e): every position with a next item
         target = batch["targets"][sel]  # (N,)
@@ -77,7 +80,7 @@ class KarmaObjective(nn.Module):
         if self.lambda_gen > 0 or self.lambda_rec > 0:
             rows, cols = batch["reg_row"], batch["reg_col"]
             if self.lambda_gen > 0:
-                logits, labels = m.prefix_decode_logits(emb[rows], cols + 1, batch["reg_ids"], batch["reg_mask"])
+                logits, labels = m.continuation_logits(h, cache, rows, cols, batch["reg_ids"], batch["reg_mask"])
                 out["l_gen"] = F.cross_entropy(logits.float(), labels)
                 loss = loss + self.lambda_gen * out["l_gen"]
             if self.lambda_rec > 0:

@@ -103,34 +103,44 @@ class KarmaModel(nn.Module):
         if not self.has_heads:
             raise BadInput("this model has no reconstruction path (untouched backbone without heads)")
         soft = self.soft_prompt(interest)  # (B, k, d)
-        lengths = torch.full((soft.shape[0],), soft.shape[1], dtype=torch.long, device=soft.device)
-        return self.prefix_decode_logits(soft, lengths, target_ids, target_mask)
-
-    def prefix_decode_logits(self, prefix: torch.Tensor, lengths: torch.Tensor, target_ids: torch.Tensor,
-                             target_mask: torch.Tensor):
-        """Teacher-forced decoding of target texts after input-embedding prefixes of varying length.
-
-        ``prefix`` (B, P, d) holds ``lengths[b]`` real vectors per row (right-padded). Row b's input
-        is [prefix_b[:len_b], t_1..t_{n-1}], right-padded; position len_b − 1 + j predicts t_{j+1}.
-        Returns (logits (N, V), labels (N,)) for the N real target tokens: the LM head, the
-        costliest part of the path, runs only where a label is scored.
-        """
-        tok_emb = self.backbone.get_input_embeddings()(target_ids)[:, :-1]  # (B, n-1, d)
-        tmask = target_mask[:, :-1]  # (B, n-1)
-        n = target_ids.shape[1]
-        if bool((lengths == prefix.shape[1]).all()):  # equal lengths (soft prompts): no per-row work
-            embeds = torch.cat([prefix, tok_emb], dim=1)  # (B, P+n-1, d)
-            mask = torch.cat([torch.ones(prefix.shape[:2], dtype=tmask.dtype, device=tmask.device), tmask], dim=1)
-        else:
-            pad = nn.utils.rnn.pad_sequence
-            rows = range(prefix.shape[0])
-            embeds = pad([torch.cat([prefix[b, :int(lengths[b])], tok_emb[b]]) for b in rows], batch_first=True)
-            mask = pad([torch.cat([tmask.new_ones(int(lengths[b])), tmask[b]]) for b in rows], batch_first=True)
-        h = self.hidden(inputs_embeds=embeds, attention_mask=mask)  # (B, T, d)
-        at = lengths[:, None] - 1 + torch.arange(n, device=prefix.device)[None]  # (B, n) positions predicting t_j
-        h = h.gather(1, at[..., None].expand(-1, -1, h.shape[-1]))  # (B, n, d)
+        tok_emb = self.backbone.get_input_embeddings()(target_ids)  # (B, n, d)
+        embeds = torch.cat([soft, tok_emb[:, :-1]], dim=1)  # (B, k+n-1, d)
+        k = soft.shape[1]
+        mask = torch.cat([torch.ones(target_ids.shape[0], k, dtype=target_mask.dtype, device=target_mask.device),
+                          target_mask[:, :-1]], dim=1)
+        h = self.hidden(inputs_embeds=embeds, attention_mask=mask)[:, k - 1:]  # (B, n, d)
         sel = target_mask.bool()  # (B, n)
         return self.backbone.lm_head(h[sel]), target_ids[sel]  # (N, V), (N,)
+
+    def hidden_and_cache(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor):
+        """Final hidden states (B, T, d) and the key/value cache of a forward pass (in the autograd graph)."""
+        out = self.backbone.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=True)
+        return out.last_hidden_state, out.past_key_values
+
+    def continuation_logits(self, h: torch.Tensor, cache, rows: torch.Tensor, cols: torch.Tensor,
+                            target_ids: torch.Tensor, target_mask: torch.Tensor):
+        """Teacher-forced decoding of a text after history position ``cols[p]`` of sequence ``rows[p]``.
+
+        The history is not run again: the text tokens attend to the forward pass's cached keys and
+        values of positions ≤ col (later ones masked out), at positions col+1, col+2, ... The hidden
+        state at col predicts t_1; t_j predicts t_{j+1}. Equal to running [history ≤ col, text]
+        from scratch (tests/test_train.py), at the cost of the text tokens alone.
+        Returns (logits (N, V), labels (N,)) for the N real target tokens.
+        """
+        from transformers import DynamicCache
+
+        T, n = h.shape[1], target_ids.shape[1]
+        kv = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers],
+                          config=self.backbone.config)
+        seen = (torch.arange(T, device=h.device)[None] <= cols[:, None]).to(target_mask.dtype)  # (P, T)
+        mask = torch.cat([seen, target_mask[:, :-1]], dim=1)  # (P, T+n-1)
+        pos = cols[:, None] + 1 + torch.arange(n - 1, device=h.device)[None]  # (P, n-1)
+        text = self.backbone.get_input_embeddings()(target_ids[:, :-1])  # (P, n-1, d)
+        h_text = self.backbone.model(inputs_embeds=text, attention_mask=mask, position_ids=pos, cache=kv,
+                                     use_cache=True).last_hidden_state  # (P, n-1, d)
+        states = torch.cat([h[rows, cols][:, None], h_text], dim=1)  # (P, n, d): the state before each t_j
+        sel = target_mask.bool()
+        return self.backbone.lm_head(states[sel]), target_ids[sel]  # (N, V), (N,)
 
     # ------------------------------------------------------------------ tokenization
 

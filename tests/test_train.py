@@ -194,6 +194,26 @@ def test_continuous_forward_matches_a_reference_computation():
     assert torch.allclose(got[0], z[1], atol=1e-5)
 
 
+def test_gen_continuation_equals_running_history_and_text_from_scratch():
+    cfg = _cfg("gen", max_history=6)
+    ds = load_dataset(cfg.dataset)
+    model = build_model(cfg, dataset=ds).eval()
+    b = make_batches(cfg, ds, ds.split().train, model.tokenizer)(0)
+    emb = model.history_inputs(b["items"])
+    h, cache = model.hidden_and_cache(emb, b["mask"])
+    logits, labels = model.continuation_logits(h, cache, b["reg_row"], b["reg_col"], b["reg_ids"], b["reg_mask"])
+    want_logits, want_labels = [], []
+    tok = model.backbone.get_input_embeddings()
+    for p, (r, c) in enumerate(zip(b["reg_row"].tolist(), b["reg_col"].tolist())):
+        ids = b["reg_ids"][p][b["reg_mask"][p].bool()]  # this row's real text tokens
+        x = torch.cat([emb[r, : c + 1], tok(ids[:-1])])[None]  # [history ≤ c, t_1 .. t_{n-1}]
+        hs = model.hidden(inputs_embeds=x)[0, c:]  # the states before t_1 .. t_n
+        want_logits.append(model.backbone.lm_head(hs))
+        want_labels.append(ids)
+    assert torch.equal(labels, torch.cat(want_labels))
+    assert torch.allclose(logits, torch.cat(want_logits), atol=1e-4)
+
+
 def test_full_softmax_equals_brute_force_loss():
     cfg = _cfg("action")
     ds = load_dataset(cfg.dataset)
