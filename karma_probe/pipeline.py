@@ -94,7 +94,7 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         if not (base / "capture" / "manifest.json").is_file():
             # the same prompts as the trained runs: same dataset, same number of history items
             create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=base_cfg.dataset,
-                            max_items=base_cfg.max_history)
+                            max_items=base_cfg.max_history, cfg=base_cfg)
             timings[f"capture {base.name}"] = time.perf_counter() - t
         i += 1
         _stage(i, n, f"analyze {base}")

@@ -243,7 +243,11 @@ class RunInputs:
         idx = [i for i in range(len(texts)) if not (max_len and i < len(lengths) and lengths[i] >= max_len)][:CHECK_PROBES]
         if not idx:
             return
-        got = model.interest_embeddings([texts[i] for i in idx], batch_size=EMBED_BATCH).numpy()
+        items = (probes.get("history") or {}).get("items")
+        if model.interface == "continuous" and items:
+            got = model.interest_for([items[i] for i in idx], len(items[idx[0]]) or 1, batch_size=EMBED_BATCH).numpy()
+        else:
+            got = model.interest_embeddings([texts[i] for i in idx], batch_size=EMBED_BATCH).numpy()
         want = self.capture.hidden["interest"][idx]
         cos = (got * want).sum(-1) if got.shape == want.shape else np.zeros(1)
         if float(cos.min()) < 0.99:
@@ -270,16 +274,14 @@ class RunInputs:
         Rendered with the capture's ``max_items`` (else the run's ``max_history``), so the fitted
         probes see prompts of the same form as the scored ones.
         """
-        from karma_probe.prompts import history_prompt
-
         valid = self.dataset.split().valid
         chosen = sorted(random.Random(FIT_SEED).sample(range(len(valid)), min(FIT_EXAMPLES, len(valid))))
         max_items = (self.capture.max_items() if self.capture else None) or self.cfg.max_history
-        items = self.dataset.items
-        prompts = [history_prompt([items[i] for i in valid[k].history], max_items) for k in chosen]
+        histories = [valid[k].history for k in chosen]
         # Batches of similar length pad less (right padding is computed, then thrown away).
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        emb = self.model.interest_embeddings([prompts[i] for i in order], batch_size=EMBED_BATCH, progress=self.progress)
+        order = sorted(range(len(histories)), key=lambda i: len(histories[i]))
+        emb = self.model.interest_for([histories[i] for i in order], max_items, batch_size=EMBED_BATCH,
+                                      progress=self.progress)
         X = np.empty(tuple(emb.shape), dtype=np.float32)
         X[order] = emb.numpy()
         return X, np.array([valid[k].target for k in chosen], dtype=np.int64)

@@ -5,6 +5,9 @@ A backend runs one right-padded batch and reports to a *sink* (see ``session.Pro
     sink.attention_rows(layer, P_rows, start)  # P_rows (B, H, C, Tk): query rows start..start+C-1
     sink.residual(index, hidden)               # hidden (B, T, d); index 0 = embeddings, l+1 = layer l
 
+``run(input_ids, attention_mask, sink, inputs_embeds=None)``: with ``inputs_embeds`` (B, T, d) the
+model reads those vectors instead of embedding ``input_ids`` (continuous-interface probes).
+
 - ``torch`` (default): hooks on the HF model's own modules. The model runs its usual attention
   (SDPA); a pre-hook on each attention module recomputes that layer's queries and keys and
   streams exact attention rows chunk by chunk (``attention.py``). Only ``model.model`` runs:
@@ -62,13 +65,18 @@ class TorchBackend:
         return hook
 
     @torch.no_grad()
-    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sink) -> None:
-        regs = [(self.embed, "forward", lambda m, a, kw, out: sink.residual(0, _first(out)))]
+    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sink, inputs_embeds=None) -> None:
+        regs = []
+        if inputs_embeds is None:
+            regs.append((self.embed, "forward", lambda m, a, kw, out: sink.residual(0, _first(out))))
+        else:  # the embedding layer does not run: the residual stream starts at the given vectors
+            sink.residual(0, inputs_embeds)
         for layer, (block, attn) in enumerate(zip(self.layers, self.attn)):
             regs.append((block, "forward", lambda m, a, kw, out, i=layer + 1: sink.residual(i, _first(out))))
             regs.append((attn, "forward_pre", self._attention_hook(layer, sink)))
+        tokens = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
         with H.hooked(regs):
-            H.decoder(self.model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            H.decoder(self.model)(attention_mask=attention_mask, use_cache=False, **tokens)
 
     def close(self) -> None:
         pass
@@ -93,7 +101,10 @@ class TransformerLensBackend:
                       | {H.attn_pattern(i) for i in range(self.n_layers)})
 
     @torch.no_grad()
-    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sink) -> None:
+    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sink, inputs_embeds=None) -> None:
+        if inputs_embeds is not None:
+            raise BadInput("--backend tl captures text-interface runs only; use --backend torch for a "
+                           "continuous-interface run (its probes are item input embeddings)")
         _, cache = self.bridge.run_with_cache(input_ids, attention_mask=attention_mask,
                                               names_filter=lambda name: name in self.names)
         sink.residual(0, cache[H.EMBED])

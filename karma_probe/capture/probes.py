@@ -2,10 +2,11 @@
 
 Two sets, so collapse on the task prompts can be told apart from damage to general language:
 
-- ``history``: N test-split examples of the run's dataset, drawn with ``random.Random(seed)``,
-  rendered by ``prompts.history_prompt`` (newest ``max_items`` items, ending in the interest
-  marker). Each probe remembers its user and target item (the test item), so hidden states and
-  interest embeddings can be scored against the truth.
+- ``history``: N test-split examples of the run's dataset, drawn with ``random.Random(seed)``:
+  the newest ``max_items`` history items, rendered by ``prompts.history_prompt`` (ending in the
+  interest marker) for text-interface runs, fed as the run's own item input embeddings for
+  continuous-interface runs. Each probe remembers its user and target item (the test item), so
+  hidden states and interest embeddings can be scored against the truth.
 - ``text``: short general-knowledge passages written for this project
   (``karma_probe/resources/passages.txt``, one passage per blank-line-separated block). The
   analyzers reuse the same passages for ``lm_ppl`` through :func:`general_passages`.
@@ -35,6 +36,7 @@ class Probe:
     text: str
     user: str | None = None  # history probes: the test user
     target: int | None = None  # history probes: the test target's item index
+    items: tuple[int, ...] = ()  # history probes: the newest max_items history items (continuous-interface input)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ def history_probes(dataset, n: int, *, seed: int = PROBE_SEED, max_items: int = 
     for i in chosen:
         ex = test[i]
         items = [dataset.items[j] for j in ex.history]
-        out.append(Probe("history", history_prompt(items, max_items), user=ex.user, target=ex.target))
+        out.append(Probe("history", history_prompt(items, max_items), user=ex.user, target=ex.target,
+                         items=tuple(ex.history[-max_items:])))
     return out
 
 

@@ -49,32 +49,40 @@ def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int |
 
     from karma_probe.capture.backends import make_backend
     from karma_probe.capture.session import capture_probes
-    from karma_probe.prompts import item_text
-
     dataset = kmodel.dataset
     full = build_probe_set(dataset, opts.probes, n_text=opts.text_probes, seed=opts.seed, max_items=max_items)
     probes = shard(full, *opts.shard)
     if not len(probes):
         raise BadInput(f"empty probe set: shard {opts.shard[0]}/{opts.shard[1]} of {len(full)} probes holds none")
 
+    continuous = getattr(kmodel, "interface", "text") == "continuous"
+    if continuous and opts.backend != "torch":
+        raise BadInput(f"--backend {opts.backend} captures text-interface runs only; this run feeds items as "
+                       "input embeddings: use --backend torch")
     t0 = time.perf_counter()
     backend = make_backend(opts.backend, kmodel.backbone, tokenizer, chunk_size=opts.chunk_size)
     try:
         result = capture_probes(kmodel.backbone, tokenizer, probes, backend, max_len=opts.max_len,
                                 batch_size=opts.batch_size, full_maps=opts.full_maps,
-                                map_offset=shard_offset(full, *opts.shard, "history"), progress=opts.progress)
+                                map_offset=shard_offset(full, *opts.shard, "history"), progress=opts.progress,
+                                history_inputs=torch.no_grad()(kmodel.history_inputs) if continuous else None)
     finally:
         backend.close()
 
     t1 = time.perf_counter()
     history = probes.history
-    kwargs = {"max_tokens": max_target_tokens} if max_target_tokens else {}
     hidden = {
         "marker_hidden": result.marker_hidden.float(),  # (N, L+1, d)
-        "interest": kmodel.interest_embeddings([p.text for p in history], batch_size=16).float(),  # (N, e)
-        "items": kmodel.item_embeddings([item_text(it) for it in dataset.items], batch_size=64, **kwargs).float(),
+        "interest": kmodel.interest_for([p.items for p in history], max_items, batch_size=16).float(),  # (N, e)
+        "items": kmodel.item_table(max_tokens=max_target_tokens, batch_size=64).float(),  # (n_items, e)
         "targets": torch.tensor([p.target for p in history], dtype=torch.long),  # (N,)
     }
+    # Map axes of a continuous run are items: label them with titles (a text run's are decoded tokens).
+    map_labels = {}
+    if continuous:
+        for key, ids in result.maps.items():
+            if key.endswith(".input_ids"):
+                map_labels[key.split(".")[0]] = [short_title(dataset.items[int(i)]) for i in ids]
     t2 = time.perf_counter()
     sets = {}
     for name in ("history", "text"):
@@ -82,13 +90,15 @@ def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int |
         s = {"count": len(ps), "truncated": result.truncated[name], "texts": [p.text for p in ps],
              "lengths": result.lengths[name]}
         if name == "history":
-            s |= {"users": [p.user for p in ps], "targets": [p.target for p in ps]}
+            s |= {"users": [p.user for p in ps], "targets": [p.target for p in ps], "items": [list(p.items) for p in ps]}
         sets[name] = s
     manifest = {
         "backend": opts.backend,
         "model": model_fingerprint(kmodel.backbone),
         "probes": {"seed": opts.seed, "count": len(probes), "max_len": opts.max_len, "max_items": max_items,
                    "dataset": dataset.name, "shard": f"{opts.shard[0]}/{opts.shard[1]}", **sets},
+        "interface": "continuous" if continuous else "text",
+        "map_labels": map_labels,
         "full_maps": sorted(int(k[len("probe"):].split(".")[0]) for k in result.maps if k.endswith(".attn")),
         "chunk_size": opts.chunk_size,
         "elapsed_s": {"probes": round(t1 - t0, 2), "embeddings": round(t2 - t1, 2)},
@@ -98,6 +108,14 @@ def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int |
         "versions": versions(),
     }
     return Capture(manifest, result.stats, result.maps, hidden)
+
+
+def short_title(item, width: int = 28) -> str:
+    """An item's title as an axis label: the readable title, cut to ``width`` characters."""
+    from karma_probe.prompts import readable_title
+
+    title = readable_title(item.title)
+    return title if len(title) <= width else title[: width - 1] + "…"
 
 
 def _run_info(run_dir: Path, meta: dict) -> dict:
@@ -125,14 +143,20 @@ def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *,
 
 
 def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureOptions(), *,
-                    dataset: str = "ml-100k", max_items: int = DEFAULT_MAX_ITEMS) -> Path:
+                    dataset: str = "ml-100k", max_items: int = DEFAULT_MAX_ITEMS, cfg=None) -> Path:
     """A reference run of the untouched ``model`` (condition ``base``), captured, written atomically.
 
     ``checkpoint/`` links to the backbone's files (a ``tiny`` backbone, which has none, is saved),
-    with ``state.json`` at step 0 and no heads: the interest embedding is the normalized marker
-    hidden state. An existing reference run is recaptured in place; any other directory is refused.
+    with ``state.json`` at step 0. Text interface (``cfg`` None or a text config): no heads, the
+    interest embedding is the normalized marker hidden state of the history prompt. Continuous
+    interface (``cfg`` of a continuous run): the trained runs' model at step 0 — the untouched
+    backbone reading the same item input embeddings, with freshly initialized item tokens and heads
+    (saved in ``heads.safetensors``) — so the reference sees probes of the same form as the runs.
+    An existing reference run is recaptured in place; any other directory is refused.
     """
-    from karma_probe.retriever import base_model
+    import dataclasses
+
+    from karma_probe.retriever import base_model, build_model
 
     out = Path(out)
     if out.exists():
@@ -145,13 +169,21 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
                                f"{meta.get('train', {}).get('model')!r}, not a base run of {model!r}")
             return capture_run(out, opts)
 
-    kmodel = base_model(model, dataset)
-    train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": opts.seed}
+    if cfg is not None and cfg.interface == "continuous":
+        from karma_probe.data import load_dataset
+
+        cfg = dataclasses.replace(cfg, model=model, dataset=dataset, max_history=max_items, seed=opts.seed)
+        kmodel = build_model(cfg, dataset=load_dataset(dataset)).eval()
+        train = cfg.to_dict()
+    else:
+        kmodel = base_model(model, dataset)
+        train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": opts.seed}
     meta = {"name": out.name, "condition": "base", "preset": None, "seed": opts.seed, "train": train,
             "config_hash": config_hash(train), "git_sha": git_sha(), "versions": versions(), "created": now()}
     state = {"step": 0, "condition": "base", "config_hash": meta["config_hash"]}
     run = {"name": out.name, "condition": "base", "seed": opts.seed, "checkpoint": str(out / "checkpoint"), "step": 0}
-    cap = capture_model(kmodel, kmodel.tokenizer, max_items=max_items, max_target_tokens=None, opts=opts, run=run)
+    cap = capture_model(kmodel, kmodel.tokenizer, max_items=max_items, max_target_tokens=train.get("max_target_tokens"),
+                        opts=opts, run=run)
     with atomic_dir(out) as tmp:
         write_json(tmp / "config.json", meta)
         _link_checkpoint(kmodel, model, tmp / "checkpoint", state)
@@ -165,8 +197,14 @@ def _link_checkpoint(kmodel, spec: str, ckpt: Path, state: dict) -> None:
     if spec == "tiny":
         kmodel.save(ckpt, state)
         return
+    if kmodel.has_heads:  # continuous step-0 model: its item tokens and heads beside the linked backbone
+        from karma_probe.retriever import HEADS_FILE
+        from karma_probe.rundir import save_tensors
+
+        ckpt.mkdir(parents=True)
+        save_tensors(ckpt / HEADS_FILE, kmodel.head_state())
     src = (smollm2_dir() if spec == SMOLLM2 else Path(spec)).resolve()
-    ckpt.mkdir(parents=True)
+    ckpt.mkdir(parents=True, exist_ok=True)
     for f in sorted(src.iterdir()):
         if f.is_file() and f.name != "state.json":
             try:

@@ -8,6 +8,10 @@ every layer. Nothing of size (B, H, T, T) outlives one query chunk unless it is 
 Tokenization matches the retriever (``add_special_tokens=False``). A probe longer than
 ``max_len`` is cut: history prompts from the left, so the interest marker at the end survives;
 passages from the right. Batches are right-padded.
+
+A continuous-interface run (``history_inputs`` given) sees its history probes as item indices,
+one input embedding per item (the retriever's own ``history_inputs``); the maps' ``input_ids`` then
+hold item indices. Text probes are always tokens: they measure the backbone on language.
 """
 
 from __future__ import annotations
@@ -102,7 +106,8 @@ class ProbeCollector:
 
 
 def capture_probes(model, tokenizer, probes: ProbeSet, backend, *, max_len: int = 256, batch_size: int = 8,
-                   full_maps: int = 4, map_offset: int = 0, progress: bool = True) -> ProbeResult:
+                   full_maps: int = 4, map_offset: int = 0, progress: bool = True,
+                   history_inputs=None) -> ProbeResult:
     """Run both probe sets through ``backend``; statistics, K full maps, marker hidden states.
 
     ``map_offset`` is the global index of this shard's first history probe: probe k gets a full
@@ -123,6 +128,11 @@ def capture_probes(model, tokenizer, probes: ProbeSet, backend, *, max_len: int 
     result = ProbeResult()
     for name in SETS:
         texts = [p.text for p in probes.by_set(name)]
+        if name == "history" and history_inputs is not None:  # item indices, one input embedding each
+            items = [list(p.items) for p in probes.history]
+            encoded[name], result.truncated[name] = [x[-max_len:] for x in items], sum(len(x) > max_len for x in items)
+            result.lengths[name] = [len(x) for x in encoded[name]]
+            continue
         encoded[name], result.truncated[name] = encode(tokenizer, texts, max_len, keep_end=name == "history")
         result.lengths[name] = [len(x) for x in encoded[name]]
         too_short = [i for i, n in enumerate(result.lengths[name]) if n < 2]
@@ -146,7 +156,8 @@ def capture_probes(model, tokenizer, probes: ProbeSet, backend, *, max_len: int 
                 maps = [map_offset + s + b if name == "history" and map_offset + s + b < full_maps else None
                         for b in range(len(ids))]
                 sink.begin_batch(lengths, maps)
-                backend.run(ids.to(device), mask.to(device), sink)
+                embeds = history_inputs(ids.to(device)) if name == "history" and history_inputs else None
+                backend.run(ids.to(device), mask.to(device), sink, inputs_embeds=embeds)
                 sink.end_batch()
                 bar.update(1)
             result.stats |= sink.state(name)
