@@ -157,18 +157,10 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
         "table": study.table(runs, metrics),
         "verdict": study.verdict(runs),
         "retrieval_vs_baselines": study.vs_baselines(runs),
-        "uncertainty": UNCERTAINTY,
+        "uncertainty": study.METHOD,
         "report": {"pdf": str(written.path), "pages": written.pages, "figures": figures},
         "provenance": {"git_sha": git_sha(), "versions": versions(), "created": now()},
     }
-
-
-UNCERTAINTY = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and baseline gaps: over the "
-               "per-seed paired differences). One seed: paired percentile bootstrap over test users "
-               "(2000 resamples, seed 0) for retrieval; for probe metrics the two runs' bootstraps over "
-               "probes (analysis.json intervals) combined as independent. A claim holds only when its CI "
-               "excludes zero on the claimed side. Raw recon_token_acc / recon_exact are not claims "
-               "(action-only never trains the reconstruction adapter); decodability claims use *_gain.")
 
 
 def _write_figures(runs, out_dir: Path) -> list[str]:

@@ -47,6 +47,12 @@ BY_CONSTRUCTION = ("recon_token_acc", "recon_exact")  # not claims: see the modu
 RETRIEVAL = ("hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")
 BASELINES = ("popularity", "markov")
 ONE_SEED = " (one seed)"
+METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and baseline gaps: over the "
+               "per-seed paired differences). One seed: paired percentile bootstrap over test users "
+               "(2000 resamples, seed 0) for retrieval; for probe metrics the two runs' bootstraps over "
+               "probes (analysis.json intervals) combined as independent. A claim holds only when its CI "
+               "excludes zero on the claimed side. Raw recon_token_acc / recon_exact are not claims "
+               "(action-only never trains the reconstruction adapter); decodability claims use *_gain.")
 
 
 def by_condition(runs: Sequence[Run]) -> dict[str, list[Run]]:
@@ -135,7 +141,7 @@ def _one_seed(x: Run, y: Run, metric: str, baseline: str | None) -> stats.Interv
     ix, iy = x.interval(metric), y.interval(metric)
     if ix is None or iy is None:
         return None
-    return stats.combine_independent(ix, iy, "per-run bootstraps over probes, combined as independent")
+    return stats.combine_independent(ix, iy, "probe bootstraps of both runs, combined")
 
 
 def status(ci: stats.Interval | None, one_seed: bool) -> str:

@@ -45,7 +45,7 @@ def test_one_seed_probe_claim_combines_the_two_runs_probe_intervals(tmp_path):
     half = math.hypot(0.05, 0.05)
     assert (sink["ci_low"], sink["ci_high"]) == pytest.approx((a - k - half, a - k + half))
     assert sink["holds"] == (a - k - half > 0)
-    assert "probes" in sink["basis"]
+    assert "probe bootstraps" in sink["basis"]
 
 
 def test_a_gap_inside_the_probe_noise_is_not_called_holds(tmp_path):
