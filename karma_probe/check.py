@@ -198,25 +198,57 @@ def baseline_from_runs(runs: Sequence[Run], previous: Baseline | None = None, me
                        f"({', '.join(str(r.path) for r in runs)})")
     kept = {e.metric: e for e in previous.metrics} if previous else {}
     names = list(metrics) if metrics else list(kept) or [m for m in runs[0].summary if m in runs[0].analysis.higher_is_better]
-    out = {}
+    values, directions = {}, {}
     for name in names:
         for run in runs:
             _require_metrics(run, [name], "requested for the baseline")
             if not math.isfinite(run.summary[name]):
                 raise BadInput(f"{run.path / 'analysis.json'}: {name} is {run.summary[name]}; a baseline needs finite values")
-        hib = runs[0].analysis.higher_is_better.get(name)
-        if hib is None:
+        directions[name] = runs[0].analysis.higher_is_better.get(name)
+        if directions[name] is None:
             raise BadInput(f"{runs[0].path / 'analysis.json'}: no higher_is_better for {name!r}; cannot gate it")
-        values = [r.summary[name] for r in runs]
-        std = statistics.stdev(values)
-        out[name] = {"value": statistics.fmean(values), "higher_is_better": hib,
+        values[name] = [r.summary[name] for r in runs]
+    source = _source(runs[0]) | {"run": [str(r.path) for r in runs]}
+    return baseline_from_values(values, directions, source, kept, k)
+
+
+def baseline_from_values(values: dict[str, list[float]], directions: dict[str, bool], source: dict,
+                         kept: dict[str, Expectation] | None = None, k: float = NOISE_K) -> dict:
+    """The noise-derived baseline of :func:`baseline_from_runs` from per-run values ``{metric: [v, ...]}``."""
+    out = {}
+    n = min(len(v) for v in values.values()) if values else 0
+    for name, vals in values.items():
+        if len(vals) < 2 or not all(math.isfinite(v) for v in vals):
+            raise BadInput(f"{name}: a noise-derived tolerance needs >= 2 finite values, got {vals}")
+        std = statistics.stdev(vals)
+        out[name] = {"value": statistics.fmean(vals), "higher_is_better": directions[name],
                      "abs_tol": max(k * std, NOISE_ABS_FLOOR), "rel_tol": NOISE_REL_FLOOR,
-                     **_bounds(name, kept.get(name)),
-                     "noise": {"std": std, "n": len(values), "k": k, "values": values}}
-    source = _source(runs[0]) | {"run": [str(r.path) for r in runs],
-                                 "tolerance": f"max({k:g} * std over {len(runs)} runs, {NOISE_ABS_FLOOR}, "
-                                              f"{NOISE_REL_FLOOR} * |mean|)"}
+                     **_bounds(name, (kept or {}).get(name)),
+                     "noise": {"std": std, "n": len(vals), "k": k, "values": list(vals)}}
+    source = source | {"tolerance": f"max({k:g} * std over {n} runs, {NOISE_ABS_FLOOR}, {NOISE_REL_FLOOR} * |mean|)"}
     return {"schema": BASELINE_SCHEMA, "source": source, "metrics": out}
+
+
+def baseline_from_summary(path: str | Path, condition: str, previous: Baseline | None = None,
+                          k: float = NOISE_K) -> dict:
+    """The noise-derived baseline from a study's ``summary.json`` (its ``table[condition][m]["values"]``,
+    one per seed), for when the run directories are gone. Metric list: ``previous``'s, else every
+    metric with a direction in the summary."""
+    obj = read_json(path, "study summary")
+    table = (obj.get("table") or {}).get(condition) if isinstance(obj, dict) else None
+    if not isinstance(table, dict):
+        raise BadInput(f"{path}: no table for condition {condition!r}")
+    kept = {e.metric: e for e in previous.metrics} if previous else {}
+    directions = obj.get("higher_is_better") or {}
+    names = list(kept) or [m for m in table if directions.get(m) is not None]
+    missing = [m for m in names if m not in table or directions.get(m) is None]
+    if missing:
+        raise BadInput(f"{path}: no per-seed values or direction for {', '.join(missing)} ({condition})")
+    values = {m: [v for v in table[m]["values"] if v is not None] for m in names}
+    runs = [name for name, r in (obj.get("runs") or {}).items() if r.get("condition") == condition]
+    source = {"run": runs, "condition": condition, "summary": str(path),
+              "git_sha": (obj.get("provenance") or {}).get("git_sha", "unknown"), "created": now()}
+    return baseline_from_values(values, {m: directions[m] for m in names}, source, kept, k)
 
 
 def _bounds(name: str, old: Expectation | None) -> dict:

@@ -368,3 +368,18 @@ def test_baseline_bounds_field_is_validated(tmp_path, runs):
     custom = check.load_baseline(_baseline(tmp_path / "c.json", {"erank": {"value": 1.0, "bounds": [1, 16],
                                                                            "higher_is_better": True}}))
     assert custom.metrics[0].at_bound(True) == "worst"
+
+
+def test_baseline_from_a_study_summary_matches_the_one_from_its_runs(tmp_path, seeds):
+    runs = [load_run(s) for s in seeds]
+    metrics = ["sink_mass", "hr@10", "erank"]
+    summary = {"table": {"karma": {m: {"values": [r.summary[m] for r in runs]} for m in metrics}},
+               "higher_is_better": {m: runs[0].analysis.higher_is_better[m] for m in metrics},
+               "runs": {r.name: {"condition": "karma"} for r in runs}}
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary))
+    from_summary = check.baseline_from_summary(path, "karma")["metrics"]
+    from_runs = check.baseline_from_runs(runs, metrics=metrics)["metrics"]
+    assert from_summary == from_runs
+    with pytest.raises(BadInput, match="no table"):
+        check.baseline_from_summary(path, "action")
