@@ -175,7 +175,9 @@ def _write_figures(runs, out_dir: Path) -> list[str]:
         "key_concentration_by_layer.png": lambda: F.metric_by_layer(runs, "key_concentration"),
         "hr_at_k.png": lambda: F.hr_at_k(trained),
         "loss_curves.png": lambda: F.loss_curves(trained),
-        "decodability.png": lambda: F.metric_bars(runs, "probe_decode_acc"),
+        # the gain over the shuffled-embedding null is the headline; runs analyzed before it have the raw value
+        "decodability.png": lambda: F.metric_bars(runs, "probe_decode_acc_gain" if any(
+            "probe_decode_acc_gain" in r.summary for r in runs) else "probe_decode_acc"),
         "fact_acc.png": lambda: F.metric_bars(runs, "fact_acc"),
     }
     written = []

@@ -214,3 +214,33 @@ def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> d
                     "diff": diff, "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
                     "status": word, "basis": ci.method if ci else "no CI: no per-user ranks", "seeds": seeds}
     return out
+
+
+# --------------------------------------------------------------------------- README tables
+
+CONDITION_NAMES = {"base": "base (untouched)", "action": "action-only", "gen": "gen only", "rec": "rec only",
+                   "karma": "KARMA"}
+
+
+def markdown(summary: dict, metrics: Sequence[str] | None = None) -> str:
+    """summary.json's table (``mean ± CI half-width``) and verdict as Markdown, for the README.
+
+    ``python -c "import json, karma_probe.study as s; print(s.markdown(json.load(open('reports/tiny-ml100k/summary.json'))))"``
+    """
+    from karma_probe.results import format_value
+
+    table, hib = summary.get("table") or {}, summary.get("higher_is_better") or {}
+    conditions = [c for c in CONDITION_NAMES if c in table] + [c for c in table if c not in CONDITION_NAMES]
+    metrics = list(metrics or dict.fromkeys(m for c in conditions for m in table[c]))
+    lines = ["| metric | better | " + " | ".join(CONDITION_NAMES.get(c, c) for c in conditions) + " |",
+             "|---|---|" + "---|" * len(conditions)]
+    for m in metrics:
+        better = {True: "higher", False: "lower"}.get(hib.get(m), "?")
+        lines.append(f"| `{m}` | {better} | " + " | ".join(mean_ci(table[c].get(m) or {}) for c in conditions) + " |")
+    lines.append("")
+    for e in summary.get("verdict") or []:
+        ci = "no CI" if e.get("ci_low") is None else f"95 % CI [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
+        word = f"**{e['status']}**" if e.get("holds") else e["status"]
+        lines.append(f"- `{e['metric']}`: {e['claim']} — {word} (effect {format_value(e['effect'])}, {ci}; "
+                     f"action {format_value(e['action'])}, karma {format_value(e['karma'])})")
+    return "\n".join(lines)

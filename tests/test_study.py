@@ -143,3 +143,16 @@ def test_write_outputs_summary_json(tmp_path, monkeypatch):
     assert {"ci_low", "ci_high", "half_width"} <= set(summary["table"]["karma"]["sink_mass"])
     assert "popularity" in summary["retrieval_vs_baselines"]["karma"]
     assert "probe_decode_acc_gain" in summary["table"]["karma"]
+
+
+def test_markdown_rows_are_mean_plus_minus_half_width_and_only_holds_is_bold(tmp_path):
+    runs = _runs(tmp_path, seeds=(0, 1), users=40, n_items=400)
+    summary = {"table": study.table(runs, ["sink_mass", "hr@10"]), "verdict": study.verdict(runs),
+               "higher_is_better": {"sink_mass": False, "hr@10": True}}
+    md = study.markdown(summary)
+    row = next(line for line in md.splitlines() if line.startswith("| `sink_mass`"))
+    assert row.startswith("| `sink_mass` | lower | ") and row.count("±") == 2
+    assert study.mean_ci(summary["table"]["karma"]["sink_mass"]) in row
+    for e in summary["verdict"]:
+        line = next(line for line in md.splitlines() if line.startswith(f"- `{e['metric']}`"))
+        assert ("**" in line) == e["holds"] and "95 % CI [" in line
