@@ -36,8 +36,10 @@ GREEN, RED, GREY = "#d9f2d9", "#f8d7d7", "#eeeeee"
 FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Attention", ("sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act")),
     ("Geometry", ("aniso_cos", "erank", "top1_var", "isotropy", "uniformity")),
-    ("Decodability", tuple(f"{m}{suffix}" for m in ("recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc")
-                           for suffix in ("_gain", "", "_shuffled"))),  # the gain over the shuffled null first
+    # the gain over the shuffled-embedding null first; probe_decode_acc_own: the decoder on the run's own backbone
+    ("Decodability", tuple(f"{m}{suffix}" for m in ("recon_token_acc", "recon_exact", "probe_genre_f1",
+                                                    "probe_decode_acc", "probe_decode_acc_own")
+                           for suffix in ("_gain", "", "_shuffled"))),
     ("Knowledge", ("lm_ppl", "fact_acc")),
     ("Retrieval", ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@50", "mrr")),
 )
