@@ -75,7 +75,7 @@ def cell(runs: Sequence[Run], metric: str) -> dict:
     ci = stats.t_interval(finite) if len(finite) > 1 else runs[0].interval(metric) if len(runs) == 1 and finite else None
     if ci is None:
         return out | {"ci_low": None, "ci_high": None, "half_width": None, "ci_method": None}
-    if len(finite) == 1:  # the run's own CI is centred on its own estimate; the table shows the summary value
+    if len(finite) == 1:  # one run: show the estimate its CI belongs to (retrieval: recomputed from the ranks)
         out["mean"] = ci.estimate
     return out | {"ci_low": ci.low, "ci_high": ci.high, "half_width": ci.half_width, "ci_method": ci.method}
 
