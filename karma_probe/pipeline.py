@@ -2,14 +2,17 @@
 
 Every stage is skipped when its output is already there (a training run resumes from its last
 checkpoint), so an interrupted reproduction continues where it stopped when started again.
-Output under ``report_dir``: ``summary.json`` (mean ± std over seeds per condition), ``report.pdf``
-(every run, action-only first so deltas read "vs action-only") and the key figures as PNG.
+Output under ``report_dir``: ``summary.json``, ``report.pdf`` (every run, action-only first so
+deltas read "vs action-only") and the key figures as PNG.
+
+summary.json: ``table`` (per condition and metric: mean, std, n, per-seed values and the 95 % CI
+``ci_low`` / ``ci_high`` / ``half_width``), ``verdict`` (per claim: effect, CI, holds),
+``retrieval_vs_baselines`` (each condition minus the popularity / markov rankers, with CIs).
+How each CI is obtained (seeds, users or probes) is in karma_probe.study.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +23,8 @@ MAIN_CONDITIONS = ("action", "karma")
 ALL_CONDITIONS = ("action", "gen", "rec", "karma")
 HEADLINE = ("sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act", "aniso_cos", "erank",
             "top1_var", "isotropy", "uniformity", "recon_token_acc", "recon_exact", "probe_genre_f1",
-            "probe_decode_acc", "lm_ppl", "fact_acc", "hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")
+            "probe_decode_acc", "recon_token_acc_gain", "recon_exact_gain", "probe_genre_f1_gain",
+            "probe_decode_acc_gain", "lm_ppl", "fact_acc", "hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")
 BASE_MODEL = {"tiny": "tiny", "smollm2": "smollm2-135m"}
 
 
@@ -127,77 +131,36 @@ def _fresh(output: Path, source: Path) -> bool:
     return output.is_file() and (not source.is_file() or output.stat().st_mtime >= source.stat().st_mtime)
 
 
-def aggregate(values: list[float]) -> dict:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return {"mean": None, "std": None, "n": 0, "values": values}
-    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-            "n": len(vals), "values": values}
-
-
 def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
     """summary.json content, report.pdf and the key PNG figures for the runs of a plan."""
+    from karma_probe import study
     from karma_probe.report import write_report
     from karma_probe.results import load_run
     from karma_probe.rundir import git_sha, now, versions
 
     runs = [load_run(d) for d in run_dirs]
-    by_cond: dict[str, list] = {}
-    for r in runs:
-        by_cond.setdefault(r.condition or "?", []).append(r)
     directions: dict[str, bool] = {}
     for r in runs:
         directions |= {k: v for k, v in r.analysis.higher_is_better.items() if v is not None}
     metrics = [m for m in HEADLINE if any(m in r.summary for r in runs)]
-    table = {cond: {m: aggregate([r.summary.get(m) for r in rs]) for m in metrics} for cond, rs in by_cond.items()}
     plan.report_dir.mkdir(parents=True, exist_ok=True)
     written = write_report(runs, plan.report_dir / "report.pdf")
     figures = _write_figures(runs, plan.report_dir)
     return {
-        "schema": "karma_probe.reproduction/1",
+        "schema": "karma_probe.reproduction/2",
         "preset": plan.preset,
         "seeds": list(plan.seeds),
-        "conditions": list(by_cond),
+        "conditions": list(study.by_condition(runs)),
         "runs": {r.name: {"condition": r.condition, "path": str(d), "config_hash": r.config.get("config_hash"),
                           "steps": (r.config.get("train") or {}).get("steps")} for r, d in zip(runs, run_dirs)},
         "higher_is_better": {m: directions.get(m) for m in metrics},
-        "table": table,
-        "verdict": verdict(table, directions),
+        "table": study.table(runs, metrics),
+        "verdict": study.verdict(runs),
+        "retrieval_vs_baselines": study.vs_baselines(runs),
+        "uncertainty": study.METHOD,
         "report": {"pdf": str(written.path), "pages": written.pages, "figures": figures},
         "provenance": {"git_sha": git_sha(), "versions": versions(), "created": now()},
     }
-
-
-CLAIMS = (  # the paper's direction: action-only collapses relative to KARMA
-    ("sink_mass", "higher"), ("sink_rate", "higher"), ("key_concentration", "higher"),
-    ("recon_token_acc", "lower"), ("probe_decode_acc", "lower"), ("probe_genre_f1", "lower"),
-    ("fact_acc", "lower"), ("lm_ppl", "higher"), ("hr@10", "lower"), ("hr@50", "lower"), ("hr@200", "lower"),
-)
-
-
-def verdict(table: dict, directions: dict) -> list[dict]:
-    """For each claim "action-only is <higher|lower> than KARMA on M": does it hold here?
-
-    With several seeds a claim is only called ``holds`` when the gap exceeds the two runs' std
-    combined; otherwise it is ``within noise``. With one seed the status says so.
-    """
-    if "action" not in table or "karma" not in table:
-        return []
-    out = []
-    for metric, expected in CLAIMS:
-        a, k = table["action"].get(metric), table["karma"].get(metric)
-        if not a or not k or a["mean"] is None or k["mean"] is None:
-            continue
-        gap = a["mean"] - k["mean"]
-        noise = math.hypot(a["std"] or 0.0, k["std"] or 0.0)
-        holds = gap > 0 if expected == "higher" else gap < 0
-        if min(a["n"], k["n"]) < 2:  # one seed: a direction, not yet a finding
-            status = ("holds" if holds else "does not hold" if gap else "equal") + " (one seed)"
-        else:
-            status = "holds" if holds and abs(gap) > noise else ("within noise" if abs(gap) <= noise else "does not hold")
-        out.append({"metric": metric, "claim": f"action-only {expected} than karma", "action": a["mean"],
-                    "karma": k["mean"], "gap": gap, "noise": noise, "status": status})
-    return out
 
 
 def _write_figures(runs, out_dir: Path) -> list[str]:
@@ -212,7 +175,9 @@ def _write_figures(runs, out_dir: Path) -> list[str]:
         "key_concentration_by_layer.png": lambda: F.metric_by_layer(runs, "key_concentration"),
         "hr_at_k.png": lambda: F.hr_at_k(trained),
         "loss_curves.png": lambda: F.loss_curves(trained),
-        "decodability.png": lambda: F.metric_bars(runs, "probe_decode_acc"),
+        # the gain over the shuffled-embedding null is the headline; runs analyzed before it have the raw value
+        "decodability.png": lambda: F.metric_bars(runs, "probe_decode_acc_gain" if any(
+            "probe_decode_acc_gain" in r.summary for r in runs) else "probe_decode_acc"),
         "fact_acc.png": lambda: F.metric_bars(runs, "fact_acc"),
     }
     written = []

@@ -2,7 +2,9 @@
 
 Page one answers "did this run collapse less than that one?": each headline metric of every run,
 its change against the first run, and better / worse by the metric's own declared direction.
-The sections then show the evidence, drawn by the same figure functions as the dashboard
+With an action-only and a KARMA run among them, page two gives each of the paper's claims with
+its effect, 95 % CI and holds / does not hold / within noise (karma_probe.study, the same entries
+as summary.json's ``verdict``); bar charts carry each run's CI as error bars. The sections then show the evidence, drawn by the same figure functions as the dashboard
 (karma_probe.figures), so a number in the PDF and on screen cannot disagree. A section whose data
 are missing (no captures, no training log) says so in one line instead of failing the report.
 """
@@ -19,7 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from karma_probe import figures
+from karma_probe import figures, study
 from karma_probe.errors import BadInput
 from karma_probe.figures.spec import FigureSpec
 from karma_probe.results import Run, decode_tokens, format_delta, format_value, load_hidden, load_maps, verdict
@@ -34,7 +36,10 @@ GREEN, RED, GREY = "#d9f2d9", "#f8d7d7", "#eeeeee"
 FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Attention", ("sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act")),
     ("Geometry", ("aniso_cos", "erank", "top1_var", "isotropy", "uniformity")),
-    ("Decodability", ("recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc")),
+    # the gain over the shuffled-embedding null first; probe_decode_acc_own: the decoder on the run's own backbone
+    ("Decodability", tuple(f"{m}{suffix}" for m in ("recon_token_acc", "recon_exact", "probe_genre_f1",
+                                                    "probe_decode_acc", "probe_decode_acc_own")
+                           for suffix in ("_gain", "", "_shuffled"))),
     ("Knowledge", ("lm_ppl", "fact_acc")),
     ("Retrieval", ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@50", "mrr")),
 )
@@ -64,6 +69,7 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
                                      "Subject": ", ".join(r.name for r in runs), "Creator": "karma-probe report"}) as pdf:
             pages = _Pages(pdf, runs)
             _verdict(pages, runs)
+            _claims(pages, runs)
             _attention(pages, runs, probes, layer, head)
             _geometry(pages, runs)
             _decodability(pages, runs, samples)
@@ -182,14 +188,54 @@ def _verdict(pages: _Pages, runs: Sequence[Run]) -> None:
             _table(ax, header, chunk)
 
 
-def _table(ax, header: list[str], rows: list[list[str]]) -> None:
+def claim_rows(runs: Sequence[Run]) -> list[list[str]]:
+    """The claims table as strings: metric, claim, action-only, karma, effect, 95 % CI, verdict, CI from.
+
+    The numbers are study.verdict's, the same as summary.json's ``verdict``."""
+    rows = []
+    for e in study.verdict(runs):
+        ci = "no CI" if e["ci_low"] is None else f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
+        rows.append([e["metric"], e["claim"].removeprefix("action-only ").removesuffix(" than karma"),
+                     format_value(e["action"]), format_value(e["karma"]), format_value(e["effect"]), ci,
+                     e["status"], e["basis"]])
+    return rows
+
+
+CLAIM_WIDTHS = [0.14, 0.05, 0.08, 0.08, 0.08, 0.15, 0.15, 0.27]
+
+
+def _claims(pages: _Pages, runs: Sequence[Run]) -> None:
+    """Does the paper's direction hold here? One row per claim with its effect and 95 % CI."""
+    rows = claim_rows(runs)
+    if not rows:
+        return  # needs both an action-only and a KARMA run
+    header = ["metric", "action-only is", "action-only", "karma", "effect", "95 % CI", "verdict", "CI from"]
+    with pages.page("Claims: action-only vs KARMA, effect and 95 % CI", layout=None) as fig:
+        intro = ("Each claim: action-only collapses relative to KARMA. effect > 0 is the claimed direction; "
+                 "'holds' only when the whole 95 % CI is above 0. " + study.METHOD)
+        fig.text(0.01, 0.925, _plain("\n".join(textwrap.wrap(intro, 190))), fontsize=8, va="top", color="dimgray")
+        ax = fig.add_axes([0.01, 0.04, 0.98, 0.82])
+        ax.axis("off")
+        _table(ax, header, rows[:TABLE_ROWS], widths=CLAIM_WIDTHS, left_columns=(0, 1, 6, 7))
+
+
+def _fill(text: str) -> str:
+    if text == "better" or text.startswith("holds"):
+        return GREEN
+    if text == "worse" or text.startswith("does not hold"):
+        return RED
+    return "white"
+
+
+def _table(ax, header: list[str], rows: list[list[str]], widths: list[float] | None = None,
+           left_columns: Sequence[int] = (0, 1)) -> None:
     """Draw the table cell by cell: names left-aligned, numbers right-aligned, verdicts coloured.
 
     The header row is two lines tall so long run names wrap inside their column.
     """
     from matplotlib.patches import Rectangle
 
-    widths = [0.17, 0.06, 0.11] + [0.11, 0.08, 0.07] * ((len(header) - 3) // 3)
+    widths = widths or [0.17, 0.06, 0.11] + [0.11, 0.08, 0.07] * ((len(header) - 3) // 3)
     scale = min(1.0, 1.0 / sum(widths))
     widths = [w * scale for w in widths]
     lefts = [sum(widths[:i]) for i in range(len(widths))]
@@ -200,12 +246,12 @@ def _table(ax, header: list[str], rows: list[list[str]]) -> None:
         y = 1.0 - 2 * height - max(i, 0) * height
         family_row = i > 0 and all(x == "" for x in row[1:])
         for c, (text, left, w) in enumerate(zip(row, lefts, widths)):
-            fill = GREY if i == 0 else "#f6f6f6" if family_row else {"better": GREEN, "worse": RED}.get(text, "white")
+            fill = GREY if i == 0 else "#f6f6f6" if family_row else _fill(text)
             ax.add_patch(Rectangle((left, y), w, h, facecolor=fill, edgecolor="#d0d0d0", linewidth=0.5))
             if i == 0:  # ~5.2 pt per character at 8 pt bold
                 text = "\n".join(textwrap.wrap(text, max(4, int(w * page_width_pt / 5.2)), max_lines=2,
                                                placeholder="…", break_on_hyphens=False))
-            left_aligned = c < 2 or family_row
+            left_aligned = c in left_columns or family_row
             ax.text(left + 0.005 if left_aligned else left + w - 0.005, y + h / 2, _plain(text),
                     ha="left" if left_aligned else "right", va="center", fontsize=8, linespacing=1.1,
                     fontweight="bold" if i == 0 or family_row else "normal")

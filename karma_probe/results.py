@@ -52,6 +52,8 @@ class Analysis:
     higher_is_better: dict[str, bool]
     samples: dict[str, Any] = field(default_factory=dict)
     trajectory: tuple[dict, ...] = ()  # ({"step": int, "summary": {metric: float}}, ...)
+    # 95 % bootstrap CI over probes of one run's metric: {metric: (low, high)}; {} when not written
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def by_layer(self, metric: str) -> dict[int, float]:
         """``metric`` per layer: the per-layer records if any, else the mean of its per-head records."""
@@ -104,8 +106,17 @@ def parse_analysis(obj: Any, where: str) -> Analysis:
         if not _is_int(t.get("step")):
             raise BadInput(f"{where}: trajectory[{i}].step must be an integer, got {t.get('step')!r}")
         trajectory.append({"step": t["step"], "summary": _numbers(t.get("summary", {}), f"{where}: trajectory[{i}].summary")})
+    intervals = {}
+    for metric, pair in _expect(obj.get("intervals") or {}, dict, f"{where}: 'intervals'").items():
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise BadInput(f"{where}: intervals[{metric!r}] must be [low, high], got {pair!r}")
+        low, high = (_number(v, f"{where}: intervals[{metric!r}]") for v in pair)
+        if low > high:
+            raise BadInput(f"{where}: intervals[{metric!r}] has low {low} > high {high}")
+        intervals[metric] = (low, high)
     return Analysis(run=run, records=records, summary=summary, higher_is_better=dict(hib),
-                    samples=samples, trajectory=tuple(sorted(trajectory, key=lambda t: t["step"])))
+                    samples=samples, trajectory=tuple(sorted(trajectory, key=lambda t: t["step"])),
+                    intervals=intervals)
 
 
 def _record(r: Any, where: str) -> Record:
@@ -168,6 +179,40 @@ class Run:
     def capture_dir(self) -> Path:
         return self.path / "capture"
 
+    @property
+    def seed(self) -> int | None:
+        seed = self.config.get("seed", self.analysis.run.get("seed"))
+        return seed if _is_int(seed) else None
+
+    def ranks(self, split: str = "test", baseline: str | None = None) -> np.ndarray | None:
+        """Per-user 1-based test-target ranks from metrics.json (of ``baseline``'s ranker if given), or None.
+
+        ``test`` excludes each user's history items from the ranking, ``test_all`` does not; users
+        are in the same fixed order for every run of a dataset, so two runs' arrays pair up.
+        """
+        source = (self.metrics or {}) if baseline is None else ((self.metrics or {}).get("baselines") or {}).get(baseline) or {}
+        ranks = (source.get("ranks") or {}).get(split)
+        return np.asarray(ranks, dtype=np.int64) if ranks else None
+
+    def interval(self, metric: str):
+        """A ``stats.Interval`` (95 %) for this run's ``metric``, or None where no spread was measured.
+
+        Retrieval metrics (hr@K, ndcg@K, mrr) with per-user ranks in metrics.json: the percentile
+        bootstrap over test users (estimate = the metric recomputed from the ranks). Otherwise the
+        bootstrap over probes that ``analyze`` wrote to analysis.json ``intervals`` (estimate = the
+        summary value).
+        """
+        from karma_probe import stats
+
+        ranks = self.ranks("test")
+        if ranks is not None and stats.is_rank_metric(metric):
+            return stats.rank_metric_ci(ranks, metric)
+        low, high = self.analysis.intervals.get(metric, (math.nan, math.nan))
+        value = self.summary.get(metric, math.nan)
+        if not all(math.isfinite(x) for x in (low, high, value)):
+            return None
+        return stats.Interval(value, low, high, 0, "bootstrap over probes (analysis.json intervals)")
+
 
 def run_dir(path: str | Path) -> Path:
     """The run directory for a user-given path (the dir itself, or its analysis.json)."""
@@ -198,15 +243,34 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def load_metrics(path: str | Path) -> dict[str, Any] | None:
-    """``metrics.json``: ``{"valid": {...}, "test": {...}, "random": {...}, "n_items", "n_users"}``."""
+    """``metrics.json``: ``{"valid": {...}, "test": {...}, "test_all": {...}, "random": {...}, "n_items",
+    "n_users"}``, and where training wrote them ``"ranks": {"test": [int], "test_all": [int]}`` and
+    ``"baselines": {"popularity": {"test": {...}, "test_all": {...}, "ranks": {...}}, ...}``."""
     f = Path(path) / "metrics.json"
     if not f.exists():
         return None
     obj = _expect(read_json(f, "retrieval metrics"), dict, str(f))
-    for split in ("valid", "test", "random"):
+    for split in ("valid", "test", "test_all", "random"):
         if split in obj:
             obj[split] = _numbers(obj[split], f"{f}: {split}")
+    if "ranks" in obj:
+        obj["ranks"] = _ranks(obj["ranks"], f"{f}: ranks")
+    for name, b in _expect(obj.get("baselines") or {}, dict, f"{f}: baselines").items():
+        b = _expect(b, dict, f"{f}: baselines.{name}")
+        for split in ("test", "test_all"):
+            if split in b:
+                b[split] = _numbers(b[split], f"{f}: baselines.{name}.{split}")
+        if "ranks" in b:
+            b["ranks"] = _ranks(b["ranks"], f"{f}: baselines.{name}.ranks")
     return obj
+
+
+def _ranks(d: Any, where: str) -> dict[str, list[int]]:
+    d = _expect(d, dict, where)
+    for split, ranks in d.items():
+        if not isinstance(ranks, list) or not all(_is_int(r) and r >= 1 for r in ranks):
+            raise BadInput(f"{where}.{split} must be a list of 1-based integer ranks")
+    return d
 
 
 def load_train_log(path: str | Path) -> tuple[dict, ...]:

@@ -6,6 +6,12 @@ higher_is_better, samples, trajectory) and capture/maps.safetensors + hidden.saf
 small seeded random numbers. ``action`` runs are made more collapsed than ``karma`` ones (more
 sink mass, lower HR), so comparisons have a known answer. The summary is computed from the
 records the same way an analyzer would (mean over cells), so tests can cross-check them.
+
+``users=N`` adds what issue 13's uncertainty needs: per-user test ranks for N users (the same
+user order and per-user difficulty in every run, so runs pair up; a more collapsed condition
+ranks every target lower), popularity / markov baseline rankers, retrieval metrics recomputed
+from those ranks, ``*_gain`` / ``*_shuffled`` decodability metrics and analysis.json
+``intervals`` (a probe bootstrap's 95 % CI, here value ± ``interval_half``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ HIGHER_IS_BETTER = {
     "probe_decode_acc": True, "lm_ppl": False, "fact_acc": True,
     "hr@10": True, "hr@50": True, "hr@200": True, "ndcg@10": True, "mrr": True,
 }
+DECODABILITY = ("recon_token_acc", "recon_exact", "probe_decode_acc", "probe_genre_f1")
+HIGHER_IS_BETTER |= {f"{m}_gain": True for m in DECODABILITY}
+INTERVAL_METRICS = ("sink_mass", "sink_rate", "key_concentration", "attn_entropy", "aniso_cos", "erank",
+                    "uniformity", *DECODABILITY, *(f"{m}_gain" for m in DECODABILITY))
 # how collapsed each condition is made: scales sink mass up and retrieval / decodability down
 COLLAPSE = {"action": 0.8, "gen": 0.55, "rec": 0.5, "karma": 0.3, "base": 0.45}
 
@@ -32,7 +42,8 @@ COLLAPSE = {"action": 0.8, "gen": 0.55, "rec": 0.5, "karma": 0.3, "base": 0.45}
 def make_run(root: str | Path, name: str, condition: str = "action", *, seed: int = 0, layers: int = 3,
              heads: int = 4, tokens: int = 10, probes: int = 2, n: int = 24, d: int = 16, e: int = 8,
              n_items: int = 40, capture: bool = True, metrics: bool = True, train_log: bool = True,
-             trajectory: bool = True, summary: dict | None = None) -> Path:
+             trajectory: bool = True, summary: dict | None = None, users: int | None = None,
+             interval_half: float = 0.02) -> Path:
     """Write a run dir at ``root/name`` and return its path; ``summary`` overrides headline values."""
     path = Path(root) / name
     rng = np.random.default_rng([seed, sorted(COLLAPSE).index(condition)])
@@ -41,11 +52,18 @@ def make_run(root: str | Path, name: str, condition: str = "action", *, seed: in
     summ = _summary(records)
     summ.update({"hr@10": 0.3 - 0.2 * c, "hr@50": 0.5 - 0.2 * c, "hr@200": 0.8 - 0.2 * c,
                  "ndcg@10": 0.2 - 0.1 * c, "mrr": 0.15 - 0.1 * c})
+    ranks = _ranks(users, c, seed, n_items) if users else None
+    if users:
+        summ.update(_rank_metrics(ranks["test"]))
+        for m in DECODABILITY:  # the shuffled-embedding null explains part of the raw value
+            summ[f"{m}_shuffled"] = 0.6 * summ[m]
+            summ[f"{m}_gain"] = summ[m] - summ[f"{m}_shuffled"]
     summ.update(summary or {})
     records += [{"metric": m, "layer": None, "head": None, "value": summ[m]}
                 for m in ("hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")]
     for r in records:
         r["higher_is_better"] = HIGHER_IS_BETTER[r["metric"]]
+    hib = {m: v for m, v in HIGHER_IS_BETTER.items() if m in summ}
     write_json(path / "config.json", {
         "name": name, "condition": condition, "preset": "tiny", "seed": seed,
         "train": {"model": "tiny", "dataset": "synthetic:0", "lambda_gen": 0.0 if condition == "action" else 1.0,
@@ -58,12 +76,15 @@ def make_run(root: str | Path, name: str, condition: str = "action", *, seed: in
                 "versions": {"numpy": np.__version__}, "model": {"layers": layers, "heads": heads},
                 "checkpoint": str(path / "checkpoint"), "step": 30},
         "records": records, "summary": summ,
-        "higher_is_better": dict(HIGHER_IS_BETTER),
+        "higher_is_better": hib,
         "samples": {"decoded": [{"history": f"Movie {i} (1995) | Drama; Movie {i + 1} (1996) | Comedy",
                                  "truth": f"Target {i} (1997) | Action",
                                  "decoded": f"Target {i} (1997) | Action" if i % 2 else f"Other {i} (1990) | Drama"}
                                 for i in range(3)]},
     }
+    if users:
+        analysis["intervals"] = {m: [summ[m] - interval_half, summ[m] + interval_half]
+                                 for m in INTERVAL_METRICS if summ.get(m) is not None}
     if trajectory:
         analysis["trajectory"] = [{"step": s, "summary": {k: _scale(v, 0.5 + s / 60) for k, v in summ.items()}}
                                   for s in (10, 20, 30)]
@@ -72,7 +93,8 @@ def make_run(root: str | Path, name: str, condition: str = "action", *, seed: in
         test = {k: summ[k] for k in ("hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")} | {"ndcg@50": _scale(summ["ndcg@10"], 1.2)}
         write_json(path / "metrics.json", {
             "valid": {k: _scale(v, 1.05) for k, v in test.items()}, "test": test, "n_items": n_items, "n_users": n,
-            "random": {"hr@10": 10 / n_items, "hr@50": min(1.0, 50 / n_items), "hr@200": 1.0}})
+            "random": {"hr@10": 10 / n_items, "hr@50": min(1.0, 50 / n_items), "hr@200": 1.0}}
+            | (_rank_files(ranks) if users else {}))
     if train_log:
         path.joinpath("train_log.jsonl").write_text("".join(
             json.dumps({"step": s, "loss": 3.0 / s ** 0.3, "l_act": 2.0 / s ** 0.3,
@@ -83,6 +105,32 @@ def make_run(root: str | Path, name: str, condition: str = "action", *, seed: in
     if capture:
         _capture(path / "capture", rng, c, layers, heads, tokens, probes, n, d, e, n_items)
     return path
+
+
+def _ranks(users: int, c: float, seed: int, n_items: int) -> dict[str, np.ndarray]:
+    """Per-user ranks: a difficulty shared by every run (fixed seed), scaled by the collapse."""
+    difficulty = np.random.default_rng(1234).integers(1, n_items // 2, users)
+    noise = np.random.default_rng([seed, int(c * 100)]).lognormal(0, 0.2, users)
+    test = np.clip(np.round(difficulty * (0.5 + c) * noise), 1, n_items).astype(int)
+    return {"test": test, "test_all": np.minimum(n_items, test + 2),
+            "popularity": np.clip(np.round(difficulty * 1.6), 1, n_items).astype(int),
+            "markov": np.clip(np.round(difficulty * 0.9), 1, n_items).astype(int)}
+
+
+def _rank_metrics(ranks) -> dict[str, float]:
+    r = np.asarray(ranks, float)
+    out = {f"hr@{k}": float(np.mean(r <= k)) for k in (10, 50, 200)}
+    return out | {"ndcg@10": float(np.mean((r <= 10) / np.log2(r + 1))), "mrr": float(np.mean(1 / r))}
+
+
+def _rank_files(ranks) -> dict:
+    """metrics.json's ranks, test_all and baselines blocks (issue 13's layout)."""
+    out = {"ranks": {"test": ranks["test"].tolist(), "test_all": ranks["test_all"].tolist()},
+           "test_all": _rank_metrics(ranks["test_all"]), "baselines": {}}
+    for name in ("popularity", "markov"):
+        out["baselines"][name] = {"test": _rank_metrics(ranks[name]), "test_all": _rank_metrics(ranks[name]),
+                                  "ranks": {"test": ranks[name].tolist(), "test_all": ranks[name].tolist()}}
+    return out
 
 
 def _scale(v, factor):

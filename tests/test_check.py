@@ -6,6 +6,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fakeruns import make_run
 
@@ -195,7 +196,8 @@ def test_update_baseline_writes_then_passes_and_keeps_hand_tuned_tolerances(tmp_
     assert set(written["metrics"]) == set(load_run(karma).summary)
     assert written["metrics"]["sink_mass"] == {"value": pytest.approx(_value(karma, "sink_mass")),
                                                "higher_is_better": False, "abs_tol": check.DEFAULT_ABS_TOL,
-                                               "rel_tol": check.DEFAULT_REL_TOL}
+                                               "rel_tol": check.DEFAULT_REL_TOL, "bounds": [0.0, 1.0]}
+    assert "bounds" not in written["metrics"]["erank"]  # unbounded above: no bound claimed
     assert main(["check", str(karma), "--baseline", str(b)]) == 0
     # the collapsed run regresses against the karma baseline
     assert main(["check", str(action), "--baseline", str(b)]) == 1
@@ -265,3 +267,119 @@ def test_cli_subprocess(tmp_path, runs):
              f"assert 'torch' not in sys.modules, 'torch was imported'")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------- tolerances from noise, stuck metrics (issue 13)
+
+@pytest.fixture
+def seeds(tmp_path):
+    return [make_run(tmp_path / "seeds", f"karma-s{s}", "karma", seed=s) for s in (0, 1, 2)]
+
+
+def test_tolerances_from_the_spread_over_seeds(tmp_path, seeds):
+    b = tmp_path / "noise.json"
+    assert main(["check", *map(str, seeds), "--baseline", str(b), "--update-baseline"]) == 0
+    written = json.loads(b.read_text())
+    runs = [load_run(s) for s in seeds]
+    for metric in ("sink_mass", "erank", "lm_ppl"):
+        values = [r.summary[metric] for r in runs]
+        spec = written["metrics"][metric]
+        std = float(np.std(values, ddof=1))
+        assert spec["value"] == pytest.approx(np.mean(values))
+        assert spec["abs_tol"] == pytest.approx(max(3 * std, check.NOISE_ABS_FLOOR))
+        assert spec["rel_tol"] == check.NOISE_REL_FLOOR
+        assert spec["noise"] == {"std": pytest.approx(std), "n": 3, "k": 3.0, "values": pytest.approx(values)}
+    assert written["source"]["run"] == [str(s) for s in seeds] and "3 * std" in written["source"]["tolerance"]
+    # every seed passes against the mean of the three; the collapsed action run does not
+    for s in seeds:
+        assert main(["check", str(s), "--baseline", str(b)]) == 0
+    assert main(["check", str(make_run(tmp_path, "action", "action")), "--baseline", str(b)]) == 1
+
+
+def test_noise_k_scales_and_a_constant_metric_gets_the_floor(tmp_path, seeds):
+    b = tmp_path / "k.json"
+    assert main(["check", *map(str, seeds), "--baseline", str(b), "--update-baseline", "--noise-k", "1",
+                 "--metric", "erank", "--metric", "fact_acc"]) == 0
+    m = json.loads(b.read_text())["metrics"]
+    erank = [load_run(s).summary["erank"] for s in seeds]
+    assert m["erank"]["abs_tol"] == pytest.approx(max(np.std(erank, ddof=1), check.NOISE_ABS_FLOOR))
+    same = [make_run(tmp_path / "same", f"r{i}", "karma", summary={"fact_acc": 0.25}) for i in range(3)]
+    assert main(["check", *map(str, same), "--baseline", str(b), "--update-baseline", "--metric", "fact_acc"]) == 0
+    fact = json.loads(b.read_text())["metrics"]["fact_acc"]
+    assert fact["noise"]["std"] == 0 and fact["abs_tol"] == check.NOISE_ABS_FLOOR
+    assert check.load_baseline(b).metrics[0].slack == pytest.approx(max(check.NOISE_ABS_FLOOR, 0.01 * 0.25))
+
+
+def test_noise_baseline_refuses_mixed_conditions_and_explicit_tolerances(tmp_path, seeds, runs):
+    b = tmp_path / "b.json"
+    assert main(["check", str(seeds[0]), str(runs[1]), "--baseline", str(b), "--update-baseline"]) == 2
+    assert main(["check", *map(str, seeds), "--baseline", str(b), "--update-baseline", "--abs-tol", "0.1"]) == 2
+    assert main(["check", str(seeds[0]), "--baseline", str(b), "--update-baseline", "--noise-k", "2"]) == 2
+    assert main(["check", *map(str, seeds), "--baseline", str(b), "--update-baseline", "--noise-k", "0"]) == 2
+    assert not b.exists()
+    ok = _baseline(tmp_path / "ok.json", {"hr@10": {"value": 0.1}})
+    assert main(["check", *map(str, seeds), "--baseline", str(ok)]) == 2  # a check takes one run
+
+
+def _stuck(tmp_path, metric, value, hib, noise=None):
+    spec = {"value": value, "higher_is_better": hib, "abs_tol": 0.001} | ({"noise": noise} if noise else {})
+    return check.load_baseline(_baseline(tmp_path / f"{metric}.json", {metric: spec}))
+
+
+def test_a_metric_at_its_worst_bound_is_flagged_cannot_regress_not_passed(tmp_path):
+    run = load_run(make_run(tmp_path, "r", "karma", summary={"recon_exact": 0.0}))
+    (o,) = check.check_baseline(run, _stuck(tmp_path, "recon_exact", 0.0, True, {"std": 0.0, "n": 3}))
+    assert o.status == "cannot regress" and not o.passed and not o.failed
+    assert "never regress" in o.flag and "all 3 baseline runs" in o.flag
+    table = check.format_table([o])
+    assert "FLAGGED recon_exact" in table and "PASS: 0 checks (1 not checked: cannot regress)" in table
+    junit = check.junit_xml([o], "s").getroot()
+    suite = junit.find("testsuite")
+    assert suite.get("skipped") == "1" and suite.get("failures") == "0"
+    case = suite.find("testcase")
+    assert case.find("skipped") is not None and case.find("properties/property").get("name") == "flag"
+    check.write_json_report(tmp_path / "r.json", [o], {})
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["flagged"] == ["recon_exact"] and report["results"][0]["flag"] == o.flag
+    assert report["passed"] is True and report["results"][0]["passed"] is False
+
+
+def test_a_lower_is_better_metric_at_zero_is_flagged_and_still_checked(tmp_path):
+    rate = _stuck(tmp_path, "sink_rate", 0.0, False)
+    ok = check.check_baseline(load_run(make_run(tmp_path, "a", "karma", summary={"sink_rate": 0.0})), rate)[0]
+    assert ok.status == "ok" and ok.passed and "only get worse" in ok.flag
+    assert "(FLAGGED)" in check.format_table([ok])
+    worse = check.check_baseline(load_run(make_run(tmp_path, "b", "karma", summary={"sink_rate": 0.25})), rate)[0]
+    assert worse.status == "regressed" and worse.failed and worse.flag  # flagged, but the gate still bites
+    hr = _stuck(tmp_path, "hr@200", 1.0, True)  # higher-is-better at 1: the best bound
+    assert check.check_baseline(load_run(make_run(tmp_path, "c", "karma", summary={"hr@200": 1.0})), hr)[0].flag
+
+
+def test_a_metric_off_its_bounds_or_unbounded_is_not_flagged(tmp_path):
+    run = load_run(make_run(tmp_path, "r", "karma", summary={"recon_exact": 0.2, "uniformity": 0.0}))
+    assert not check.check_baseline(run, _stuck(tmp_path, "recon_exact", 0.2, True))[0].flag
+    assert not check.check_baseline(run, _stuck(tmp_path, "uniformity", 0.0, False))[0].flag  # no known range
+
+
+def test_baseline_bounds_field_is_validated(tmp_path, runs):
+    for bounds, needle in (([1], "[low, high]"), ([1, 0], "low < high")):
+        b = _baseline(tmp_path / "b.json", {"hr@10": {"value": 0.1, "bounds": bounds}})
+        assert main(["check", str(runs[0]), "--baseline", str(b)]) == 2
+    custom = check.load_baseline(_baseline(tmp_path / "c.json", {"erank": {"value": 1.0, "bounds": [1, 16],
+                                                                           "higher_is_better": True}}))
+    assert custom.metrics[0].at_bound(True) == "worst"
+
+
+def test_baseline_from_a_study_summary_matches_the_one_from_its_runs(tmp_path, seeds):
+    runs = [load_run(s) for s in seeds]
+    metrics = ["sink_mass", "hr@10", "erank"]
+    summary = {"table": {"karma": {m: {"values": [r.summary[m] for r in runs]} for m in metrics}},
+               "higher_is_better": {m: runs[0].analysis.higher_is_better[m] for m in metrics},
+               "runs": {r.name: {"condition": "karma"} for r in runs}}
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary))
+    from_summary = check.baseline_from_summary(path, "karma")["metrics"]
+    from_runs = check.baseline_from_runs(runs, metrics=metrics)["metrics"]
+    assert from_summary == from_runs
+    with pytest.raises(BadInput, match="no table"):
+        check.baseline_from_summary(path, "action")

@@ -352,3 +352,38 @@ def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
             server.wait()
     assert server.returncode == 0, log.read_text()  # SIGTERM is a clean stop
     assert screenshot.stat().st_size > 20_000  # a real picture, not a blank page
+
+
+# --------------------------------------------------------------------------- confidence intervals (issue 13), fake runs
+
+@pytest.fixture
+def ci_root(tmp_path) -> Path:
+    root = tmp_path / "ci-runs"
+    for cond in ("action", "karma"):
+        make_run(root, cond, cond, users=100, n_items=400, interval_half=0.01)
+    return root
+
+
+def test_overview_shows_claims_with_ci_and_bars_with_error_bars(ci_root, monkeypatch):
+    from karma_probe import study
+
+    at = open_page(app(ci_root, monkeypatch), "overview")
+    assert_clean(at)
+    claims = at.dataframe[1].value
+    expected = study.verdict(list(results.list_runs(ci_root).ok))
+    assert list(claims["metric"]) == [e["metric"] for e in expected]
+    mrr = claims[claims["metric"] == "mrr"].iloc[0]
+    e = next(e for e in expected if e["metric"] == "mrr")
+    assert mrr["verdict"] == e["status"] == "holds (one seed)"
+    assert mrr["95 % CI"] == f"[{results.format_value(e['ci_low'])}, {results.format_value(e['ci_high'])}]"
+    bars = charts(at)[-1]["data"][0]
+    assert bars["error_y"]["visible"] and len(bars["error_y"]["array"]) == 2
+
+
+def test_retrieval_page_draws_user_bootstrap_error_bars(ci_root, monkeypatch):
+    at = open_page(app(ci_root, monkeypatch), "retrieval")
+    assert_clean(at)
+    at_k = charts(at)[0]
+    runs = [t for t in at_k["data"] if t["name"] in ("action", "karma")]
+    assert runs and all(t["error_y"]["arrayminus"] for t in runs)
+    assert {"popularity", "markov"} <= {t["name"] for t in at_k["data"]}

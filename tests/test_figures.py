@@ -241,3 +241,54 @@ def test_figures_and_report_do_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------- confidence intervals (issue 13)
+
+@pytest.fixture(scope="module")
+def ci_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ci-runs")
+    return tuple(load_run(make_run(root, c, c, users=200, n_items=400, interval_half=0.05)) for c in ("karma", "action"))
+
+
+def test_metric_bars_carry_each_runs_ci_and_both_renderers_draw_it(ci_runs):
+    spec = figures.metric_bars(ci_runs, "sink_mass")
+    (bars,) = spec.series
+    assert list(bars.low) == pytest.approx([r.summary["sink_mass"] - 0.05 for r in ci_runs])
+    assert list(bars.high) == pytest.approx([r.summary["sink_mass"] + 0.05 for r in ci_runs])
+    assert "95 % CI" in spec.note
+    fig = _drawn(spec)
+    from matplotlib.container import BarContainer
+
+    (container,) = [c for c in fig.axes[0].containers if isinstance(c, BarContainer)]
+    assert container.errorbar is not None  # matplotlib drew the error bars
+    segments = container.errorbar.lines[2][0].get_segments()
+    assert [s[1][1] - s[0][1] for s in segments] == pytest.approx([0.1, 0.1])
+    trace = figures.to_plotly(spec).data[0]
+    assert trace.error_y.array == pytest.approx((0.05, 0.05)) and trace.error_y.arrayminus == pytest.approx((0.05, 0.05))
+
+
+def test_bars_without_any_ci_draw_no_error_bars(two_runs):
+    spec = figures.metric_bars(two_runs, "sink_mass")  # runs from before issue 13
+    assert spec.series[0].low is None and "CI" not in spec.note
+    assert figures.to_plotly(spec).data[0].error_y.array is None
+    assert _drawn(spec).axes[0].containers[0].errorbar is None
+
+
+def test_hr_at_k_error_bars_from_user_ranks_and_baseline_lines(ci_runs):
+    from karma_probe import stats
+
+    spec = figures.hr_at_k(ci_runs)
+    karma = spec.series[0]
+    expected = [stats.rank_metric_ci(ci_runs[0].ranks("test"), f"hr@{k}") for k in (10, 50, 200)]
+    assert list(karma.low) == pytest.approx([c.low for c in expected])
+    assert list(karma.high) == pytest.approx([c.high for c in expected])
+    assert [s.name for s in spec.series if s.dashed] == ["random", "popularity", "markov"]
+    assert figures.to_plotly(spec).data[0].error_y.arrayminus is not None
+    _drawn(spec)
+    assert figures.hr_at_k(ci_runs, split="valid").series[0].low is None  # no ranks for valid: no CI invented
+
+
+def test_series_rejects_bounds_of_the_wrong_length():
+    with pytest.raises(ValueError, match="CI bounds"):
+        series("s", [1, 2], [0.1, 0.2], low=[0.0], high=[0.3])

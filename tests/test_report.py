@@ -15,7 +15,7 @@ from karma_probe.cli import main
 from karma_probe.results import format_delta, format_value, load_run
 
 FULL_REPORT = [  # two runs with everything: the page plan, in order
-    "Verdict: 2 runs", "Attention: headline metrics", "Attention: by layer",
+    "Verdict: 2 runs", "Claims: action-only vs KARMA", "Attention: headline metrics", "Attention: by layer",
     "Attention: sink_mass by layer and head", "Attention: key_concentration by layer and head",
     "Attention: attn_entropy by layer and head", "Attention maps: karma", "Attention maps: action",
     "Geometry: headline metrics", "Geometry: by layer", "Geometry: spectra and cosine similarity",
@@ -195,3 +195,27 @@ def test_report_values_match_check_formatting(full):
     v = karma.summary["sink_mass"]
     assert format_value(v) in _texts(written.path)[0]
     assert format_value(np.float64(v)) == format_value(v)
+
+
+def test_claims_page_shows_effect_ci_and_verdict(tmp_path):
+    from karma_probe import study
+
+    runs = [load_run(make_run(tmp_path, c, c, users=200, n_items=400, interval_half=0.01, **LIGHT))
+            for c in ("action", "karma")]
+    written = report.write_report(runs, tmp_path / "claims.pdf")
+    (i,) = [i for i, title in enumerate(written.pages) if title.startswith("Claims: action-only vs KARMA")]
+    assert written.pages[i - 1].startswith("Verdict")  # right after the verdict table
+    page = _texts(written.path)[i]
+    for e in study.verdict(runs):
+        line = next(line for line in page.splitlines() if line.startswith(e["metric"] + " "))
+        assert format_value(e["effect"]) in line and e["status"] in line, line
+        ci = "no CI" if e["ci_low"] is None else f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
+        assert ci in line, line
+    assert not [line for line in page.splitlines() if line.startswith("recon_token_acc ")]  # by construction
+    assert "holds (one seed)" in page and "paired bootstrap over 200 users" in page
+    assert "[" in next(line for line in page.splitlines() if line.startswith("sink_mass "))  # probe CI
+
+
+def test_no_claims_page_without_both_conditions(tmp_path):
+    runs = [load_run(make_run(tmp_path, c, c, **LIGHT)) for c in ("gen", "karma")]
+    assert not any(p.startswith("Claims") for p in report.write_report(runs, tmp_path / "r.pdf").pages)

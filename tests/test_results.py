@@ -130,3 +130,50 @@ def test_decode_tokens_uses_the_runs_tokenizer(tmp_path):
     (path / "checkpoint").mkdir()
     tok.save(str(path / "checkpoint" / "tokenizer.json"))
     assert decode_tokens(path, [1, 0]) == ["world", "hello"]
+
+
+# --------------------------------------------------------------------------- uncertainty (issue 13)
+
+def test_intervals_ranks_and_baselines_are_read(tmp_path):
+    run = load_run(make_run(tmp_path, "r", "karma", users=50, n_items=400))
+    assert run.analysis.intervals["sink_mass"] == pytest.approx((run.summary["sink_mass"] - 0.02,
+                                                                 run.summary["sink_mass"] + 0.02))
+    assert run.ranks("test").shape == (50,) and run.ranks("test_all").min() >= 1
+    assert run.ranks("test", baseline="markov").shape == (50,)
+    assert run.ranks("test", baseline="random") is None and run.ranks("valid") is None
+    assert run.seed == 0
+
+
+def test_run_interval_comes_from_users_for_retrieval_and_from_probes_otherwise(tmp_path):
+    run = load_run(make_run(tmp_path, "r", "karma", users=200, n_items=400))
+    hr = run.interval("hr@10")
+    assert hr.estimate == pytest.approx(run.summary["hr@10"]) and hr.low < hr.estimate < hr.high
+    assert "200 users" in hr.method
+    sink = run.interval("sink_mass")
+    assert (sink.low, sink.estimate, sink.high) == pytest.approx(
+        (run.summary["sink_mass"] - 0.02, run.summary["sink_mass"], run.summary["sink_mass"] + 0.02))
+    assert run.interval("lm_ppl") is None  # no interval written, no ranks: no CI invented
+    old = load_run(make_run(tmp_path, "old", "karma"))  # a run from before issue 13
+    assert old.analysis.intervals == {} and old.interval("hr@10") is None and old.ranks() is None
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda a: a.update(intervals={"sink_mass": [0.1]}), "intervals['sink_mass']"),
+    (lambda a: a.update(intervals={"sink_mass": [0.3, 0.1]}), "low 0.3 > high 0.1"),
+    (lambda a: a.update(intervals=[1, 2]), "'intervals'"),
+])
+def test_malformed_intervals_name_the_field(tmp_path, change, needle):
+    path = make_run(tmp_path, "r", "karma", capture=False)
+    _edit_analysis(path, change)
+    with pytest.raises(BadInput) as e:
+        load_run(path)
+    assert needle in str(e.value)
+
+
+def test_malformed_ranks_name_the_field(tmp_path):
+    path = make_run(tmp_path, "r", "karma", capture=False, users=10)
+    m = json.loads((path / "metrics.json").read_text())
+    m["ranks"]["test"][3] = 0
+    (path / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(BadInput, match="ranks.test"):
+        load_run(path)

@@ -1,10 +1,12 @@
-"""Overview: every run's headline metrics, and each one's change against the reference run."""
+"""Overview: every run's headline metrics, each one's change against the reference run, and with
+action-only and KARMA runs selected the paper's claims with effect, 95 % CI and verdict (the same
+entries as summary.json's ``verdict``: karma_probe.study)."""
 
 import pandas as pd
 import streamlit as st
 
-from karma_probe import dashboard, figures
-from karma_probe.report import GREEN, RED
+from karma_probe import dashboard, figures, study
+from karma_probe.report import GREEN, RED, claim_rows
 from karma_probe.results import changes, direction, format_delta, format_value, metric_names
 
 view = dashboard.current()
@@ -39,6 +41,18 @@ st.dataframe(table.style.apply(lambda _: styles, axis=None), hide_index=True,
 
 for broken in view.listing.broken:
     st.warning(f"**{broken.name}** was not loaded: {broken.reason}")
+
+claims = claim_rows(view.runs)
+if claims:
+    st.subheader("Claims: action-only vs KARMA")
+    st.caption("effect > 0 is the claimed direction (action-only collapses relative to KARMA); a claim holds "
+               "only when its whole 95 % CI is above 0. " + study.METHOD)
+    columns = ["metric", "action-only is", "action-only", "karma", "effect", "95 % CI", "verdict", "CI from"]
+    claim_table = pd.DataFrame(claims, columns=columns)
+    claim_fill = {"holds": f"background-color: {GREEN}", "does not hold": f"background-color: {RED}"}
+    claim_styles = pd.DataFrame([[claim_fill.get(v.split(" (")[0], "") if c == "verdict" else "" for c, v in row.items()]
+                                 for _, row in claim_table.iterrows()], columns=columns)
+    st.dataframe(claim_table.style.apply(lambda _: claim_styles, axis=None), hide_index=True)
 
 if metrics:
     metric = st.selectbox("compare one metric", metrics, index=metrics.index("sink_mass") if "sink_mass" in metrics else 0)

@@ -3,6 +3,8 @@ another run (relational claims). Prints a table; exit 0 pass, 1 regression, 2 ba
 
 The baseline format is documented in karma_probe/check.py. JUnit XML (--junit) has one testcase
 per checked claim, for CI test reporters; --json writes the same results for scripts.
+``--update-baseline`` with several runs (seeds of one condition) derives each metric's tolerance
+from their spread: max(k * std, 0.001, 0.01 * |mean|), k = --noise-k (3).
 """
 
 from __future__ import annotations
@@ -16,16 +18,26 @@ from karma_probe.rundir import check_writable
 
 HELP = "CI regression gate: compare a run with a baseline or another run (JUnit XML)"
 EXAMPLES = """examples:
+<<<<<<< HEAD
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json
   karma-probe check runs/tiny-karma-s0 --against runs/tiny-action-s0 --expect "sink_mass<" --expect "hr@10>"
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --update-baseline
   karma-probe check runs/tiny-karma-s0 --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
+=======
+  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json
+  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json
+  karma-probe check runs/karma-tiny --against runs/action-tiny --expect "sink_mass<" --expect "hr@10>"
+  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json --update-baseline
+  karma-probe check runs/tiny-karma-s0 runs/tiny-karma-s1 runs/tiny-karma-s2 --baseline reports/baselines/tiny.json --update-baseline
+  karma-probe check runs/karma-tiny --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
+>>>>>>> issue13b
 """
 
 
 def add_arguments(p):
-    p.add_argument("run", help="run directory (with analysis.json)")
+    p.add_argument("run", nargs="+", help="run directory (with analysis.json); several only with --update-baseline "
+                                          "(seeds of one condition: tolerances from their spread)")
     p.add_argument("--baseline", metavar="FILE", help="baseline JSON: metrics with value, direction, tolerance")
     p.add_argument("--against", metavar="OTHER_RUN", help="another run to compare with (needs --expect)")
     p.add_argument("--expect", action="append", default=[], metavar="METRIC<OP>",
@@ -38,22 +50,30 @@ def add_arguments(p):
                    help="with --update-baseline: the metrics to put in the baseline (repeatable; default: keep / all)")
     p.add_argument("--abs-tol", type=float, metavar="X", help="with --update-baseline: absolute tolerance for every metric")
     p.add_argument("--rel-tol", type=float, metavar="X", help="with --update-baseline: relative tolerance for every metric")
+    p.add_argument("--noise-k", type=float, metavar="K",
+                   help=f"with --update-baseline and several runs: tolerance = K * std across them (default {check.NOISE_K:g})")
 
 
 def run(args) -> int:
     if args.update_baseline:
         return _update(args)
-    if args.metric or args.abs_tol is not None or args.rel_tol is not None:
-        raise BadInput("--metric, --abs-tol and --rel-tol only apply with --update-baseline")
+    if args.metric or args.abs_tol is not None or args.rel_tol is not None or args.noise_k is not None:
+        raise BadInput("--metric, --abs-tol, --rel-tol and --noise-k only apply with --update-baseline")
+    if len(args.run) > 1:
+        raise BadInput(f"check one run at a time (got {len(args.run)}); several runs only with --update-baseline")
     if not args.baseline and not args.against:
         raise BadInput("nothing to check against: give --baseline FILE and/or --against OTHER_RUN --expect ...")
     if bool(args.against) != bool(args.expect):
         raise BadInput("--against and --expect go together: --against OTHER_RUN --expect \"sink_mass<\"")
     relations = [check.parse_expect(e) for e in args.expect]  # parse before loading anything
+<<<<<<< HEAD
     for out in (args.junit, args.json):
         if out:
             check_writable(out)  # both outputs or neither: refuse before writing either
     target = load_run(args.run)
+=======
+    target = load_run(args.run[0])
+>>>>>>> issue13b
     outcomes = []
     if args.baseline:
         outcomes += check.check_baseline(target, check.load_baseline(args.baseline))
@@ -66,10 +86,14 @@ def run(args) -> int:
     if args.json:
         check.write_json_report(args.json, outcomes, {"run": str(target.path), "baseline": args.baseline,
                                                       "against": args.against})
+<<<<<<< HEAD
     print(f"karma-probe check {target.path}" + (f"  baseline: {args.baseline}" if args.baseline else "")
           + (f"  against: {args.against}" if args.against else ""))
     print(check.format_table(outcomes))
     failed = [o.name for o in outcomes if not o.passed]
+=======
+    failed = [o.name for o in outcomes if o.failed]
+>>>>>>> issue13b
     if failed:
         raise CheckFailed(f"{len(failed)} of {len(outcomes)} checks failed: {', '.join(failed)}")
     return 0
@@ -82,9 +106,26 @@ def _update(args) -> int:
         raise BadInput("--update-baseline only writes the baseline: drop --against/--expect/--junit/--json")
     if min(t for t in (args.abs_tol, args.rel_tol, 0.0) if t is not None) < 0:
         raise BadInput("--abs-tol and --rel-tol must be >= 0")
+<<<<<<< HEAD
     check_writable(args.baseline)
     target = load_run(args.run)
+=======
+    runs = [load_run(r) for r in args.run]
+>>>>>>> issue13b
     previous = check.load_baseline(args.baseline) if Path(args.baseline).exists() else None
+    if len(runs) > 1:
+        if args.abs_tol is not None or args.rel_tol is not None:
+            raise BadInput("with several runs the tolerances come from their spread: drop --abs-tol/--rel-tol "
+                           "(--noise-k scales them)")
+        baseline = check.baseline_from_runs(runs, previous=previous, metrics=args.metric or None,
+                                            k=args.noise_k if args.noise_k is not None else check.NOISE_K)
+        check.write_baseline(args.baseline, baseline)
+        print(f"wrote {args.baseline}: {len(baseline['metrics'])} metrics, mean of {len(runs)} runs, "
+              f"tolerance {baseline['source']['tolerance']}")
+        return 0
+    if args.noise_k is not None:
+        raise BadInput("--noise-k needs several runs (seeds of one condition) to measure a spread")
+    target = runs[0]
     baseline = check.baseline_from_run(target, previous=previous, metrics=args.metric or None,
                                        abs_tol=args.abs_tol, rel_tol=args.rel_tol)
     check.write_baseline(args.baseline, baseline)

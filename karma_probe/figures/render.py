@@ -18,6 +18,7 @@ CMAP = "viridis"
 ANNOTATE_MAX_CELLS = 150  # write values into heatmap cells only while they stay legible
 MIN_TICK_PT, MAX_TICK_PT = 4.0, 8.0
 PLOTLY_MAX_TICKS = 32  # labels per heatmap axis on screen; more overlap at dashboard widths
+DASHED_GREYS = ("gray", "black", "darkgray")  # reference lines (random, popularity, markov) in turn
 
 
 # --------------------------------------------------------------------------- matplotlib
@@ -48,11 +49,16 @@ def to_matplotlib(spec: FigureSpec, ax=None):
         return ax.figure
     if spec.kind == "bar":
         _mpl_bars(spec, ax)
+    dashed = iter(DASHED_GREYS * len(spec.series))
     for s in spec.series if spec.kind != "bar" else ():
         label = _mpl_text(s.name)
         if spec.kind == "line":
-            ax.plot(s.x, s.y, marker="o" if len(s.x) <= 40 else None, markersize=3, linewidth=1.2,
-                    linestyle="--" if s.dashed else "-", color="gray" if s.dashed else None, label=label)
+            style = dict(marker="o" if len(s.x) <= 40 else None, markersize=3, linewidth=1.2,
+                         linestyle="--" if s.dashed else "-", color=next(dashed) if s.dashed else None, label=label)
+            if s.errors() is not None:
+                ax.errorbar(s.x, s.y, yerr=np.vstack(s.errors()), capsize=2, elinewidth=0.8, **style)
+            else:
+                ax.plot(s.x, s.y, **style)
         elif spec.kind == "scatter":
             ax.scatter(s.x, s.y, s=8, alpha=0.7, label=label)
         elif spec.kind == "hist":
@@ -89,7 +95,13 @@ def _mpl_bars(spec: FigureSpec, ax) -> None:
         pos = np.arange(len(categories)) + (i - (len(spec.series) - 1) / 2) * width
         # one series of runs: colour bars by run, in the order line plots colour them
         color = [f"C{j % 10}" for j in range(len(categories))] if len(spec.series) == 1 else None
-        ax.bar(pos, [values.get(c, np.nan) for c in categories], width=width, color=color, label=_mpl_text(s.name))
+        errors = s.errors()
+        yerr = None
+        if errors is not None:
+            below, above = (dict(zip((str(x) for x in s.x), e)) for e in errors)
+            yerr = np.array([[below.get(c, 0.0) for c in categories], [above.get(c, 0.0) for c in categories]])
+        ax.bar(pos, [values.get(c, np.nan) for c in categories], width=width, color=color, label=_mpl_text(s.name),
+               yerr=yerr, capsize=3, error_kw={"elinewidth": 0.8})
     ax.set_xticks(np.arange(len(categories)), [_mpl_text(c) for c in categories])
 
 
@@ -159,11 +171,16 @@ def to_plotly(spec: FigureSpec):
         return fig
     if spec.kind == "heatmap":
         return _plotly_heatmap(spec, fig, go)
+    dashed = iter(DASHED_GREYS * len(spec.series))
     for s in spec.series:
         name = _html(s.name)
+        errors = s.errors()
+        error_y = None if errors is None else dict(type="data", symmetric=False, array=errors[1].tolist(),
+                                                   arrayminus=errors[0].tolist(), visible=True)
         if spec.kind == "line":
             fig.add_trace(go.Scatter(x=s.x, y=s.y, name=name, mode="lines+markers" if len(s.x) <= 40 else "lines",
-                                     line=dict(dash="dash", color="gray") if s.dashed else None))
+                                     line=dict(dash="dash", color=next(dashed)) if s.dashed else None,
+                                     error_y=error_y))
         elif spec.kind == "scatter":
             fig.add_trace(go.Scatter(x=s.x, y=s.y, name=name, mode="markers", marker=dict(size=5, opacity=0.7)))
         elif spec.kind == "hist":
@@ -174,7 +191,7 @@ def to_plotly(spec: FigureSpec):
                 from plotly.colors import qualitative
 
                 colors = [qualitative.Plotly[j % len(qualitative.Plotly)] for j in range(len(s.x))]
-            fig.add_trace(go.Bar(x=[_html(x) for x in s.x], y=s.y, name=name, marker_color=colors))
+            fig.add_trace(go.Bar(x=[_html(x) for x in s.x], y=s.y, name=name, marker_color=colors, error_y=error_y))
     fig.update_layout(barmode="overlay" if spec.kind == "hist" else "group")
     if spec.log_y:
         fig.update_yaxes(type="log")

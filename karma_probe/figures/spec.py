@@ -24,6 +24,18 @@ class Series:
     x: np.ndarray  # numbers, or strings for categorical bars
     y: np.ndarray
     dashed: bool = False  # a reference line (e.g. a random ranker), not a run
+    # a 95 % CI per point as absolute bounds (drawn as error bars); None: no CI. NaN: none for that point
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+
+    def errors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The error-bar lengths below and above each point (``y - low``, ``high - y``, 0 where
+        unknown; never negative, should an estimate sit a hair outside its own CI), or None."""
+        if self.low is None or self.high is None:
+            return None
+        below = np.nan_to_num(np.clip(self.y - self.low, 0, None), nan=0.0)
+        above = np.nan_to_num(np.clip(self.high - self.y, 0, None), nan=0.0)
+        return below, above
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,13 +78,32 @@ class FigureSpec:
         return not any(len(s.y) for s in self.series)
 
 
-def series(name: str, x: Sequence, y: Sequence, dashed: bool = False) -> Series:
-    """Build a Series from plain sequences (lists from JSON, dict views)."""
+def series(name: str, x: Sequence, y: Sequence, dashed: bool = False,
+           low: Sequence | None = None, high: Sequence | None = None) -> Series:
+    """Build a Series from plain sequences (lists from JSON, dict views); ``low`` / ``high``:
+    the CI bounds per point (None inside them for a point without one)."""
     x_arr = np.asarray(list(x))
     y_arr = np.asarray(list(y), dtype=float)
     if len(x_arr) != len(y_arr):
         raise ValueError(f"series {name!r}: {len(x_arr)} x values but {len(y_arr)} y values")
-    return Series(name=name, x=x_arr, y=y_arr, dashed=dashed)
+    bounds = []
+    for b in (low, high):
+        arr = None if b is None else np.array([np.nan if v is None else v for v in b], dtype=float)
+        if arr is not None and len(arr) != len(y_arr):
+            raise ValueError(f"series {name!r}: {len(arr)} CI bounds for {len(y_arr)} values")
+        bounds.append(arr)
+    if any(b is None for b in bounds) or all(np.isnan(b).all() for b in bounds):
+        bounds = [None, None]
+    return Series(name=name, x=x_arr, y=y_arr, dashed=dashed, low=bounds[0], high=bounds[1])
+
+
+def ci_note(specs_series: Sequence[Series]) -> str:
+    """"error bars: 95 % CI" when any series carries a CI, else ""."""
+    return "error bars: 95 % CI" if any(s.low is not None for s in specs_series) else ""
+
+
+def join_notes(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def direction_note(higher_is_better: bool | None) -> str:

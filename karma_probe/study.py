@@ -1,0 +1,246 @@
+"""The study's numbers with their uncertainty: per-condition table, claims verdict, runs vs baselines.
+
+Torch-free (results + stats), so the PDF report and the dashboard compute the same verdict as
+``reproduce`` writes to ``summary.json``.
+
+**Where a CI comes from** (95 %, :mod:`karma_probe.stats`):
+
+- *several seeds*: the Student-t interval over seeds. For a condition's value: over the per-seed
+  values. For a claim or a run-vs-baseline difference: over the per-seed **paired differences**
+  (action-only seed s minus KARMA seed s; seeds pair because they share data order and init).
+  With three seeds t(0.975, 2) = 4.30, so this is wide on purpose: seed-to-seed spread is the
+  noise a reader would meet re-running the study. (A bootstrap over seeds × users would be
+  narrower but treats three seeds as if they were the population.)
+- *one seed*: retrieval metrics use the paired bootstrap over test users (metrics.json
+  ``ranks``: the same users resampled for both runs); attention / geometry / decodability
+  metrics use the two runs' probe bootstraps (analysis.json ``intervals``) combined as
+  independent (:func:`stats.combine_independent`). The status then says "(one seed)".
+- neither: no CI, and the claim is never called "holds".
+
+**Claims** are the paper's: action-only collapses relative to KARMA. ``effect`` is signed so
+that positive means the claimed direction (``action - karma`` for "higher", ``karma - action``
+for "lower"); a claim **holds** only when its whole CI is above zero, **does not hold** when it
+is below zero, else it is **within noise**. Raw ``recon_token_acc`` / ``recon_exact`` are not
+claims: action-only and gen never train the reconstruction adapter, so they "hold" by
+construction. Decodability claims are on the ``*_gain`` metrics (the metric minus the same metric
+on another user's embedding), so what the backbone knows about item-text format cancels.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Sequence
+
+from karma_probe import stats
+from karma_probe.results import Run
+
+CLAIMS = (  # (metric, action-only is <higher|lower> than KARMA)
+    ("sink_mass", "higher"), ("sink_rate", "higher"), ("key_concentration", "higher"),
+    ("aniso_cos", "higher"), ("erank", "lower"), ("uniformity", "higher"),
+    ("recon_token_acc_gain", "lower"), ("recon_exact_gain", "lower"),
+    ("probe_decode_acc_gain", "lower"), ("probe_genre_f1_gain", "lower"),
+    ("fact_acc", "lower"), ("lm_ppl", "higher"),
+    ("hr@10", "lower"), ("hr@50", "lower"), ("hr@200", "lower"), ("ndcg@10", "lower"), ("mrr", "lower"),
+)
+BY_CONSTRUCTION = ("recon_token_acc", "recon_exact")  # not claims: see the module doc
+RETRIEVAL = ("hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")
+BASELINES = ("popularity", "markov")
+ONE_SEED = " (one seed)"
+METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and baseline gaps: over the "
+               "per-seed paired differences). One seed: paired percentile bootstrap over test users "
+               "(2000 resamples, seed 0) for retrieval; for probe metrics the two runs' bootstraps over "
+               "probes (analysis.json intervals) combined as independent. A claim holds only when its CI "
+               "excludes zero on the claimed side. Raw recon_token_acc / recon_exact are not claims "
+               "(action-only never trains the reconstruction adapter); decodability claims use *_gain.")
+
+
+def by_condition(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    out: dict[str, list[Run]] = {}
+    for r in runs:
+        out.setdefault(r.condition, []).append(r)
+    return out
+
+
+# --------------------------------------------------------------------------- per-condition table
+
+def cell(runs: Sequence[Run], metric: str) -> dict:
+    """One condition's ``metric``: ``mean``, ``std``, ``n``, ``values`` (per run), and the 95 % CI
+    ``ci_low`` / ``ci_high`` / ``half_width`` with ``ci_method`` (None where there is none)."""
+    values = [r.summary.get(metric) for r in runs]
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    out = {"mean": statistics.fmean(finite) if finite else None,
+           "std": (statistics.stdev(finite) if len(finite) > 1 else 0.0) if finite else None,
+           "n": len(finite), "values": [v if v is not None and math.isfinite(v) else None for v in values]}
+    ci = stats.t_interval(finite) if len(finite) > 1 else runs[0].interval(metric) if len(runs) == 1 and finite else None
+    if ci is None:
+        return out | {"ci_low": None, "ci_high": None, "half_width": None, "ci_method": None}
+    if len(finite) == 1:  # one run: show the estimate its CI belongs to (retrieval: recomputed from the ranks)
+        out["mean"] = ci.estimate
+    return out | {"ci_low": ci.low, "ci_high": ci.high, "half_width": ci.half_width, "ci_method": ci.method}
+
+
+def table(runs: Sequence[Run], metrics: Sequence[str]) -> dict[str, dict[str, dict]]:
+    """``{condition: {metric: cell}}`` for every condition among ``runs``."""
+    return {cond: {m: cell(rs, m) for m in metrics} for cond, rs in by_condition(runs).items()}
+
+
+def mean_ci(c: dict) -> str:
+    """A table cell as the README and the PDF print it: ``mean ± half-width`` (or the mean alone)."""
+    from karma_probe.results import format_value
+
+    if c.get("mean") is None:
+        return "–"
+    if c.get("half_width") is None:
+        return format_value(c["mean"])
+    return f"{format_value(c['mean'])} ± {format_value(c['half_width'])}"
+
+
+# --------------------------------------------------------------------------- differences
+
+def _paired_by_seed(a: Sequence[Run], b: Sequence[Run]) -> list[tuple[Run, Run]]:
+    """Runs of two conditions paired by seed (by position where a run has no seed)."""
+    def keyed(rs):
+        return {(r.seed if r.seed is not None else f"#{i}"): r for i, r in enumerate(rs)}
+
+    ka, kb = keyed(a), keyed(b)
+    return [(ka[s], kb[s]) for s in ka if s in kb]
+
+
+def difference(a: Sequence[Run], b: Sequence[Run], metric: str,
+               b_baseline: str | None = None) -> tuple[float | None, stats.Interval | None, int]:
+    """``metric`` of runs ``a`` minus runs ``b`` (or minus ``a``'s own ``b_baseline`` ranker):
+    the estimate, its 95 % CI (None where none can be had), and the number of seed pairs used."""
+    if b_baseline is not None:
+        pairs = [(r, r) for r in a]
+    else:
+        pairs = _paired_by_seed(a, b)
+
+    def value(run: Run, baseline: str | None) -> float:
+        if baseline is None:
+            return run.summary.get(metric, math.nan)
+        return ((((run.metrics or {}).get("baselines") or {}).get(baseline) or {}).get("test") or {}).get(metric, math.nan)
+
+    diffs = [value(x, None) - value(y, b_baseline) for x, y in pairs]
+    diffs = [d for d in diffs if math.isfinite(d)]
+    if not diffs:
+        return None, None, 0
+    if len(diffs) > 1:
+        return statistics.fmean(diffs), stats.t_interval(diffs, unit="seeds (paired by seed)"), len(diffs)
+    x, y = pairs[0]
+    ci = _one_seed(x, y, metric, b_baseline)
+    return (ci.estimate if ci else diffs[0]), ci, 1
+
+
+def _one_seed(x: Run, y: Run, metric: str, baseline: str | None) -> stats.Interval | None:
+    rx, ry = x.ranks("test"), y.ranks("test", baseline=baseline)
+    if stats.is_rank_metric(metric) and rx is not None and ry is not None and len(rx) == len(ry):
+        return stats.rank_metric_diff(rx, ry, metric)
+    if baseline is not None:
+        return None
+    ix, iy = x.interval(metric), y.interval(metric)
+    if ix is None or iy is None:
+        return None
+    return stats.combine_independent(ix, iy, "probe bootstraps of both runs, combined")
+
+
+def status(ci: stats.Interval | None, one_seed: bool) -> str:
+    """"holds" (CI above 0), "does not hold" (below 0), "within noise" (contains 0), "no CI"."""
+    word = "no CI" if ci is None else "holds" if ci.low > 0 else "does not hold" if ci.high < 0 else "within noise"
+    return word + (ONE_SEED if one_seed else "")
+
+
+# --------------------------------------------------------------------------- the claims
+
+def verdict(runs: Sequence[Run]) -> list[dict]:
+    """Each claim "action-only is <higher|lower> than KARMA on M" with its effect and 95 % CI.
+
+    Entry keys: ``metric``, ``claim``, ``action``, ``karma`` (condition means), ``effect`` (signed:
+    > 0 is the claimed direction), ``ci_low``, ``ci_high`` (the effect's CI; None without one),
+    ``holds`` (True only when ``ci_low > 0``), ``status``, ``basis`` (how the CI was obtained),
+    ``seeds`` (seed pairs behind it). [] unless both conditions are among ``runs``.
+    """
+    groups = by_condition(runs)
+    if "action" not in groups or "karma" not in groups:
+        return []
+    out = []
+    for metric, expected in CLAIMS:
+        a, k = cell(groups["action"], metric), cell(groups["karma"], metric)
+        if a["mean"] is None or k["mean"] is None:
+            continue
+        diff, ci, seeds = difference(groups["action"], groups["karma"], metric)
+        if diff is None:
+            continue
+        sign = 1 if expected == "higher" else -1
+        ci = _signed(ci, sign)
+        out.append({"metric": metric, "claim": f"action-only {expected} than karma", "action": a["mean"],
+                    "karma": k["mean"], "effect": sign * diff,
+                    "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
+                    "holds": bool(ci and ci.low > 0), "status": status(ci, seeds == 1),
+                    "basis": ci.method if ci else "no CI: no ranks, no probe intervals", "seeds": seeds})
+    return out
+
+
+def _signed(ci: stats.Interval | None, sign: int) -> stats.Interval | None:
+    if ci is None or sign == 1:
+        return ci
+    return stats.Interval(-ci.estimate, -ci.high, -ci.low, ci.n, ci.method)
+
+
+# --------------------------------------------------------------------------- retrieval vs baselines
+
+def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> dict:
+    """Each trained condition's test retrieval minus each baseline ranker's, with a 95 % CI.
+
+    ``{condition: {baseline: {metric: {"run", "baseline", "diff", "ci_low", "ci_high", "status",
+    "basis", "seeds"}}}}``; ``status`` is "better" / "worse" (CI excludes 0) / "within noise" /
+    "no CI", "(one seed)" appended for one seed. Baselines come from each run's metrics.json.
+    """
+    out: dict = {}
+    for cond, rs in by_condition(runs).items():
+        for name in baselines:
+            have = [r for r in rs if ((r.metrics or {}).get("baselines") or {}).get(name)]
+            if not have:
+                continue
+            for metric in RETRIEVAL:
+                diff, ci, seeds = difference(have, [], metric, b_baseline=name)
+                if diff is None:
+                    continue
+                base_values = [v for r in have if math.isfinite(v := r.metrics["baselines"][name].get("test", {})
+                                                                .get(metric, math.nan))]
+                word = status(ci, seeds == 1).replace("holds", "better").replace("does not hold", "worse")
+                out.setdefault(cond, {}).setdefault(name, {})[metric] = {
+                    "run": cell(have, metric)["mean"], "baseline": statistics.fmean(base_values) if base_values else None,
+                    "diff": diff, "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
+                    "status": word, "basis": ci.method if ci else "no CI: no per-user ranks", "seeds": seeds}
+    return out
+
+
+# --------------------------------------------------------------------------- README tables
+
+CONDITION_NAMES = {"base": "base (untouched)", "action": "action-only", "gen": "gen only", "rec": "rec only",
+                   "karma": "KARMA"}
+
+
+def markdown(summary: dict, metrics: Sequence[str] | None = None) -> str:
+    """summary.json's table (``mean ± CI half-width``) and verdict as Markdown, for the README.
+
+    ``python -c "import json, karma_probe.study as s; print(s.markdown(json.load(open('reports/tiny-ml100k/summary.json'))))"``
+    """
+    from karma_probe.results import format_value
+
+    table, hib = summary.get("table") or {}, summary.get("higher_is_better") or {}
+    conditions = [c for c in CONDITION_NAMES if c in table] + [c for c in table if c not in CONDITION_NAMES]
+    metrics = list(metrics or dict.fromkeys(m for c in conditions for m in table[c]))
+    lines = ["| metric | better | " + " | ".join(CONDITION_NAMES.get(c, c) for c in conditions) + " |",
+             "|---|---|" + "---|" * len(conditions)]
+    for m in metrics:
+        better = {True: "higher", False: "lower"}.get(hib.get(m), "?")
+        lines.append(f"| `{m}` | {better} | " + " | ".join(mean_ci(table[c].get(m) or {}) for c in conditions) + " |")
+    lines.append("")
+    for e in summary.get("verdict") or []:
+        ci = "no CI" if e.get("ci_low") is None else f"95 % CI [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
+        word = f"**{e['status']}**" if e.get("holds") else e["status"]
+        lines.append(f"- `{e['metric']}`: {e['claim']} — {word} (effect {format_value(e['effect'])}, {ci}; "
+                     f"action {format_value(e['action'])}, karma {format_value(e['karma'])})")
+    return "\n".join(lines)

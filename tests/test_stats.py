@@ -1,0 +1,104 @@
+"""Confidence intervals on hand-made rank arrays with known answers."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from karma_probe import stats
+from karma_probe.errors import BadInput
+
+
+def test_per_user_values_follow_the_formulas():
+    ranks = [1, 3, 10, 11, 200]
+    assert list(stats.per_user(ranks, "hr@10")) == [1, 1, 1, 0, 0]
+    assert stats.per_user(ranks, "ndcg@10") == pytest.approx([1, 1 / math.log2(4), 1 / math.log2(11), 0, 0])
+    assert stats.per_user(ranks, "mrr") == pytest.approx([1, 1 / 3, 1 / 10, 1 / 11, 1 / 200])
+    assert stats.per_user(ranks, "hr@200").mean() == 1.0
+    with pytest.raises(BadInput):
+        stats.per_user([0, 1], "hr@10")  # ranks are 1-based
+    with pytest.raises(BadInput):
+        stats.per_user([1, 2], "sink_mass")
+
+
+def test_identical_runs_differ_by_exactly_zero():
+    ranks = np.random.default_rng(0).integers(1, 500, 300)
+    for metric in ("hr@10", "ndcg@10", "mrr"):
+        ci = stats.rank_metric_diff(ranks, ranks, metric)
+        assert (ci.estimate, ci.low, ci.high) == (0, 0, 0)
+        assert not ci.excludes_zero()
+
+
+def test_a_run_better_on_every_user_has_a_ci_above_zero():
+    rng = np.random.default_rng(1)
+    worse = rng.integers(20, 500, 200)
+    better = np.maximum(1, worse // 4)  # every user's target ranked higher
+    ci = stats.rank_metric_diff(better, worse, "mrr")
+    assert ci.low > 0 and ci.high > ci.low and ci.excludes_zero()
+    assert ci.estimate == pytest.approx(stats.per_user(better, "mrr").mean() - stats.per_user(worse, "mrr").mean())
+    assert stats.rank_metric_diff(worse, better, "mrr").high < 0  # and the other way round: below zero
+
+
+def test_a_mostly_null_difference_straddles_zero():
+    rng = np.random.default_rng(2)
+    a = rng.integers(1, 100, 400)
+    b = a.copy()
+    swap = rng.choice(400, 40, replace=False)
+    b[swap] = rng.integers(1, 100, 40)  # noise on a tenth of the users, no systematic shift
+    ci = stats.rank_metric_diff(a, b, "hr@10")
+    assert ci.low < 0 < ci.high
+
+
+def test_bootstrap_ci_covers_the_mean_and_matches_the_normal_approximation():
+    rng = np.random.default_rng(3)
+    hits = (rng.random(1000) < 0.2).astype(float)
+    ci = stats.bootstrap_mean(hits)
+    se = hits.std(ddof=1) / math.sqrt(len(hits))
+    assert ci.low < hits.mean() < ci.high
+    assert ci.half_width == pytest.approx(1.96 * se, rel=0.1)
+    assert "1000 users" in ci.method
+
+
+def test_bootstrap_is_seeded_and_the_seed_matters():
+    v = np.random.default_rng(4).random(50)
+    assert stats.bootstrap_mean(v) == stats.bootstrap_mean(v)
+    assert stats.bootstrap_mean(v, seed=1) != stats.bootstrap_mean(v, seed=2)
+
+
+def test_paired_beats_unpaired_when_users_share_difficulty():
+    rng = np.random.default_rng(5)
+    difficulty = rng.random(300)
+    a, b = difficulty + 0.05, difficulty + rng.normal(0, 0.01, 300)
+    paired = stats.paired_bootstrap(a, b)
+    separate = stats.combine_independent(stats.bootstrap_mean(a), stats.bootstrap_mean(b), "x")
+    assert paired.low > 0 and paired.half_width < separate.half_width / 5
+    assert separate.estimate == pytest.approx(paired.estimate)
+
+
+def test_paired_needs_the_same_users():
+    with pytest.raises(BadInput, match="same users"):
+        stats.paired_bootstrap([1.0, 2.0], [1.0])
+
+
+def test_t_interval_known_answer():
+    ci = stats.t_interval([1.0, 2.0, 3.0])  # mean 2, s 1, t(0.975, 2) = 4.303
+    assert ci.estimate == 2 and ci.half_width == pytest.approx(4.3027 / math.sqrt(3), rel=1e-4)
+    assert stats.t_interval([1.0]) is None and stats.t_interval([1.0, None, math.nan]) is None
+    assert stats.t_quantile(1000) == pytest.approx(1.962, abs=1e-3)
+
+
+def test_combine_independent_adds_half_widths_in_quadrature():
+    a = stats.Interval(1.0, 0.7, 1.4, 10, "a")
+    b = stats.Interval(0.5, 0.1, 0.8, 10, "b")
+    d = stats.combine_independent(a, b, "d")
+    assert d.estimate == 0.5
+    assert d.low == pytest.approx(0.5 - math.hypot(0.3, 0.3))
+    assert d.high == pytest.approx(0.5 + math.hypot(0.4, 0.4))
+
+
+def test_stats_imports_no_torch():
+    code = "import karma_probe.stats, sys; assert 'torch' not in sys.modules"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,158 @@
+"""The study's verdict with confidence intervals, on fake runs whose answer is known."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from fakeruns import make_run
+
+from karma_probe import study
+from karma_probe.results import load_run
+
+CONDITIONS = ("action", "karma")
+
+
+def _runs(root, seeds=(0,), conditions=CONDITIONS, **kw):
+    return [load_run(make_run(root, f"{c}-s{s}", c, seed=s, **kw)) for s in seeds for c in conditions]
+
+
+def _claim(verdict, metric):
+    return next(v for v in verdict if v["metric"] == metric)
+
+
+VERDICT_KEYS = {"metric", "claim", "action", "karma", "effect", "ci_low", "ci_high", "holds", "status", "basis",
+                "seeds"}
+
+
+def test_one_seed_retrieval_claim_gets_a_paired_user_ci(tmp_path):
+    runs = _runs(tmp_path, users=300, n_items=400)
+    v = study.verdict(runs)
+    assert all(set(e) == VERDICT_KEYS for e in v)
+    mrr = _claim(v, "mrr")  # fakeruns: karma ranks every user's target higher than action-only does
+    action, karma = runs
+    assert mrr["effect"] == pytest.approx(karma.interval("mrr").estimate - action.interval("mrr").estimate)
+    assert 0 < mrr["ci_low"] < mrr["effect"] < mrr["ci_high"]
+    assert mrr["holds"] is True and mrr["status"] == "holds (one seed)" and mrr["seeds"] == 1
+    assert "paired bootstrap over 300 users" in mrr["basis"]
+
+
+def test_one_seed_probe_claim_combines_the_two_runs_probe_intervals(tmp_path):
+    runs = _runs(tmp_path, users=50, n_items=400, interval_half=0.05)
+    sink = _claim(study.verdict(runs), "sink_mass")  # claim: action-only higher
+    a, k = (r.summary["sink_mass"] for r in runs)
+    assert sink["effect"] == pytest.approx(a - k)
+    half = math.hypot(0.05, 0.05)
+    assert (sink["ci_low"], sink["ci_high"]) == pytest.approx((a - k - half, a - k + half))
+    assert sink["holds"] == (a - k - half > 0)
+    assert "probe bootstraps" in sink["basis"]
+
+
+def test_a_gap_inside_the_probe_noise_is_not_called_holds(tmp_path):
+    # issue 13: a 0.8 % sink_mass gap was called "holds (one seed)"; with its probe CIs it is noise
+    runs = [load_run(make_run(tmp_path, c, c, users=20, n_items=100, interval_half=0.01,
+                              summary={"sink_mass": v})) for c, v in (("action", 0.5039), ("karma", 0.5001))]
+    sink = _claim(study.verdict(runs), "sink_mass")
+    assert sink["effect"] == pytest.approx(0.0038)
+    assert sink["ci_low"] < 0 < sink["ci_high"]
+    assert sink["holds"] is False and sink["status"] == "within noise (one seed)"
+
+
+def test_lower_claims_are_signed_so_positive_is_the_claimed_direction(tmp_path):
+    runs = _runs(tmp_path, users=50, n_items=400, interval_half=0.001)
+    erank = _claim(study.verdict(runs), "erank")  # claim: action-only lower; fakeruns: karma's erank higher
+    action, karma = runs
+    assert erank["effect"] == pytest.approx(karma.summary["erank"] - action.summary["erank"]) and erank["effect"] > 0
+    assert erank["ci_low"] <= erank["effect"] <= erank["ci_high"] and erank["holds"]
+
+
+def test_a_claim_going_the_other_way_does_not_hold(tmp_path):
+    runs = [load_run(make_run(tmp_path, c, c, users=20, n_items=100, interval_half=0.001,
+                              summary={"sink_mass": v})) for c, v in (("action", 0.1), ("karma", 0.3))]
+    sink = _claim(study.verdict(runs), "sink_mass")
+    assert sink["ci_high"] < 0 and sink["status"] == "does not hold (one seed)" and not sink["holds"]
+
+
+def test_by_construction_claims_are_dropped_and_gains_are_claims(tmp_path):
+    metrics = {e["metric"] for e in study.verdict(_runs(tmp_path, users=30, n_items=100))}
+    assert not metrics & {"recon_token_acc", "recon_exact"}
+    assert {"recon_token_acc_gain", "probe_decode_acc_gain", "probe_genre_f1_gain", "aniso_cos", "erank",
+            "uniformity"} <= metrics
+
+
+def test_without_any_interval_there_is_no_ci_and_no_holds(tmp_path):
+    runs = _runs(tmp_path)  # runs from before issue 13: no ranks, no intervals
+    v = study.verdict(runs)
+    assert v and all(e["ci_low"] is None and e["holds"] is False for e in v)
+    assert _claim(v, "sink_mass")["status"] == "no CI (one seed)"
+
+
+def test_several_seeds_use_a_t_interval_over_paired_seed_differences(tmp_path):
+    runs = _runs(tmp_path, seeds=(0, 1, 2), users=40, n_items=400)
+    hr = _claim(study.verdict(runs), "hr@200")
+    by = {(r.condition, r.seed): r.summary["hr@200"] for r in runs}
+    diffs = [by["karma", s] - by["action", s] for s in (0, 1, 2)]
+    half = 4.3027 * np.std(diffs, ddof=1) / math.sqrt(3)
+    assert hr["effect"] == pytest.approx(np.mean(diffs))
+    assert (hr["ci_low"], hr["ci_high"]) == pytest.approx((np.mean(diffs) - half, np.mean(diffs) + half), rel=1e-3)
+    assert hr["seeds"] == 3 and "(one seed)" not in hr["status"] and "t-interval over 3 seeds" in hr["basis"]
+
+
+def test_seeds_pair_by_seed_not_by_order(tmp_path):
+    runs = _runs(tmp_path / "a", seeds=(0, 1), users=20, n_items=100)
+    shuffled = [runs[3], runs[0], runs[1], runs[2]]  # karma-s1 first
+    assert study.verdict(shuffled) == study.verdict(runs)
+
+
+def test_table_cells_carry_mean_and_ci(tmp_path):
+    runs = _runs(tmp_path, seeds=(0, 1, 2), users=40, n_items=400)
+    t = study.table(runs, ["sink_mass", "hr@10"])
+    c = t["karma"]["sink_mass"]
+    vals = [r.summary["sink_mass"] for r in runs if r.condition == "karma"]
+    assert c["n"] == 3 and c["mean"] == pytest.approx(np.mean(vals))
+    assert c["half_width"] == pytest.approx(4.3027 * np.std(vals, ddof=1) / math.sqrt(3), rel=1e-3)
+    assert study.mean_ci(c).count("±") == 1
+    one = study.table(_runs(tmp_path / "one", users=40, n_items=400), ["hr@10", "lm_ppl"])["karma"]
+    assert one["hr@10"]["ci_low"] < one["hr@10"]["mean"] < one["hr@10"]["ci_high"]
+    assert "users" in one["hr@10"]["ci_method"]
+    assert one["lm_ppl"]["ci_low"] is None and study.mean_ci(one["lm_ppl"]).count("±") == 0
+
+
+def test_retrieval_vs_baselines(tmp_path):
+    out = study.vs_baselines(_runs(tmp_path, users=300, n_items=400))
+    # fakeruns: popularity ranks at 1.6x the shared difficulty, markov at 0.9x, karma ~0.8x, action ~1.3x
+    assert out["karma"]["popularity"]["mrr"]["status"] == "better (one seed)"
+    assert out["action"]["markov"]["mrr"]["status"] == "worse (one seed)"
+    e = out["karma"]["popularity"]["hr@10"]
+    assert e["diff"] == pytest.approx(e["run"] - e["baseline"]) and e["ci_low"] <= e["diff"] <= e["ci_high"]
+    assert study.vs_baselines(_runs(tmp_path / "old")) == {}  # no baselines in metrics.json
+
+
+def test_write_outputs_summary_json(tmp_path, monkeypatch):
+    from karma_probe import pipeline
+
+    root = tmp_path / "runs"
+    dirs = [make_run(root, f"tiny-{c}-s{s}", c, seed=s, users=40, n_items=400, probes=1, layers=2, heads=2)
+            for s in (0, 1) for c in CONDITIONS]
+    monkeypatch.setattr("karma_probe.report.write_report",
+                        lambda runs, out: type("W", (), {"path": out, "pages": ("Verdict",)})())
+    monkeypatch.setattr(pipeline, "_write_figures", lambda runs, out: [])
+    summary = pipeline.write_outputs(pipeline.Plan(preset="tiny", seeds=(0, 1), report_dir=tmp_path / "rep"), dirs)
+    json.dumps(summary, allow_nan=False)  # strict JSON: no NaN anywhere
+    assert summary["verdict"] and all(set(e) == VERDICT_KEYS for e in summary["verdict"])
+    assert {"ci_low", "ci_high", "half_width"} <= set(summary["table"]["karma"]["sink_mass"])
+    assert "popularity" in summary["retrieval_vs_baselines"]["karma"]
+    assert "probe_decode_acc_gain" in summary["table"]["karma"]
+
+
+def test_markdown_rows_are_mean_plus_minus_half_width_and_only_holds_is_bold(tmp_path):
+    runs = _runs(tmp_path, seeds=(0, 1), users=40, n_items=400)
+    summary = {"table": study.table(runs, ["sink_mass", "hr@10"]), "verdict": study.verdict(runs),
+               "higher_is_better": {"sink_mass": False, "hr@10": True}}
+    md = study.markdown(summary)
+    row = next(line for line in md.splitlines() if line.startswith("| `sink_mass`"))
+    assert row.startswith("| `sink_mass` | lower | ") and row.count("±") == 2
+    assert study.mean_ci(summary["table"]["karma"]["sink_mass"]) in row
+    for e in summary["verdict"]:
+        line = next(line for line in md.splitlines() if line.startswith(f"- `{e['metric']}`"))
+        assert ("**" in line) == e["holds"] and "95 % CI [" in line
