@@ -6,6 +6,7 @@ embedding at inference costs the same in both conditions (the regularizers are t
     python benchmarks/train_step.py --preset tiny --steps 10
     python benchmarks/train_step.py --preset smollm2 --steps 4
     python benchmarks/train_step.py --preset smollm2 --steps 4 --set train_layers=0   # full fine-tuning
+    python benchmarks/train_step.py --preset smollm2 --steps 3 --conditions action --precisions fp32 bf16
 
 Conditions are interleaved step by step so that background load hits all of them alike; the
 printed numbers are medians over the measured steps (after one warm-up step each).
@@ -32,13 +33,17 @@ def main() -> None:
     ap.add_argument("--preset", default="tiny", choices=["tiny", "smollm2"])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--conditions", nargs="+", default=["action", "gen", "rec", "karma"])
+    ap.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
+                    help="compare autocast precisions too (default: the preset's)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset field (repeatable)")
     args = ap.parse_args()
     overrides = parse_sets(args.set)
 
     setups = {}
-    for cond in args.conditions:
-        cfg = make_config(args.preset, cond, overrides)
+    precisions = args.precisions or [None]
+    for cond, precision in [(c, p) for c in args.conditions for p in precisions]:
+        cfg = make_config(args.preset, cond, overrides | ({"precision": precision} if precision else {}))
+        cond = f"{cond}/{precision}" if precision else cond
         ds = load_dataset(cfg.dataset)
         model = build_model(cfg, dataset=ds)
         _freeze(model, cfg)
@@ -68,15 +73,16 @@ def main() -> None:
             model.interest_for(histories, cfg.max_history, batch_size=16)
             infer[cond].append(time.perf_counter() - t)
 
-    base = statistics.median(times["action"]) if "action" in times else None
-    base_inf = statistics.median(infer["action"]) if "action" in infer else None
+    first = next(iter(setups))  # action (in the first listed precision) is the reference
+    base = statistics.median(times[first]) if first.startswith("action") else None
+    base_inf = statistics.median(infer[first]) if first.startswith("action") else None
     print(f"preset={args.preset} interface={cfg0.interface} precision={cfg0.precision} steps={args.steps} "
           f"batch={cfg0.batch_size} train_layers={cfg0.train_layers or 'all'} reg_positions={cfg0.reg_positions} "
           f"threads={torch.get_num_threads()}" + (f" overrides={overrides}" if overrides else ""))
-    print(f"{'condition':<10} {'step s':>9} {'x action':>9} {'infer s':>9} {'x action':>9}")
+    print(f"{'condition':<12} {'step s':>9} {'x action':>9} {'infer s':>9} {'x action':>9}")
     for cond in setups:
         st, inf = statistics.median(times[cond]), statistics.median(infer[cond])
-        print(f"{cond:<10} {st:>9.3f} {st / base if base else float('nan'):>9.2f} "
+        print(f"{cond:<12} {st:>9.3f} {st / base if base else float('nan'):>9.2f} "
               f"{inf:>9.3f} {inf / base_inf if base_inf else float('nan'):>9.2f}")
 
 

@@ -115,7 +115,7 @@ class KarmaModel(nn.Module):
     def hidden_and_cache(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor):
         """Final hidden states (B, T, d) and the key/value cache of a forward pass (in the autograd graph)."""
         out = self.backbone.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=True)
-        return out.last_hidden_state, out.past_key_values
+        return out.last_hidden_state, out.cache
 
     def continuation_logits(self, h: torch.Tensor, cache, rows: torch.Tensor, cols: torch.Tensor,
                             target_ids: torch.Tensor, target_mask: torch.Tensor):

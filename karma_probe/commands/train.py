@@ -26,6 +26,8 @@ def add_arguments(p):
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any TrainConfig field (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing run directory at --out first (refused for anything that is not a run)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: the idle cores; threads waiting "
+                   "for a busy core spin, so a loaded machine trains faster with fewer)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -35,6 +37,10 @@ def run(args) -> int:
 
     from karma_probe.config import make_config, parse_sets
 
+    from karma_probe.errors import BadInput
+
+    if args.threads is not None and args.threads < 1:
+        raise BadInput(f"--threads must be >= 1, got {args.threads}")
     fields = {"seed": args.seed}
     if args.steps is not None:
         fields["steps"] = args.steps
@@ -48,7 +54,8 @@ def run(args) -> int:
 
         hf_logging.disable_progress_bar()
 
-    metrics = train_run(cfg, Path(args.out), preset=args.preset, overwrite=args.overwrite, progress=not args.no_progress)
+    metrics = train_run(cfg, Path(args.out), preset=args.preset, overwrite=args.overwrite, progress=not args.no_progress,
+                        threads=args.threads)
     if metrics:
         print(json.dumps({"run": args.out, "test": metrics["test"], "random": metrics["random"]}, indent=2))
     return 0
