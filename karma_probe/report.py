@@ -24,7 +24,7 @@ import numpy as np
 from karma_probe import figures, study
 from karma_probe.errors import BadInput
 from karma_probe.figures.spec import FigureSpec
-from karma_probe.results import Run, decode_tokens, format_delta, format_value, load_hidden, load_maps, verdict
+from karma_probe.results import Run, format_delta, format_value, load_hidden, load_maps, map_labels, verdict
 from karma_probe.rundir import atomic_path, now
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
@@ -312,7 +312,7 @@ def _attention(pages: _Pages, runs: Sequence[Run], probes: int, layer: int | Non
         title = f"Attention maps: {run.name}, layer {layer}, head {head}"
         try:
             chosen = load_maps(run)[:probes]
-            specs = [figures.attention_map(p, layer, head, decode_tokens(run, p.input_ids), run.name) for p in chosen]
+            specs = [figures.attention_map(p, layer, head, map_labels(run, p), run.name) for p in chosen]
         except BadInput as e:
             pages.note(title, f"Not available: {e}")
             continue

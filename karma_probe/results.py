@@ -422,7 +422,8 @@ class ProbeMap:
 
     index: int
     attn: np.ndarray       # [L, H, T, T] float32, rows = queries
-    input_ids: np.ndarray  # [T] int64
+    input_ids: np.ndarray  # [T] int64: token ids, or item indices for a continuous-interface run
+    labels: tuple[str, ...] | None = None  # axis labels the capture wrote (item titles), else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -446,6 +447,9 @@ def load_maps(run: Run | str | Path) -> tuple[ProbeMap, ...]:
             probes.setdefault(int(m.group(1)), {})[m.group(2)] = value
     if not probes:
         raise BadInput(f"{f}: no probe{{k}}.attn tensors")
+    manifest = f.parent / "manifest.json"
+    meta = read_json(manifest, "capture manifest") if manifest.is_file() else {}
+    map_labels = (meta.get("map_labels") or {}) if isinstance(meta, dict) else {}
     out = []
     for k, parts in sorted(probes.items()):
         if set(parts) != {"attn", "input_ids"}:
@@ -454,8 +458,15 @@ def load_maps(run: Run | str | Path) -> tuple[ProbeMap, ...]:
         if attn.ndim != 4 or ids.ndim != 1 or attn.shape[2:] != (len(ids), len(ids)):
             raise BadInput(f"{f}: probe{k}.attn has shape {list(attn.shape)} and input_ids {list(ids.shape)}; "
                            "expected [L, H, T, T] and [T]")
-        out.append(ProbeMap(index=k, attn=attn, input_ids=ids))
+        labels = map_labels.get(f"probe{k}")
+        labels = tuple(str(x) for x in labels) if isinstance(labels, list) and len(labels) == len(ids) else None
+        out.append(ProbeMap(index=k, attn=attn, input_ids=ids, labels=labels))
     return tuple(out)
+
+
+def map_labels(run: Run | str | Path, probe: ProbeMap) -> list[str]:
+    """Axis labels of a probe's map: the item titles of a continuous run, else decoded tokens."""
+    return list(probe.labels) if probe.labels else decode_tokens(run, probe.input_ids)
 
 
 def load_hidden(run: Run | str | Path) -> Hidden:

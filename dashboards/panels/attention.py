@@ -56,7 +56,7 @@ for i, (side, run) in enumerate(zip(sides, pair)):
     if probe is None:
         side.warning(f"{run.name}: probe {probe_index} was not captured with full maps.")
         continue
-    labels, note = dashboard.tokens(view, run, probe.input_ids)
+    labels, note = (list(probe.labels), "") if probe.labels else dashboard.tokens(view, run, probe.input_ids)
     try:
         spec = figures.attention_map(probe, layer, head, labels, run.name)
     except BadInput as e:  # runs of different models: the other one may have fewer layers or heads
