@@ -422,6 +422,10 @@ def test_cli_reference_run_follows_the_contract(base_run):
     assert m["model"] == {"architecture": "LlamaForCausalLM", "layers": 2, "heads": 4, "kv_heads": 2, "width": 64,
                           "vocab": TINY_VOCAB}
     assert (m["probes"]["seed"], m["probes"]["count"], m["probes"]["max_len"]) == (0, 9, 40)
+    # the same number of history items as the tiny runs' prompts (PRESETS["tiny"].max_history)
+    from karma_probe.config import PRESETS
+
+    assert m["probes"]["max_items"] == PRESETS["tiny"].max_history == 5
     L, Hh, T, N = 2, 4, 40, 6
     shapes = {"attn.first_mass_sum": [L, Hh], "attn.rows": [1], "attn.entropy_sum": [L, Hh],
               "attn.key_received_sum": [L, Hh, T], "attn.key_positions": [T], "attn.key_conc_sum": [L, Hh],

@@ -23,6 +23,9 @@ def add_arguments(p):
     p.add_argument("--model", help="capture an untouched model as a reference run (smollm2-135m, tiny, or a local HF dir)")
     p.add_argument("--out", help="with --model: the reference run directory to create (e.g. runs/base)")
     p.add_argument("--dataset", default="ml-100k", help="with --model: dataset for the history probes (default ml-100k)")
+    p.add_argument("--max-items", type=int, default=None,
+                   help="with --model: history items per probe prompt (default: the max_history of the preset "
+                        "that trains this backbone, so the reference sees the trained runs' prompts)")
     p.add_argument("--probes", type=int, default=64, help="number of history probes (test-split users; default 64)")
     p.add_argument("--text-probes", type=int, default=None, help="number of general-text passages (default: all)")
     p.add_argument("--max-len", type=int, default=256, help="tokens per probe, T (default 256)")
@@ -48,6 +51,17 @@ def _shard(text: str) -> tuple[int, int]:
         return int(i), int(n)
     except ValueError:
         raise BadInput(f"--shard {text!r}: expected I/N, e.g. 0/2") from None
+
+
+def reference_max_items(model: str) -> int:
+    """History items of the trained runs' prompts for backbone ``model``: the max_history of the
+    preset that trains it (tiny, smollm2: 5), else the capture default. A reference run whose
+    prompts hold another number of items would differ from the trained runs in its input."""
+    from karma_probe.capture.probes import DEFAULT_MAX_ITEMS
+    from karma_probe.config import PRESETS
+
+    found = {p.max_history for p in PRESETS.values() if p.model == model}
+    return found.pop() if len(found) == 1 else DEFAULT_MAX_ITEMS
 
 
 def run(args) -> int:
@@ -84,7 +98,10 @@ def run(args) -> int:
             raise BadInput("--model needs --out RUN_DIR (and no positional RUN)")
         if args.capture_dir:
             raise BadInput("--capture-dir does not apply to --model (the capture goes to OUT/capture)")
-        print(create_base_run(args.model, args.out, opts, dataset=args.dataset))
+        max_items = args.max_items if args.max_items is not None else reference_max_items(args.model)
+        if max_items < 1:
+            raise BadInput(f"--max-items must be >= 1, got {max_items}")
+        print(create_base_run(args.model, args.out, opts, dataset=args.dataset, max_items=max_items))
         return 0
     if not args.run:
         raise BadInput("give a RUN directory, or --model M --out DIR, or --merge OUT IN1 IN2 ...")
