@@ -12,6 +12,14 @@ failed analysis leaves the previous file untouched.
 A metric whose input this run does not have (the reconstruction path of an untouched model, a
 missing ``metrics.json``) is listed under ``absent`` with the reason instead of in ``summary``.
 
+Uncertainty: a metric whose analyzer measures it over probes (attention, geometry, decodability)
+gets ``intervals[metric] = [low, high]``, the 95 % percentile bootstrap interval over the history
+probes (1000 seeded resamples, analyzers/bootstrap.py; ``interval_method`` says so), and its
+replicates under ``bootstrap[metric]``: the resample indices are the same for every run captured
+on the same probe set, so the replicates of two runs pair up for a paired difference.
+``embedding_space`` says in which space the interest/item embeddings were measured (a base run's
+through a seeded random head of the trained runs' width, analyzers/space.py).
+
 Torch runs on the idle cores (:func:`auto_threads`): on a shared machine, threads that wait for a
 busy core cost more than they bring.
 
@@ -36,6 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from karma_probe.analyzers import Absent, select
+from karma_probe.analyzers.bootstrap import METHOD as INTERVAL_METHOD
 from karma_probe.analyzers.inputs import Capture, RunInputs
 from karma_probe.cpu import auto_threads
 from karma_probe.errors import BadInput
@@ -98,8 +107,12 @@ def _torch_threads(threads: int | None, needed: bool):
 
 
 def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected, progress) -> dict:
-    inputs = RunInputs(run_dir, checkpoint=checkpoint, capture=capture, progress=progress)
+    from karma_probe.analyzers.reader import FixedReader
+
+    reader = FixedReader()  # the post-hoc decoder's fixed backbone: loaded once for every checkpoint
+    inputs = RunInputs(run_dir, checkpoint=checkpoint, capture=capture, progress=progress, reader=reader)
     result = _evaluate(selected, inputs, progress, label="")
+    space = inputs.space.to_json() if capture is not None else None
     del inputs  # release the model before the trajectory loads the next one
 
     out = {
@@ -109,13 +122,18 @@ def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected,
         "summary": result["summary"],
         "higher_is_better": {m.name: m.higher_is_better for m in selected if m.name in result["summary"]},
         "absent": result["absent"],
+        "intervals": result["intervals"],
+        "interval_method": INTERVAL_METHOD,
+        "bootstrap": result["bootstrap"],
         "samples": {"decoded": result["samples"]},
     }
+    if space is not None:
+        out["embedding_space"] = space
     if steps:  # non-empty exactly when --all-checkpoints (checked before anything ran)
         out["trajectory"] = []
         for ck in steps:
             ck_inputs = RunInputs(run_dir, checkpoint=ck, capture=step_captures.get(ck), metrics_path=ck / "metrics.json",
-                                  progress=progress)
+                                  progress=progress, reader=reader)
             seconds, source = {}, "capture/"
             if ck_inputs.capture is None and any("capture" in m.needs for m in selected):
                 t0 = time.perf_counter()
@@ -127,7 +145,8 @@ def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected,
                 source = f"in memory: {TRAJECTORY_PROBES} history / {TRAJECTORY_TEXT_PROBES} text probes"
             r = _evaluate(selected, ck_inputs, progress, label=f"{ck.name}: ")
             out["trajectory"].append({"step": _step(ck), "checkpoint": _rel(ck, run_dir), "capture": source,
-                                      "summary": r["summary"], "absent": r["absent"], "seconds": r["seconds"] | seconds})
+                                      "summary": r["summary"], "intervals": r["intervals"], "absent": r["absent"],
+                                      "seconds": r["seconds"] | seconds})
     out["analyzed"] = {"created": now(), "git_sha": git_sha(), "seconds": result["seconds"]}
     return out
 
@@ -145,7 +164,7 @@ def _capture_checkpoint(inputs: RunInputs, progress: bool) -> Capture:
 
 
 def _evaluate(selected, inputs: RunInputs, progress: bool, label: str) -> dict:
-    records, summary, absent, samples, seconds = [], {}, {}, [], {}
+    records, summary, absent, samples, seconds, intervals, reps = [], {}, {}, [], {}, {}, {}
     bar = _bar(selected, progress, label)
     for m in bar:
         if progress:
@@ -164,7 +183,11 @@ def _evaluate(selected, inputs: RunInputs, progress: bool, label: str) -> dict:
         summary[m.name] = _json_number(meas.value)
         records += [r.to_json(m.higher_is_better) for r in meas.records]
         samples += list(meas.samples)
-    return {"records": records, "summary": summary, "absent": absent, "samples": samples, "seconds": seconds}
+        if meas.interval is not None and all(_json_number(v) is not None for v in meas.interval.as_list()):
+            intervals[m.name] = meas.interval.as_list()
+            reps[m.name] = [_json_number(float(f"{v:.6g}")) for v in meas.interval.replicates]
+    return {"records": records, "summary": summary, "absent": absent, "samples": samples, "seconds": seconds,
+            "intervals": intervals, "bootstrap": reps}
 
 
 def _bar(selected, progress: bool, label: str):
@@ -230,9 +253,13 @@ def _merge_previous(path: Path, new: dict, computed: list[str], explicit: bool) 
     merged["summary"] = {**keep(old.get("summary")), **new["summary"]}
     merged["higher_is_better"] = {**keep(old.get("higher_is_better")), **new["higher_is_better"]}
     merged["absent"] = {**keep(old.get("absent")), **new["absent"]}
+    merged["intervals"] = {**keep(old.get("intervals")), **new["intervals"]}
+    merged["bootstrap"] = {**keep(old.get("bootstrap")), **new["bootstrap"]}
+    if "embedding_space" not in new and "embedding_space" in old:
+        merged["embedding_space"] = old["embedding_space"]
     # samples come from recon_exact (decoder "run") and probe_decode_acc (decoder "post-hoc")
     redone = {"run"} if "recon_exact" in done else set()
-    redone |= {"post-hoc"} if "probe_decode_acc" in done else set()
+    redone |= {"post-hoc"} if "probe_decode_acc" in done else set()  # (its null and gain reuse the same fit)
     old_samples = [s for s in (old.get("samples") or {}).get("decoded", []) if s.get("decoder") not in redone]
     merged["samples"] = {"decoded": old_samples + new["samples"]["decoded"]}
     old_traj = {t.get("step"): t for t in old.get("trajectory") or [] if isinstance(t, dict)}
@@ -241,6 +268,7 @@ def _merge_previous(path: Path, new: dict, computed: list[str], explicit: bool) 
             merged["trajectory"] = list(old_traj.values())
     else:
         merged["trajectory"] = [{**t, "summary": {**keep(old_traj.get(t["step"], {}).get("summary")), **t["summary"]},
+                                 "intervals": {**keep(old_traj.get(t["step"], {}).get("intervals")), **t["intervals"]},
                                  "absent": {**keep(old_traj.get(t["step"], {}).get("absent")), **t["absent"]}}
                                 for t in new["trajectory"]]
     return merged

@@ -17,7 +17,7 @@ import torch
 from karma_probe.analyzers import METRICS, Absent, directions, select
 from karma_probe.analyzers.attention import attention_sums
 from karma_probe.analyzers.inputs import Capture, RunInputs
-from karma_probe.analyzers.registry import DESIGN_METRICS
+from karma_probe.analyzers.registry import DESIGN_METRICS, METRIC_NAMES
 from karma_probe.errors import BadInput
 from karma_probe.rundir import read_json, write_json
 
@@ -74,7 +74,8 @@ def write_fake_capture(run: Path, model, n=6, step=7):
         "model": {"architecture": "LlamaForCausalLM", "layers": L, "heads": H, "kv_heads": c.num_key_value_heads,
                   "width": d, "vocab": c.vocab_size},
         "probes": {"seed": 0, "count": n + 2, "max_len": 256, "max_items": 5,
-                   "history": {"count": n, "texts": texts, "lengths": [len(model.tokenize([t])[0]) for t in texts]}},
+                   "history": {"count": n, "texts": texts, "lengths": [len(model.tokenize([t])[0]) for t in texts],
+                               "users": [p.user for p in probes.history]}},
         "run": {"name": run.name, "step": step}})
 
 
@@ -107,8 +108,11 @@ def cli(*args):
 
 
 def test_registry_covers_design_and_declares_everything():
-    assert set(METRICS) == set(DESIGN_METRICS)
-    assert [m.name for m in select(None)] == list(DESIGN_METRICS)
+    assert set(METRICS) == set(METRIC_NAMES) and set(DESIGN_METRICS) <= set(METRICS)
+    assert [m.name for m in select(None)] == list(METRIC_NAMES)
+    # every decodability metric has its null and its gain, both higher-is-better like the metric
+    for base in ("recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc", "probe_decode_acc_own"):
+        assert METRICS[f"{base}_shuffled"].higher_is_better and METRICS[f"{base}_gain"].higher_is_better
     for m in METRICS.values():
         assert isinstance(m.higher_is_better, bool), m.name
         doc = m.doc
@@ -122,7 +126,7 @@ def test_registry_covers_design_and_declares_everything():
 
 def test_registry_imports_without_torch():
     code = ("import sys; import karma_probe.analyzers as a; "
-            "assert len(a.METRICS) == 21; assert 'torch' not in sys.modules and 'sklearn' not in sys.modules")
+            "assert len(a.METRICS) == 32; assert 'torch' not in sys.modules and 'sklearn' not in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -139,7 +143,7 @@ def conformance(fake_run):
     return inputs, {name: m(inputs) for name, m in METRICS.items()}
 
 
-@pytest.mark.parametrize("name", DESIGN_METRICS)
+@pytest.mark.parametrize("name", METRIC_NAMES)
 def test_every_analyzer_produces_well_formed_records(conformance, name):
     inputs, results = conformance
     meas = results[name]
@@ -185,12 +189,23 @@ def test_cli_writes_the_analysis_contract(captured_run):
     assert out["schema"] == "karma_probe.analysis/1"
     assert out["run"] | {"versions": None} == {"name": "karma", "condition": "karma", "seed": 0, "git_sha": "0123abc",
                                                 "versions": None, "model": "tiny", "checkpoint": "checkpoint", "step": 7}
-    assert set(out["summary"]) == set(DESIGN_METRICS) and not out["absent"]
+    assert set(out["summary"]) == set(METRIC_NAMES) and not out["absent"]
     assert out["higher_is_better"] == {k: METRICS[k].higher_is_better for k in out["summary"]}
     assert {k: out["summary"][k] for k in RETRIEVAL if k in out["summary"]} == {k: v for k, v in RETRIEVAL.items() if k != "ndcg@50"}
     assert all(rec["higher_is_better"] == METRICS[rec["metric"]].higher_is_better for rec in out["records"])
     assert {s["decoder"] for s in out["samples"]["decoded"]} == {"run", "post-hoc"}
-    assert set(out["analyzed"]["seconds"]) >= set(DESIGN_METRICS)
+    assert set(out["analyzed"]["seconds"]) >= set(METRIC_NAMES)
+    # intervals over probes: [low, high] for every attention, geometry and decodability headline
+    assert out["interval_method"]["resamples"] == 1000 and out["interval_method"]["level"] == 0.95
+    assert set(out["intervals"]) == {m for m in METRIC_NAMES if METRICS[m].family in ("attention", "geometry", "decodability")}
+    for name, (lo, hi) in out["intervals"].items():
+        assert lo <= hi and len(out["bootstrap"][name]) == 1000, name
+    for name in ("sink_mass", "attn_entropy", "probe_decode_acc", "recon_token_acc_gain"):
+        lo, hi = out["intervals"][name]
+        assert lo <= out["summary"][name] <= hi, name
+    for base in ("recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc", "probe_decode_acc_own"):
+        assert out["summary"][f"{base}_gain"] == pytest.approx(out["summary"][base] - out["summary"][f"{base}_shuffled"])
+    assert out["embedding_space"] == {"source": "interest_head", "width": 64, "comparable": True}
     assert "wrote" in r.stdout and "sink_mass" in r.stdout
 
 
@@ -201,8 +216,10 @@ def test_real_capture_headlines_match_its_stats(captured_run):
     run, _ = captured_run
     out = read_json(run / "analysis.json")
     st = load_file(str(run / "capture" / "stats.safetensors"))
-    sink = st["history.attn.first_mass_sum"] / st["history.attn.rows"][0]
-    assert out["summary"]["sink_mass"] == pytest.approx(float(sink.mean()), rel=1e-6)
+    assert out["summary"]["sink_mass"] == pytest.approx(float(st["history.attn.first_mass"].mean()), rel=1e-6)
+    pooled = st["history.attn.first_mass_sum"] / st["history.attn.rows"][0]
+    assert [r["value"] for r in out["records"] if r["metric"] == "sink_mass" and r["set"] == "history_pooled"] == [
+        pytest.approx(float(pooled.mean()), rel=1e-6)]
     hid = load_file(str(run / "capture" / "hidden.safetensors"))
     from karma_probe.analyzers.geometry import erank
 
@@ -229,9 +246,64 @@ def test_base_model_has_no_reconstruction_path(tmp_path):
     assert r.returncode == 0, r.stderr
     out = read_json(run / "analysis.json")
     assert set(out["summary"]) == {"aniso_cos"} and set(out["higher_is_better"]) == {"aniso_cos"}
+    # measured through a seeded random head of the tiny runs' width, and said so
+    assert out["embedding_space"] == {"source": "random_projection", "width": 64, "comparable": True,
+                                      "projection": {"from": 64, "to": 64, "seed": 0, "entries": "N(0, 1/to)",
+                                                     "then": "L2 normalize"}}
+    from safetensors.numpy import load_file
+
+    from karma_probe.analyzers.geometry import aniso_cos
+    from karma_probe.analyzers.space import projection
+
+    raw = load_file(str(run / "capture" / "hidden.safetensors"))["interest"]
+    Z = raw @ projection(64, 64).T
+    assert out["summary"]["aniso_cos"] == pytest.approx(aniso_cos(Z), rel=1e-5)
+    assert out["summary"]["aniso_cos"] != pytest.approx(aniso_cos(raw), rel=1e-3)
     assert "no reconstruction path" in out["absent"]["recon_token_acc"]
     assert "metrics.json" in out["absent"]["hr@10"]
     assert "absent" in r.stdout
+
+
+def test_base_run_space_matches_the_trained_runs_width():
+    from karma_probe.analyzers.space import space_for, trained_width
+
+    assert trained_width("smollm2-135m") == 128 and trained_width("tiny") == 64
+    smol = space_for("base", "smollm2-135m", 576)
+    assert (smol.source, smol.width, smol.comparable, smol.matrix.shape) == ("random_projection", 128, True, (128, 576))
+    X = np.random.default_rng(0).normal(size=(10, 576))
+    Z = smol.apply(X)
+    assert Z.shape == (10, 128) and np.allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(Z, space_for("base", "smollm2-135m", 576).apply(X))  # seeded: the same head every time
+    assert space_for("base", "/some/local/model", 320).to_json() == {"source": "marker_state", "width": 320,
+                                                                     "comparable": False}
+    trained = space_for("karma", "smollm2-135m", 128)
+    assert trained.apply(X[:, :128]).tolist() == X[:, :128].astype(np.float32).tolist()  # trained runs as they are
+
+
+def test_fit_users_and_scored_users_are_disjoint(tmp_path, monkeypatch):
+    """Fails on any overlap between the users the read-outs are fitted on and the users scored."""
+    import random
+
+    from karma_probe.analyzers.inputs import FIT_EXAMPLES, FIT_SEED
+
+    run = tmp_path / "run"
+    model = make_run(run)
+    write_fake_capture(run, model, n=64)
+    calls = []
+    embed = RunInputs.embed_histories
+    monkeypatch.setattr(RunInputs, "embed_histories", lambda self, ex, **kw: calls.append(len(ex)) or embed(self, ex, **kw))
+    inputs = RunInputs(run, capture=Capture.load(run / "capture", run / "checkpoint"))
+    scored = set(inputs.probe_users)
+    fit = [ex.user for ex in inputs.fit_examples]
+    assert len(scored) == 64 and len(fit) == len(set(fit)) == FIT_EXAMPLES
+    assert not set(fit) & scored
+    X, t = inputs.fit_split
+    assert X.shape == (FIT_EXAMPLES, model.embed_dim) and t.tolist() == [ex.target for ex in inputs.fit_examples]
+    # every history embedding went through the one funnel: the capture check, then the fit split
+    assert calls == [2, FIT_EXAMPLES]
+    # the recipe before issue 13 (same seed over every valid user) overlapped: this test has teeth
+    valid = inputs.dataset.split().valid
+    assert {valid[k].user for k in random.Random(FIT_SEED).sample(range(len(valid)), FIT_EXAMPLES)} & scored
 
 
 def test_trajectory_over_checkpoints(fake_run, tmp_path):

@@ -109,10 +109,15 @@ def test_analyzers_reduce_sums_to_the_full_map_values():
     inputs = FakeInputs({"history": stats})
     rows = np.array([m.shape[-1] - 1 for m in maps], dtype=float)
 
-    # row statistics pool every row of every probe; key concentration averages probes
-    want_sink = sum(sink_mass_from_pattern(m) * r for m, r in zip(maps, rows)) / rows.sum()
-    want_ent = sum(attn_entropy_from_pattern(m) * r for m, r in zip(maps, rows)) / rows.sum()
+    # the headline averages probes (each probe weighs the same); the pooled record pools rows
+    want_sink = np.mean([sink_mass_from_pattern(m) for m in maps], axis=0)
+    want_ent = np.mean([attn_entropy_from_pattern(m) for m in maps], axis=0)
     want_conc = np.mean([key_concentration_from_pattern(m) for m in maps], axis=0)
+    pooled_sink = sum(sink_mass_from_pattern(m) * r for m, r in zip(maps, rows)) / rows.sum()
+    pooled_ent = sum(attn_entropy_from_pattern(m) * r for m, r in zip(maps, rows)) / rows.sum()
+    for name, pooled in (("sink_mass", pooled_sink), ("attn_entropy", pooled_ent)):
+        rec = [r.value for r in METRICS[name](inputs).records if r.set == "history_pooled"]
+        assert rec == [pytest.approx(float(pooled.mean()), rel=1e-5)], name
     for name, want in (("sink_mass", want_sink), ("attn_entropy", want_ent), ("key_concentration", want_conc)):
         meas = METRICS[name](inputs)
         got = np.full((L, H), np.nan)
@@ -132,8 +137,8 @@ def test_analyzers_reduce_sums_to_the_full_map_values():
 def test_sink_rate_counts_heads_above_epsilon():
     assert SINK_EPSILON == 0.3
     sink = np.array([[0.9, 0.1, 0.29], [0.31, 0.0, 0.5]])  # 3 of 6 heads above 0.3
-    stats = {"attn.first_mass_sum": (sink * 10).astype(np.float32), "attn.rows": np.array([10.0], np.float32)}
-    meas = METRICS["sink_rate"](FakeInputs({"history": stats, "text": {**stats, "attn.first_mass_sum": np.zeros((2, 3), np.float32)}}))
+    stats = {"attn.first_mass": np.stack([sink - 0.01, sink + 0.01]).astype(np.float32)}  # two probes, mean = sink
+    meas = METRICS["sink_rate"](FakeInputs({"history": stats, "text": {"attn.first_mass": np.zeros((1, 2, 3), np.float32)}}))
     assert meas.value == pytest.approx(0.5)
     per_layer = {r.layer: r.value for r in meas.records if r.layer is not None}
     assert per_layer == pytest.approx({0: 1 / 3, 1: 2 / 3})
@@ -176,3 +181,48 @@ def test_capture_reducers_equal_full_map_definitions():
     want = attention_sums(maps)
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+# --------------------------------------------------------------------------- probe-mean vs pooled rows
+
+
+def test_probe_mean_weighs_every_probe_the_same_pooled_rows_do_not():
+    """A long probe all on token 0 and a short one that never looks at it: probe-mean 1/2,
+    pooled rows (39 + 0) / (39 + 4) — the long probe dominates."""
+    long, short = all_on_first(40), np.eye(5)
+    stats = attention_sums([np.broadcast_to(long, (1, 1, 40, 40)), np.broadcast_to(short, (1, 1, 5, 5))])
+    meas = METRICS["sink_mass"](FakeInputs({"history": stats}))
+    assert meas.value == pytest.approx(0.5)
+    assert [r.value for r in meas.records if r.set == "history_pooled"] == [pytest.approx(39 / 43)]
+    lo, hi = meas.interval.as_list()
+    assert lo <= 0.5 <= hi and lo < hi  # two different probes: a real spread
+
+
+@pytest.mark.parametrize("name", ["sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act"])
+def test_identical_probes_give_a_zero_width_interval_around_the_estimate(name):
+    rng = np.random.default_rng(3)
+    P = random_causal(rng, 2, 3, 12, temperature=0.5)
+    h = rng.normal(size=(3, 12, 4))
+    stats = attention_sums([P] * 7, [h] * 7)
+    meas = METRICS[name](FakeInputs({"history": stats}))
+    lo, hi = meas.interval.as_list()
+    assert lo == pytest.approx(meas.value, abs=1e-6) and hi == pytest.approx(meas.value, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sink_mass", "key_concentration", "attn_entropy", "massive_act"])
+def test_interval_contains_the_estimate_on_varied_probes(name):
+    rng = np.random.default_rng(5)
+    maps = [random_causal(rng, 2, 3, T, temperature=t) for T, t in zip(rng.integers(6, 30, 24), rng.uniform(0.2, 2, 24))]
+    resid = [rng.normal(size=(3, m.shape[-1], 4)) * rng.uniform(1, 3) for m in maps]
+    meas = METRICS[name](FakeInputs({"history": attention_sums(maps, resid)}))
+    lo, hi = meas.interval.as_list()
+    assert lo < meas.value < hi
+
+
+def test_a_capture_without_per_probe_statistics_has_no_probe_mean():
+    from karma_probe.analyzers.registry import Absent
+
+    stats = {k: v for k, v in attention_sums([all_on_first(6)[None, None]]).items() if not k.endswith(
+        ("first_mass", "entropy", "key_conc", "probe_rows"))}
+    with pytest.raises(Absent, match="re-run `karma-probe capture`"):
+        METRICS["sink_mass"](FakeInputs({"history": stats}))

@@ -154,19 +154,27 @@ def reference_stats(P, lengths, max_len):
     L, _, Hh = P.shape[:3]
     out = {"first": torch.zeros(L, Hh, dtype=torch.float64), "ent": torch.zeros(L, Hh, dtype=torch.float64),
            "rec": torch.zeros(L, Hh, max_len, dtype=torch.float64), "pos": torch.zeros(max_len, dtype=torch.float64),
-           "conc": torch.zeros(L, Hh, dtype=torch.float64), "rows": 0, "probes": len(lengths)}
+           "conc": torch.zeros(L, Hh, dtype=torch.float64), "rows": 0, "probes": len(lengths),
+           "per_first": [], "per_ent": [], "per_conc": []}  # per probe: (L, H) each
     for b, n in enumerate(lengths):
         M = P[:, b, :, :n, :n].double()  # (L, H, n, n)
-        out["first"] += M[:, :, 1:, 0].sum(-1)
+        first = M[:, :, 1:, 0].sum(-1)
+        out["first"] += first
+        ent = torch.zeros(L, Hh, dtype=torch.float64)
         for i in range(1, n):
             row = M[:, :, i, : i + 1]
-            out["ent"] += -(row * row.log()).nan_to_num(0.0).sum(-1) / math.log(i + 1)
+            ent += -(row * row.log()).nan_to_num(0.0).sum(-1) / math.log(i + 1)
+        out["ent"] += ent
         r = M.sum(2)  # (L, H, n): r_j = Σ_{i>=j} P[i, j]
         out["rec"][:, :, :n] += r
         out["pos"][:n] += 1
         k = math.ceil(5 * (n - 1) / 100)
-        out["conc"] += r[..., 1:].sort(-1, descending=True).values[..., :k].sum(-1) / r[..., 1:].sum(-1)
+        conc = r[..., 1:].sort(-1, descending=True).values[..., :k].sum(-1) / r[..., 1:].sum(-1)
+        out["conc"] += conc
         out["rows"] += n - 1
+        out["per_first"].append(first / (n - 1))
+        out["per_ent"].append(ent / (n - 1))
+        out["per_conc"].append(conc)
     return out
 
 
@@ -196,6 +204,15 @@ def test_streaming_equals_full(chunk, full_keys):
     torch.testing.assert_close(got["attn.key_positions"].double(), ref["pos"])
     torch.testing.assert_close(got["attn.key_conc_sum"].double(), ref["conc"], **close)
     assert got["attn.rows"].item() == ref["rows"] and got["attn.probes"].item() == ref["probes"]
+    # per probe: each probe's own row means and share, in probe order
+    torch.testing.assert_close(got["attn.first_mass"].double(), torch.stack(ref["per_first"]), **close)
+    torch.testing.assert_close(got["attn.entropy"].double(), torch.stack(ref["per_ent"]), **close)
+    torch.testing.assert_close(got["attn.key_conc"].double(), torch.stack(ref["per_conc"]), **close)
+    assert got["attn.probe_rows"].tolist() == [n - 1 for n in lengths]
+    # and they add up to the pooled sums
+    rows = got["attn.probe_rows"].double()[:, None, None]
+    torch.testing.assert_close((got["attn.first_mass"].double() * rows).sum(0), got["attn.first_mass_sum"].double(), **close)
+    torch.testing.assert_close(got["attn.key_conc"].double().sum(0), got["attn.key_conc_sum"].double(), **close)
 
 
 def test_known_answers():
@@ -227,6 +244,8 @@ def test_massive_ratio_known_answer():
     red = ResidualReducer(1)
     red.add(0, h, torch.tensor([3]))
     assert red.state()["resid.massive_sum"].item() == 50.0 == red.state()["resid.massive_max"].item()
+    red.add(0, torch.ones(2, 4, 6), torch.tensor([4, 2]))  # a second batch: two probes of ratio 1
+    assert red.state()["resid.massive"].tolist() == [[50.0], [1.0], [1.0]]  # (N, L+1), probe order
 
 
 def test_merge_of_shards_equals_one_reduction():
@@ -243,6 +262,8 @@ def test_merge_of_shards_equals_one_reduction():
     assert merged.keys() == want.keys()
     for k in want:
         torch.testing.assert_close(merged[k], want[k], rtol=1e-5, atol=1e-6)
+    assert merged["attn.first_mass"].shape == (5, 3, 2)  # per-probe rows concatenate: a's probes, then b's
+    assert merged["attn.probe_rows"].tolist() == [10, 3, 14, 8, 2]
     ra, rb = ResidualReducer(2), ResidualReducer(2)
     ra.add(0, torch.randn(2, 5, 4), torch.tensor([5, 3]))
     rb.add(0, torch.randn(1, 5, 4), torch.tensor([4]))
@@ -401,11 +422,19 @@ def test_cli_reference_run_follows_the_contract(base_run):
     assert m["model"] == {"architecture": "LlamaForCausalLM", "layers": 2, "heads": 4, "kv_heads": 2, "width": 64,
                           "vocab": TINY_VOCAB}
     assert (m["probes"]["seed"], m["probes"]["count"], m["probes"]["max_len"]) == (0, 9, 40)
+    # the same number of history items as the tiny runs' prompts (PRESETS["tiny"].max_history)
+    from karma_probe.config import PRESETS
+
+    assert m["probes"]["max_items"] == PRESETS["tiny"].max_history == 5
     L, Hh, T, N = 2, 4, 40, 6
     shapes = {"attn.first_mass_sum": [L, Hh], "attn.rows": [1], "attn.entropy_sum": [L, Hh],
               "attn.key_received_sum": [L, Hh, T], "attn.key_positions": [T], "attn.key_conc_sum": [L, Hh],
               "attn.probes": [1], "resid.massive_sum": [L + 1], "resid.massive_max": [L + 1]}
+    per_probe = {"attn.first_mass": [L, Hh], "attn.entropy": [L, Hh], "attn.key_conc": [L, Hh], "attn.probe_rows": [],
+                 "resid.massive": [L + 1]}
+    counts = {"history": N, "text": m["probes"]["text"]["count"]}
     want = {f"{s}.{k}": v for s in ("history", "text") for k, v in shapes.items()}
+    want |= {f"{s}.{k}": [counts[s], *v] for s in ("history", "text") for k, v in per_probe.items()}
     assert {k: list(v.shape) for k, v in cap.stats.items()} == want
     assert all(v.dtype == torch.float32 for v in cap.stats.values())
     n0 = m["probes"]["history"]["lengths"][0]

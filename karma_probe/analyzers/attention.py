@@ -9,7 +9,17 @@ The capture (karma_probe/capture/reducers.py) adds, per layer l and head h, over
     key_conc_sum   = Σ_probes top-⌈5%·(n−1)⌉ share of {r_j : j≥1},  r_j = Σ_{i≥j} P[i,j]
     massive_sum[m] = Σ_probes max|h_m| / median|h_m|   (m = 0 embeddings, m = l+1 after layer l)
 
-so every metric here is a ratio of those sums and never needs a full ``[H, T, T]`` map. The pure
+and keeps the same statistics **per probe** (``first_mass``, ``entropy``, ``key_conc`` [N, L, H]:
+each probe's mean over its rows i≥1, resp. its share; ``probe_rows`` [N] = n − 1; ``massive``
+[N, L+1]), so no metric here needs a full ``[H, T, T]`` map.
+
+**Probe-mean is the headline** (issue 13): ``sink_mass`` and ``attn_entropy`` average each
+probe's row mean over probes, so every probe (every user) weighs the same. The pooled-rows
+version Σ_probes Σ_rows / Σ_probes (n − 1) weighs a probe by its length (long histories count
+more); it is kept as a record with ``set="history_pooled"``. ``key_concentration`` and
+``massive_act`` were probe means already. Every headline gets a 95 % bootstrap interval over
+probes (analyzers/bootstrap.py); a capture without per-probe statistics (made before they
+existed) has none of the probe-mean metrics: they are absent until it is re-captured. The pure
 functions on full matrices (``*_from_pattern``, :func:`attention_sums`) define the same numbers
 directly; they are the known-answer tests' ground truth and the parity check of the capture.
 
@@ -24,7 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from karma_probe.analyzers.registry import Measurement, Record, register
+from karma_probe.analyzers import bootstrap
+from karma_probe.analyzers.registry import Absent, Measurement, Record, register
 
 SINK_EPSILON = 0.3  # Gu et al. (ICLR 2025) call a head a sink head above this first-token mass
 TOP_PERCENT = 5  # the "barcode" statistic: share on the top ⌈5%⌉ key positions
@@ -99,23 +110,30 @@ def attention_sums(maps: list[np.ndarray], residuals: list[np.ndarray] | None = 
     out = {"attn.first_mass_sum": np.zeros((L, H)), "attn.entropy_sum": np.zeros((L, H)),
            "attn.key_received_sum": np.zeros((L, H, T)), "attn.key_positions": np.zeros(T),
            "attn.key_conc_sum": np.zeros((L, H)), "attn.rows": np.zeros(1), "attn.probes": np.zeros(1)}
+    per = {"attn.first_mass": [], "attn.entropy": [], "attn.key_conc": [], "attn.probe_rows": []}
     for P in maps:
         n = P.shape[-1]
-        out["attn.first_mass_sum"] += sink_mass_from_pattern(P) * (n - 1)
-        out["attn.entropy_sum"] += attn_entropy_from_pattern(P) * (n - 1)
+        per["attn.first_mass"].append(sink_mass_from_pattern(P))
+        per["attn.entropy"].append(attn_entropy_from_pattern(P))
+        per["attn.key_conc"].append(key_concentration_from_pattern(P))
+        per["attn.probe_rows"].append(n - 1)
+        out["attn.first_mass_sum"] += per["attn.first_mass"][-1] * (n - 1)
+        out["attn.entropy_sum"] += per["attn.entropy"][-1] * (n - 1)
         out["attn.key_received_sum"][..., :n] += received_mass(P)
         out["attn.key_positions"][:n] += 1
-        out["attn.key_conc_sum"] += key_concentration_from_pattern(P)
+        out["attn.key_conc_sum"] += per["attn.key_conc"][-1]
         out["attn.rows"] += n - 1
         out["attn.probes"] += 1
+    out |= {k: np.array(v, dtype=np.float64) for k, v in per.items()}
     if residuals is not None:
         ratios = np.array([[massive_ratio(h[m]) for m in range(h.shape[0])] for h in residuals])  # [N, L+1]
         out["resid.massive_sum"] = ratios.sum(0)
         out["resid.massive_max"] = ratios.max(0)
+        out["resid.massive"] = ratios
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
-# --------------------------------------------------------------------------- from the capture's sums
+# --------------------------------------------------------------------------- from the capture's statistics
 
 
 def per_head(stats: dict[str, np.ndarray], key: str, by: str) -> np.ndarray:
@@ -123,74 +141,99 @@ def per_head(stats: dict[str, np.ndarray], key: str, by: str) -> np.ndarray:
     return stats[key].astype(np.float64) / float(stats[by].reshape(-1)[0])
 
 
+def per_probe(stats: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """The per-probe statistic ``key`` as float64 [N, ...]; Absent for a capture that predates it."""
+    if key not in stats:
+        raise Absent(f"the capture has no per-probe statistics ({key}; captured before they existed): "
+                     "re-run `karma-probe capture`")
+    return stats[key].astype(np.float64)
+
+
 def _head_records(metric: str, values: np.ndarray) -> list[Record]:
     return [Record(metric, float(values[l, h]), layer=l, head=h, set=HEADLINE_SET)
             for l in range(values.shape[0]) for h in range(values.shape[1])]
 
 
-def _per_head_metric(inputs, metric: str, key: str, by: str) -> Measurement:
-    records, headline = [], float("nan")
+def _probe_mean_metric(inputs, metric: str, key: str, pooled: tuple[str, str] | None = None) -> Measurement:
+    """Headline = mean over probes, layers and heads of the per-probe ``key`` [N, L, H], with its
+    bootstrap interval over probes; per-(layer, head) records are probe means too. ``pooled``
+    (sum key, count key) adds the pooled-rows value as a ``history_pooled`` record."""
+    records, headline, iv = [], float("nan"), None
     for name, stats in inputs.attention_sets():
-        values = per_head(stats, key, by)  # [L, H]
+        values = per_probe(stats, key)  # [N, L, H]
         if name == HEADLINE_SET:
             headline = float(values.mean())
-            records += _head_records(metric, values)
+            iv = bootstrap.of_mean(values)
+            records += _head_records(metric, values.mean(0))
+            if pooled:
+                records.append(Record(metric, float(per_head(stats, *pooled).mean()), set=f"{name}_pooled"))
         records.append(Record(metric, float(values.mean()), set=name))
-    return Measurement(headline, tuple(records))
+    return Measurement(headline, tuple(records), interval=iv)
 
 
 @register("sink_mass", higher_is_better=False, needs=("capture",))
 def sink_mass(inputs) -> Measurement:
-    """First-token attention mass: sink_mass[l,h] = Σ_probes Σ_{i≥1} P[i,0] / Σ_probes (n−1).
+    """First-token attention mass, probe-mean: sink_mass[l,h] = mean over probes p of
+    (1/(n_p−1)) Σ_{i≥1} P_p[i,0]; headline = mean over (layer, head), with a 95 % bootstrap
+    interval over probes. Every probe weighs the same; the pooled-rows version
+    Σ_p Σ_{i≥1} P_p[i,0] / Σ_p (n_p−1), which weighs long probes more, is the record with
+    set "history_pooled".
 
     Range [0, 1]; 1 = every query attends only to token 0 (an attention sink), 1/(i+1)-like
-    values for diffuse attention. Records per (layer, head) on the history probes; headline = mean
-    over (layer, head). Lower = less collapse. Reference: Xiao et al., "Efficient Streaming
-    Language Models with Attention Sinks" (ICLR 2024); Gu et al., "When Attention Sink Emerges
-    in Language Models" (ICLR 2025).
+    values for diffuse attention. Records per (layer, head) on the history probes. Lower = less
+    collapse. Reference: Xiao et al., "Efficient Streaming Language Models with Attention Sinks"
+    (ICLR 2024); Gu et al., "When Attention Sink Emerges in Language Models" (ICLR 2025).
     """
-    return _per_head_metric(inputs, "sink_mass", "attn.first_mass_sum", "attn.rows")
+    return _probe_mean_metric(inputs, "sink_mass", "attn.first_mass", pooled=("attn.first_mass_sum", "attn.rows"))
 
 
 @register("sink_rate", higher_is_better=False, needs=("capture",))
 def sink_rate(inputs) -> Measurement:
-    """Share of sink heads: sink_rate = #{(l,h) : sink_mass[l,h] > ε} / (L·H), ε = 0.3.
+    """Share of sink heads: sink_rate = #{(l,h) : sink_mass[l,h] > ε} / (L·H), ε = 0.3, with the
+    probe-mean sink_mass[l,h]; 95 % bootstrap interval over probes (the threshold is applied to
+    each resample's per-head means).
 
     Range [0, 1]. Records per layer (share of that layer's heads) on the history probes; headline
     over all (layer, head). Lower = less collapse. Reference: Gu et al., "When Attention Sink
     Emerges in Language Models: An Empirical View" (ICLR 2025), ε = 0.3.
     """
-    records, headline = [], float("nan")
+    records, headline, iv = [], float("nan"), None
     for name, stats in inputs.attention_sets():
-        sink = per_head(stats, "attn.first_mass_sum", "attn.rows") > SINK_EPSILON  # [L, H]
+        first = per_probe(stats, "attn.first_mass")  # [N, L, H]
+        sink = first.mean(0) > SINK_EPSILON  # [L, H]
         if name == HEADLINE_SET:
             headline = float(sink.mean())
+            iv = bootstrap.of_statistic(len(first), lambda idx: float((first[idx].mean(0) > SINK_EPSILON).mean()))
             records += [Record("sink_rate", float(sink[l].mean()), layer=l, set=name) for l in range(sink.shape[0])]
         records.append(Record("sink_rate", float(sink.mean()), set=name))
-    return Measurement(headline, tuple(records))
+    return Measurement(headline, tuple(records), interval=iv)
 
 
 @register("key_concentration", higher_is_better=False, needs=("capture",))
 def key_concentration(inputs) -> Measurement:
     """Barcode statistic: with r_j = Σ_{i≥j} P[i,j], share = Σ top-k_{j≥1} r_j / Σ_{j≥1} r_j,
-    k = ⌈5%·(n−1)⌉, averaged over probes: key_conc_sum[l,h] / probes.
+    k = ⌈5%·(n−1)⌉, averaged over probes (per-probe key_conc, = key_conc_sum / probes); 95 %
+    bootstrap interval over probes.
 
     Range [k/(n−1), 1] (0 if all mass is on token 0); high = a few key positions (vertical strips
     in the map) receive most attention. Records per (layer, head), headline = mean. Lower = less
     collapse. Reference: the "barcode" attention of KARMA (arXiv 2603.22779), after Xiao et al. 2024.
     """
-    return _per_head_metric(inputs, "key_concentration", "attn.key_conc_sum", "attn.probes")
+    return _probe_mean_metric(inputs, "key_concentration", "attn.key_conc")
 
 
 @register("attn_entropy", higher_is_better=True, needs=("capture",))
 def attn_entropy(inputs) -> Measurement:
-    """Normalized attention entropy: Σ_probes Σ_{i≥1} H(P[i,:]) / log(i+1), divided by Σ (n−1).
+    """Normalized attention entropy, probe-mean: mean over probes p of
+    (1/(n_p−1)) Σ_{i≥1} H(P_p[i,:]) / log(i+1); headline = mean over (layer, head), 95 % bootstrap
+    interval over probes. The pooled-rows version (Σ over all rows / Σ (n−1)) is the record with
+    set "history_pooled".
 
     Range [0, 1]; 1 = uniform causal attention, 0 = every row on one key. Records per
-    (layer, head), headline = mean. Higher = less collapse. Reference: Zhai et al., "Stabilizing
-    Transformer Training by Preventing Attention Entropy Collapse" (ICML 2023).
+    (layer, head). Higher = less collapse. Reference: Zhai et al., "Stabilizing Transformer
+    Training by Preventing Attention Entropy Collapse" (ICML 2023).
     """
-    return _per_head_metric(inputs, "attn_entropy", "attn.entropy_sum", "attn.rows")
+    return _probe_mean_metric(inputs, "attn_entropy", "attn.entropy", pooled=("attn.entropy_sum", "attn.rows"))
 
 
 @register("massive_act", higher_is_better=False, needs=("capture",))
@@ -199,14 +242,18 @@ def massive_act(inputs) -> Measurement:
     tokens and dims, m = residual index (layer 0 = embeddings, layer m = output of decoder layer m−1).
 
     Range [1, ∞). Records per residual index on the history probes; headline = max over layers
-    (massive activations live in a few layers; a mean would dilute them). Lower = less collapse.
+    (massive activations live in a few layers; a mean would dilute them), with a 95 % bootstrap
+    interval over probes (max over layers of each resample's means). Lower = less collapse.
     Reference: Sun et al., "Massive Activations in Large Language Models" (COLM 2024).
     """
-    records, headline = [], float("nan")
+    records, headline, iv = [], float("nan"), None
     for name, stats in inputs.residual_sets():
         ratio = stats["resid.massive_sum"].astype(np.float64) / float(stats["attn.probes"].reshape(-1)[0])  # [L+1]
         if name == HEADLINE_SET:
             headline = float(ratio.max())
+            if "resid.massive" in stats:  # per probe [N, L+1]; older captures: no interval
+                per = per_probe(stats, "resid.massive")
+                iv = bootstrap.of_statistic(len(per), lambda idx: float(per[idx].mean(0).max()))
             records += [Record("massive_act", float(v), layer=m, set=name) for m, v in enumerate(ratio)]
         records.append(Record("massive_act", float(ratio.max()), set=name))
-    return Measurement(headline, tuple(records))
+    return Measurement(headline, tuple(records), interval=iv)

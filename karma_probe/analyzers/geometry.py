@@ -10,12 +10,24 @@ from the capture (``capture/hidden.safetensors``):
   embeddings, layer l = output of decoder layer l−1) [N, d] — where along depth the collapse sets in.
 
 Records: one per (set, layer) with ``layer`` null for ``interest`` and ``items``.
+
+The interest and item sets are measured in the run's comparable space (analyzers/space.py): an
+untouched model's raw marker state goes through a seeded random head of the trained runs' width.
+
+Uncertainty: the headline (interest set) gets a 95 % bootstrap interval over probes (rows,
+analyzers/bootstrap.py). The pairwise metrics (``aniso_cos``, ``uniformity``) are averages over
+pairs of distinct probes; a resample averages over pairs of distinct *original* probes (a row
+drawn twice is not a pair with itself). The spectral ones (``erank``, ``top1_var``,
+``isotropy``) depend on how many distinct rows a set holds, which resampling lowers (~63 %), so
+their replicates are bias-shifted to the estimate (bootstrap.shifted): the interval keeps the
+spread, not the duplicate artefact.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from karma_probe.analyzers import bootstrap
 from karma_probe.analyzers.registry import Measurement, Record, register
 
 HEADLINE_SET = "interest"
@@ -134,17 +146,47 @@ def uniformity(X) -> float:
 # --------------------------------------------------------------------------- analyzers
 
 
+def _pair_kernel(X, kernel) -> np.ndarray:
+    """[n, n] kernel(cos) of the L2-normed rows."""
+    Xn = l2_normalize(_rows(X))
+    return kernel(Xn @ Xn.T)
+
+
+PAIRWISE = {  # metric → (kernel of the cosine, reduction of the mean kernel over distinct pairs)
+    "aniso_cos": (lambda cos: cos, lambda m: m),
+    "uniformity": (lambda cos: np.exp(-2.0 * np.clip(2.0 - 2.0 * cos, 0.0, 4.0)), np.log),
+}
+
+
+def bootstrap_interval(metric: str, fn, X, estimate: float) -> bootstrap.Interval:
+    """The 95 % interval of ``fn`` on set X over resampled rows (see the module docstring)."""
+    X = np.asarray(X, dtype=np.float64)
+    if metric in PAIRWISE:
+        kernel, reduce = PAIRWISE[metric]
+        K = _pair_kernel(X, kernel)
+
+        def over_distinct_pairs(idx):
+            distinct = idx[:, None] != idx[None, :]
+            return float(reduce(K[np.ix_(idx, idx)][distinct].mean())) if distinct.any() else float("nan")
+
+        return bootstrap.of_statistic(len(X), over_distinct_pairs)
+    return bootstrap.shifted(bootstrap.of_statistic(len(X), lambda idx: fn(X[idx])), estimate)
+
+
 def _measure(inputs, metric: str, fn, normalize: bool = False) -> Measurement:
     from threadpoolctl import threadpool_limits
 
-    records = []
+    records, iv = [], None
     # These matrices are small (≤ a few thousand × d); a multi-threaded BLAS only adds wake-ups,
     # and on a shared 2-core machine its spinning threads made one 64 × 576 SVD take 0.5 s.
     with threadpool_limits(limits=1, user_api="blas"):
         for name, layer, X in inputs.embedding_sets():
-            records.append(Record(metric, fn(l2_normalize(X) if normalize else X), layer=layer, set=name))
+            X = l2_normalize(X) if normalize else X
+            records.append(Record(metric, fn(X), layer=layer, set=name))
+            if name == HEADLINE_SET:
+                iv = bootstrap_interval(metric, fn, X, records[-1].value)
     headline = next(r.value for r in records if r.set == HEADLINE_SET)
-    return Measurement(headline, tuple(records))
+    return Measurement(headline, tuple(records), interval=iv)
 
 
 @register("aniso_cos", higher_is_better=False, needs=("capture",))

@@ -8,6 +8,13 @@
   analyzer asks for it, and embeddings that several analyzers share (the fit split of the
   decodability probes) are computed once.
 
+Two things keep the read-outs honest (issue 13):
+
+- **Leak-free fit**: the fit examples are drawn only among users whose test example is *not* a
+  scored probe (:meth:`RunInputs.fit_examples`), so no user is both fitted and scored.
+- **One embedding funnel**: every interest embedding of a history that an analyzer computes goes
+  through :meth:`RunInputs.embed_histories` (one place to change the input interface).
+
 A capture can also be built in memory from an already loaded model (:meth:`Capture.from_capture`),
 which is how ``--all-checkpoints`` measures intermediate checkpoints.
 """
@@ -30,10 +37,11 @@ SETS = ("history", "text")
 FINGERPRINT = {"layers": ("num_hidden_layers", "n_layer"), "heads": ("num_attention_heads", "n_head"),
                "kv_heads": ("num_key_value_heads",), "width": ("hidden_size", "n_embd"), "vocab": ("vocab_size",)}
 
-# The decodability probes are fitted on valid-split examples (history → second-last item) and
-# scored on the captured test probes (history → last item): disjoint examples, the same recipe for
-# every run. FIT_EXAMPLES bounds their cost: embedding them is one forward pass of a ~100-token
-# prompt each (~0.25 s of one CPU core apiece for SmolLM2-135M), and it is what the probes learn from.
+# The decodability probes are fitted on valid-split examples (history → second-last item) of
+# users that are not scored, and scored on the captured test probes (history → last item):
+# disjoint users, the same recipe for every run. FIT_EXAMPLES bounds their cost: embedding them
+# is one forward pass of a ~100-token prompt each (~0.25 s of one CPU core apiece for
+# SmolLM2-135M), and it is what the probes learn from.
 FIT_EXAMPLES = 192
 FIT_SEED = 0
 EMBED_BATCH = 16
@@ -118,6 +126,16 @@ class Capture:
                            f"{len(self.hidden['targets'])} history probe texts")
         return [t["text"] if isinstance(t, dict) else str(t) for t in texts]
 
+    def users(self) -> list[str]:
+        """The history probes' users, in capture order (the manifest's ``probes.history.users``)."""
+        probes = self.manifest.get("probes", {})
+        users = (probes.get("history") or {}).get("users") if isinstance(probes, dict) else None
+        if not isinstance(users, list) or len(users) != len(self.hidden["targets"]):
+            raise BadInput(f"{self.path / 'manifest.json'}: probes.history.users does not list the "
+                           f"{len(self.hidden['targets'])} probe users (a capture from an older version? "
+                           "re-run `karma-probe capture`)")
+        return [str(u) for u in users]
+
     def max_items(self) -> int | None:
         probes = self.manifest.get("probes", {})
         return probes.get("max_items") if isinstance(probes, dict) else None
@@ -175,12 +193,30 @@ class RunInputs:
     capture-based metrics raise :class:`Absent`) or be set after the model is loaded."""
 
     def __init__(self, run_dir: str | Path, *, checkpoint: str | Path | None = None, capture: Capture | None = None,
-                 metrics_path: str | Path | None = None, progress: bool = False):
+                 metrics_path: str | Path | None = None, progress: bool = False, reader=None):
+        from karma_probe.analyzers.reader import FixedReader
+
         self.run_dir = Path(run_dir)
         self.checkpoint = Path(checkpoint) if checkpoint else self.run_dir / "checkpoint"
         self.capture = capture
         self.metrics_path = Path(metrics_path) if metrics_path else self.run_dir / "metrics.json"
         self.progress = progress
+        self.reader = reader or FixedReader()  # shared by every checkpoint of one analysis
+        self.shared: dict = {}  # results several analyzers read (a decoder fit, its scores)
+
+    @cached_property
+    def meta(self) -> dict:
+        """The run's config.json (condition, backbone), read without loading the model."""
+        path = self.run_dir / "config.json"
+        return read_json(path, "run config") if path.is_file() else {}
+
+    @cached_property
+    def space(self):
+        """The space the interest / item embeddings are measured in (analyzers/space.py)."""
+        from karma_probe.analyzers.space import space_for
+
+        d = int(self._need_capture().hidden["interest"].shape[1])
+        return space_for(self.meta.get("condition"), (self.meta.get("train") or {}).get("model"), d)
 
     # ----------------------------------------------------------------- capture-backed
 
@@ -199,7 +235,7 @@ class RunInputs:
     def embedding_sets(self) -> list[tuple[str, int | None, np.ndarray]]:
         """(set, layer, X): interest, items, then the marker hidden state per residual index."""
         h = self._need_capture().hidden
-        out = [("interest", None, h["interest"]), ("items", None, h["items"])]
+        out = [("interest", None, self.interest), ("items", None, self.space.apply(h["items"]))]
         out += [("marker", m, h["marker_hidden"][:, m]) for m in range(h["marker_hidden"].shape[1])]
         return out
 
@@ -213,8 +249,12 @@ class RunInputs:
 
     @property
     def interest(self) -> np.ndarray:
-        """[N, e] the captured interest embeddings of the history probes."""
-        return self._need_capture().hidden["interest"]
+        """[N, e] the captured interest embeddings of the history probes, in :attr:`space`."""
+        return self.space.apply(self._need_capture().hidden["interest"])
+
+    @property
+    def probe_users(self) -> list[str]:
+        return self._need_capture().users()
 
     # ----------------------------------------------------------------- model-backed
 
@@ -229,10 +269,10 @@ class RunInputs:
         torch.manual_seed(0)
         loaded = load_run_model(self.run_dir, checkpoint=self.checkpoint)
         if self.capture is not None:
-            self._check_capture_matches(loaded[0])
+            self._check_capture_matches(loaded[0], loaded[2])
         return loaded
 
-    def _check_capture_matches(self, model) -> None:
+    def _check_capture_matches(self, model, cfg) -> None:
         """Re-embed a few probes: a capture of another run with the same architecture and step
         passes the fingerprint, but not this (interest embeddings are L2-normed: cos = dot)."""
         probes = self.capture.manifest.get("probes", {})
@@ -243,11 +283,8 @@ class RunInputs:
         idx = [i for i in range(len(texts)) if not (max_len and i < len(lengths) and lengths[i] >= max_len)][:CHECK_PROBES]
         if not idx:
             return
-        items = (probes.get("history") or {}).get("items")
-        if model.interface == "continuous" and items:
-            got = model.interest_for([items[i] for i in idx], len(items[idx[0]]) or 1, batch_size=EMBED_BATCH).numpy()
-        else:
-            got = model.interest_embeddings([texts[i] for i in idx], batch_size=EMBED_BATCH).numpy()
+        examples = self.probe_examples(model.dataset)
+        got = self.embed_histories([examples[i] for i in idx], model=model, max_items=self.max_items(cfg))
         want = self.capture.hidden["interest"][idx]
         cos = (got * want).sum(-1) if got.shape == want.shape else np.zeros(1)
         if float(cos.min()) < 0.99:
@@ -267,24 +304,53 @@ class RunInputs:
     def dataset(self):
         return self.model.dataset
 
-    @cached_property
-    def fit_split(self) -> tuple[np.ndarray, np.ndarray]:
-        """(interest [M, e], target item index [M]) of FIT_EXAMPLES seeded valid-split examples.
+    def probe_examples(self, dataset=None) -> list:
+        """The test-split examples the captured history probes were rendered from, in probe order."""
+        dataset = dataset or self.dataset
+        by_user = {ex.user: ex for ex in dataset.split().test}
+        users = self.probe_users
+        missing = [u for u in users if u not in by_user]
+        if missing:
+            raise BadInput(f"{self.capture.path / 'manifest.json'}: probe user {missing[0]!r} has no test example "
+                           f"in dataset {dataset.name!r} (a capture of another dataset?)")
+        return [by_user[u] for u in users]
 
-        Rendered with the capture's ``max_items`` (else the run's ``max_history``), so the fitted
-        probes see prompts of the same form as the scored ones.
-        """
-        valid = self.dataset.split().valid
-        chosen = sorted(random.Random(FIT_SEED).sample(range(len(valid)), min(FIT_EXAMPLES, len(valid))))
-        max_items = (self.capture.max_items() if self.capture else None) or self.cfg.max_history
-        histories = [valid[k].history for k in chosen]
-        # Batches of similar length pad less (right padding is computed, then thrown away).
+    def max_items(self, cfg=None) -> int:
+        """History items per prompt: the capture's (so fitted and scored prompts look alike), else the run's."""
+        return (self.capture.max_items() if self.capture else None) or (cfg or self.cfg).max_history
+
+    def embed_histories(self, examples, *, model=None, max_items: int | None = None) -> np.ndarray:
+        """Interest embeddings [M, e] of ``examples`` (data.Example: user, history, target), raw (not
+        in :attr:`space`). THE one place where analyzers turn histories into interest embeddings:
+        the model's own interest encoder in its interface (``KarmaModel.interest_for``: the newest
+        ``max_items`` items, as a rendered prompt or as item tokens). Batches are sorted by history
+        length (less padding)."""
+        model = model or self.model
+        max_items = max_items or self.max_items()
+        histories = [ex.history for ex in examples]
         order = sorted(range(len(histories)), key=lambda i: len(histories[i]))
-        emb = self.model.interest_for([histories[i] for i in order], max_items, batch_size=EMBED_BATCH,
-                                      progress=self.progress)
+        emb = model.interest_for([histories[i] for i in order], max_items, batch_size=EMBED_BATCH,
+                                 progress=self.progress)
         X = np.empty(tuple(emb.shape), dtype=np.float32)
         X[order] = emb.numpy()
-        return X, np.array([valid[k].target for k in chosen], dtype=np.int64)
+        return X
+
+    @cached_property
+    def fit_examples(self) -> list:
+        """FIT_EXAMPLES valid-split examples (history → second-last item), drawn with
+        ``random.Random(FIT_SEED)`` **only among users that are not scored** (not in the capture's
+        ``probes.history.users``): fit users and scored users are disjoint by construction."""
+        valid = self.dataset.split().valid
+        scored = set(self.probe_users)
+        candidates = [k for k in range(len(valid)) if valid[k].user not in scored]
+        chosen = sorted(random.Random(FIT_SEED).sample(candidates, min(FIT_EXAMPLES, len(candidates))))
+        return [valid[k] for k in chosen]
+
+    @cached_property
+    def fit_split(self) -> tuple[np.ndarray, np.ndarray]:
+        """(interest [M, e] in :attr:`space`, target item index [M]) of :attr:`fit_examples`."""
+        examples = self.fit_examples
+        return self.space.apply(self.embed_histories(examples)), np.array([ex.target for ex in examples], dtype=np.int64)
 
     # ----------------------------------------------------------------- metrics.json
 

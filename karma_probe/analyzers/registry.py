@@ -36,6 +36,13 @@ DESIGN_METRICS = (
     "lm_ppl", "fact_acc",
     "hr@10", "hr@50", "hr@200", "ndcg@10", "mrr",
 )
+# Decodability against its own null (issue 13): every decodability metric also on shuffled
+# embeddings (``_shuffled``) and the difference (``_gain``, the headline); the post-hoc decoder
+# both on one fixed reader (``probe_decode_acc``) and on the run's own backbone (``_own``).
+NULLED = ("recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc", "probe_decode_acc_own")
+DERIVED_METRICS = ("probe_decode_acc_own",) + tuple(f"{m}_{kind}" for m in NULLED for kind in ("shuffled", "gain"))
+METRIC_NAMES = DESIGN_METRICS[:DESIGN_METRICS.index("probe_decode_acc") + 1] + DERIVED_METRICS \
+    + DESIGN_METRICS[DESIGN_METRICS.index("probe_decode_acc") + 1:]
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class Measurement:
     value: float
     records: tuple[Record, ...]
     samples: tuple[dict, ...] = ()  # e.g. decoded texts: {"history", "truth", "decoded", "decoder"}
+    interval: "Interval | None" = None  # 95 % bootstrap interval over probes (analyzers/bootstrap.py)
 
 
 class Absent(Exception):
@@ -91,7 +99,7 @@ METRICS: dict[str, Metric] = {}
 
 def register(name: str, *, higher_is_better: bool, needs: tuple[str, ...]):
     """Decorator: add ``fn`` to :data:`METRICS` under ``name`` with its direction and inputs."""
-    if name not in DESIGN_METRICS:
+    if name not in METRIC_NAMES:
         raise ValueError(f"{name!r} is not a known metric (see karma-probe analyze --list)")
     if not isinstance(higher_is_better, bool):
         raise ValueError(f"{name}: higher_is_better must be True or False")
@@ -112,12 +120,13 @@ def register(name: str, *, higher_is_better: bool, needs: tuple[str, ...]):
 def select(names: str | list[str] | None) -> list[Metric]:
     """The metrics for ``--metrics a,b`` (all, in registry order, for None); unknown names are BadInput."""
     if names is None:  # catalogue order: cheap capture-only metrics first, then the model's
-        return sorted(METRICS.values(), key=lambda m: DESIGN_METRICS.index(m.name))
+        return sorted(METRICS.values(), key=lambda m: METRIC_NAMES.index(m.name))
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise BadInput(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
+        known = [n for n in METRIC_NAMES if n in METRICS]
+        raise BadInput(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if not names:
         raise BadInput(f"no metric named; known: {', '.join(METRICS)}")
     return [METRICS[n] for n in dict.fromkeys(names)]

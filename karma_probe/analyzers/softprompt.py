@@ -131,16 +131,24 @@ class SoftPromptDecoder:
 
     def token_accuracy(self, E: np.ndarray, texts: list[str], batch_size: int = 16) -> float:
         """Teacher-forced share of target tokens (EOS included) that are the argmax prediction."""
+        hits, counts = self.token_hits(E, texts, batch_size)
+        return int(hits.sum()) / int(counts.sum())
+
+    def token_hits(self, E: np.ndarray, texts: list[str], batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """Per text: (correctly predicted target tokens [N], scored target tokens [N]), teacher-forced."""
         import torch
 
         targets = self._targets(texts)
-        hit = total = 0
+        hits, counts = [], []
         with torch.no_grad():
             for i in range(0, len(targets), batch_size):
-                logits, labels = self._logits_and_labels(E[i:i + batch_size], targets[i:i + batch_size])
-                hit += int((logits.argmax(-1) == labels).sum())
-                total += int(labels.numel())
-        return hit / total
+                batch = targets[i:i + batch_size]
+                logits, labels = self._logits_and_labels(E[i:i + batch_size], batch)
+                n = [len(t) for t in batch]  # labels are the batch's real tokens, text by text
+                right = (logits.argmax(-1) == labels).split(n)
+                hits += [int(r.sum()) for r in right]
+                counts += n
+        return np.array(hits), np.array(counts)
 
     def decode(self, E: np.ndarray, max_new_tokens: int | None = None) -> list[str]:
         """Greedy decoding from the soft prompt alone (for samples in analysis.json)."""

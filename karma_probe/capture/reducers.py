@@ -14,11 +14,22 @@ statistics. Per probe, the reducers add:
     massive_sum[m]         += max|h_m| / median|h_m|   (over all tokens and dims of the probe)
     massive_max[m]          = max(massive_max[m], same ratio)
 
-with m = residual-stream index (0 = embeddings, l+1 = output of decoder layer l). Everything
+with m = residual-stream index (0 = embeddings, l+1 = output of decoder layer l). Next to the sums,
+the same statistics are kept **per probe** (one row per probe, in probe order), so an analyzer can
+average over probes (each probe weighs the same) and bootstrap over them:
+
+    first_mass[p, l, h]    = Σ_{1<=i<n} P[i, 0] / (n - 1)            (the probe's mean over its rows)
+    entropy[p, l, h]       = Σ_{1<=i<n} H(P[i, :]) / log(i + 1) / (n - 1)
+    key_conc[p, l, h]      = the probe's top-k share (the term key_conc_sum adds)
+    probe_rows[p]          = n - 1
+    massive[p, m]          = the probe's max|h_m| / median|h_m|
+
+Everything
 but the key-concentration share is a sum over rows of P, so it accumulates one query chunk at a
 time (:meth:`AttentionReducer.add_rows`); the share needs a probe's complete r, so it is taken
 when the batch ends (:meth:`AttentionReducer.end_batch`). Because all statistics are sums (or
-maxima), reductions of disjoint probe shards combine exactly with :func:`merge`.
+maxima) or per-probe rows, reductions of disjoint probe shards combine exactly with :func:`merge`
+(per-probe rows concatenate in shard order).
 
 Accumulators are float64 (sums over thousands of rows); :meth:`state` hands out float32 as the
 capture format (checkpoints.md) stores.
@@ -34,6 +45,8 @@ TOP_PERCENT = 5  # the "barcode" statistic: share of received mass on the top �
 ATTN_KEYS = ("attn.first_mass_sum", "attn.rows", "attn.entropy_sum", "attn.key_received_sum",
              "attn.key_positions", "attn.key_conc_sum", "attn.probes")
 RESID_KEYS = ("resid.massive_sum", "resid.massive_max")
+# per-probe statistics: first dim = probe (concatenated, not added, on merge)
+PER_PROBE_KEYS = ("attn.first_mass", "attn.entropy", "attn.key_conc", "attn.probe_rows", "resid.massive")
 _POSITION_KEYS = ("attn.key_received_sum", "attn.key_positions")  # last dim = key position j (padded on merge)
 
 
@@ -77,7 +90,11 @@ class AttentionReducer:
         self.conc = torch.zeros(n_layers, n_heads, **f64)
         self.rows = 0
         self.probes = 0
+        # per probe, one (B, L, H) / (B,) tensor per batch: row means and the top-k share
+        self.per_probe: dict[str, list[torch.Tensor]] = {"first_mass": [], "entropy": [], "key_conc": [], "probe_rows": []}
         self._lengths: torch.Tensor | None = None
+        self._first: torch.Tensor | None = None  # (B, L, H) Σ_rows P[i,0] of the current batch
+        self._ent: torch.Tensor | None = None  # (B, L, H) Σ_rows H / log(i+1) of the current batch
         self._r: list[torch.Tensor] = []  # per layer: (B, H, T) received mass of the current batch
         self._rows_seen: list[int] = []
 
@@ -91,6 +108,8 @@ class AttentionReducer:
         self._lengths = lengths
         self._r = [torch.zeros(len(lengths), self.n_heads, T, dtype=torch.float64) for _ in range(self.n_layers)]
         self._rows_seen = [0] * self.n_layers
+        self._first = torch.zeros(len(lengths), self.n_layers, self.n_heads, dtype=torch.float64)
+        self._ent = torch.zeros(len(lengths), self.n_layers, self.n_heads, dtype=torch.float64)
 
     @torch.no_grad()
     def add_rows(self, layer: int, probs: torch.Tensor, start: int) -> None:
@@ -105,11 +124,14 @@ class AttentionReducer:
         # carried across rows and batches is accumulated in float64.
         p = probs.float()
         rows = row_ok[:, None, :].to(p.dtype)  # (B, 1, C)
-        self.first_mass[layer] += (p[..., 0] * rows).sum((0, 2)).double().cpu()
+        first = (p[..., 0] * rows).sum(2).double().cpu()  # (B, H)
+        self._first[:, layer] += first
+        self.first_mass[layer] += first.sum(0)
         ent = -torch.special.xlogy(p, p).sum(-1)  # (B, H, C)
         norm = torch.log((i + 1).to(p.dtype))  # (C,)   log 1 = 0 only at row 0, which row_ok drops
-        ent = torch.where(row_ok[:, None, :], ent / norm, torch.zeros_like(ent))
-        self.entropy[layer] += ent.double().sum((0, 2)).cpu()
+        ent = torch.where(row_ok[:, None, :], ent / norm, torch.zeros_like(ent)).double().sum(2).cpu()  # (B, H)
+        self._ent[:, layer] += ent
+        self.entropy[layer] += ent.sum(0)
         keep = min(Tk, T)  # columns beyond the batch's longest probe hold only padded rows' mass
         self._r[layer][..., :keep] += torch.einsum("bhct,bc->bht", p[..., :keep], valid.to(p.dtype)).double().cpu()
         self._rows_seen[layer] += C
@@ -121,13 +143,20 @@ class AttentionReducer:
         if missing:  # a hook that did not fire would silently bias every statistic
             raise RuntimeError(f"layers {missing} did not report all {T} query rows of the batch")
         lengths = self._lengths
+        shares = []
         for layer, r in enumerate(self._r):
             self.received[layer, :, :T] += r.sum(0)
-            self.conc[layer] += top_share(r, lengths).sum(0)
+            shares.append(top_share(r, lengths))  # (B, H)
+            self.conc[layer] += shares[-1].sum(0)
         self.positions[:T] += (torch.arange(T)[None, :] < lengths[:, None]).sum(0).double()
         self.rows += int((lengths - 1).sum())
         self.probes += len(lengths)
-        self._r, self._lengths = [], None
+        rows = (lengths - 1).double()[:, None, None]  # >= 1 (begin_batch refuses shorter probes)
+        self.per_probe["first_mass"].append(self._first / rows)
+        self.per_probe["entropy"].append(self._ent / rows)
+        self.per_probe["key_conc"].append(torch.stack(shares, 1))  # (B, L, H)
+        self.per_probe["probe_rows"].append(lengths.double() - 1)
+        self._r, self._lengths, self._first, self._ent = [], None, None, None
 
     def state(self) -> dict[str, torch.Tensor]:
         f = torch.float32
@@ -139,7 +168,13 @@ class AttentionReducer:
             "attn.key_positions": self.positions.to(f),
             "attn.key_conc_sum": self.conc.to(f),
             "attn.probes": torch.tensor([self.probes], dtype=f),
+            **{f"attn.{k}": _cat(v, (0, self.n_layers, self.n_heads) if k != "probe_rows" else (0,)).to(f)
+               for k, v in self.per_probe.items()},
         }
+
+
+def _cat(parts: list[torch.Tensor], empty: tuple[int, ...]) -> torch.Tensor:
+    return torch.cat(parts) if parts else torch.zeros(empty, dtype=torch.float64)
 
 
 def massive_ratio(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -160,19 +195,26 @@ class ResidualReducer:
     def __init__(self, n_residual: int):
         self.total = torch.zeros(n_residual, dtype=torch.float64)
         self.maximum = torch.full((n_residual,), float("-inf"), dtype=torch.float64)
+        self.ratios: list[list[torch.Tensor]] = [[] for _ in range(n_residual)]  # per index: (B,) per batch
 
     @torch.no_grad()
     def add(self, index: int, hidden: torch.Tensor, lengths: torch.Tensor) -> None:
         ratio = massive_ratio(hidden, lengths)  # (B,)
         self.total[index] += ratio.sum()
         self.maximum[index] = torch.maximum(self.maximum[index], ratio.max())
+        self.ratios[index].append(ratio)
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"resid.massive_sum": self.total.float(), "resid.massive_max": self.maximum.float()}
+        cols = [_cat(r, (0,)) for r in self.ratios]
+        n = max(len(c) for c in cols)  # an index not reported for a probe is NaN there (a capture reports all)
+        per_probe = torch.stack([torch.nn.functional.pad(c, (0, n - len(c)), value=float("nan")) for c in cols], 1)  # (N, L+1)
+        return {"resid.massive_sum": self.total.float(), "resid.massive_max": self.maximum.float(),
+                "resid.massive": per_probe.float()}
 
 
 def merge(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Combine the stats of two disjoint probe shards: sums add, ``*_max`` take the maximum.
+    """Combine the stats of two disjoint probe shards: sums add, ``*_max`` take the maximum,
+    per-probe rows (:data:`PER_PROBE_KEYS`) concatenate, ``a``'s probes first.
 
     Keys are the stats.safetensors keys (``{set}.attn.*``, ``{set}.resid.*``); a key present in
     only one side is kept as is. Per-position tensors of different lengths (captures with
@@ -188,6 +230,11 @@ def merge(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, t
             T = max(va.shape[-1], vb.shape[-1])
             va = torch.nn.functional.pad(va, (0, T - va.shape[-1]))
             vb = torch.nn.functional.pad(vb, (0, T - vb.shape[-1]))
+        if key.endswith(PER_PROBE_KEYS):
+            if va.shape[1:] != vb.shape[1:]:
+                raise BadInput(f"cannot merge {key}: shapes {tuple(va.shape)} and {tuple(vb.shape)} differ (another model?)")
+            out[key] = torch.cat([va, vb])
+            continue
         if va.shape != vb.shape:
             raise BadInput(f"cannot merge {key}: shapes {tuple(va.shape)} and {tuple(vb.shape)} differ (another model?)")
         out[key] = torch.maximum(va, vb) if key.endswith("_max") else va + vb

@@ -38,7 +38,7 @@ def run(args) -> int:
 
         for m in select(None):
             first = m.doc.split("\n")[0]
-            print(f"{m.name:18s} {'higher' if m.higher_is_better else 'lower ':6s} {m.family:13s} {first}")
+            print(f"{m.name:29s} {'higher' if m.higher_is_better else 'lower ':6s} {m.family:13s} {first}")
         return 0
     if not args.run:
         raise BadInput("give a RUN directory (or --list)")
@@ -48,11 +48,12 @@ def run(args) -> int:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")
     out = analyze_run(args.run, metrics=args.metrics, all_checkpoints=args.all_checkpoints,
                       progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads)
-    hib = out["higher_is_better"]
+    hib, intervals = out["higher_is_better"], out.get("intervals", {})
     for name, value in out["summary"].items():
         shown = "n/a" if value is None else f"{value:.4g}"
-        print(f"{name:18s} {shown:>10s}  ({'higher' if hib.get(name) else 'lower'} is better)")
+        ci = f"[{intervals[name][0]:.4g}, {intervals[name][1]:.4g}]" if name in intervals else ""
+        print(f"{name:29s} {shown:>10s} {ci:>22s}  ({'higher' if hib.get(name) else 'lower'} is better)")
     for name, reason in out["absent"].items():
-        print(f"{name:18s} {'absent':>10s}  ({reason})")
+        print(f"{name:29s} {'absent':>10s}  ({reason})")
     print(f"wrote {args.run.rstrip('/')}/analysis.json")
     return 0

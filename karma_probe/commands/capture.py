@@ -23,6 +23,10 @@ def add_arguments(p):
     p.add_argument("--model", help="capture an untouched model as a reference run (smollm2-135m, tiny, or a local HF dir)")
     p.add_argument("--out", help="with --model: the reference run directory to create (e.g. runs/tiny-base)")
     p.add_argument("--dataset", default="ml-100k", help="with --model: dataset for the history probes (default ml-100k)")
+    p.add_argument("--max-items", type=int, default=None,
+                   help="with --model: history items per probe (default: the max_history of the preset that "
+                        "trains this backbone, whose interface it also takes, so the reference sees the "
+                        "trained runs' inputs)")
     p.add_argument("--probes", type=int, default=64, help="number of history probes (test-split users; default 64)")
     p.add_argument("--text-probes", type=int, default=None, help="number of general-text passages (default: all)")
     p.add_argument("--max-len", type=int, default=256, help="tokens per probe, T (default 256)")
@@ -48,6 +52,19 @@ def _shard(text: str) -> tuple[int, int]:
         return int(i), int(n)
     except ValueError:
         raise BadInput(f"--shard {text!r}: expected I/N, e.g. 0/2") from None
+
+
+def reference_config(model: str):
+    """The config of the preset that trains backbone ``model`` (tiny, smollm2-135m), else None.
+
+    The reference run is then built like the trained runs' inputs: the same interface and the same
+    number of history items (a continuous preset's reference is its model at step 0), so it differs
+    from them only in training.
+    """
+    from karma_probe.config import PRESETS, make_config
+
+    found = [name for name, p in PRESETS.items() if p.model == model]
+    return make_config(found[0], "action") if len(found) == 1 else None
 
 
 def run(args) -> int:
@@ -84,7 +101,13 @@ def run(args) -> int:
             raise BadInput("--model needs --out RUN_DIR (and no positional RUN)")
         if args.capture_dir:
             raise BadInput("--capture-dir does not apply to --model (the capture goes to OUT/capture)")
-        print(create_base_run(args.model, args.out, opts, dataset=args.dataset))
+        from karma_probe.capture.probes import DEFAULT_MAX_ITEMS
+
+        cfg = reference_config(args.model)
+        max_items = args.max_items if args.max_items is not None else cfg.max_history if cfg else DEFAULT_MAX_ITEMS
+        if max_items < 1:
+            raise BadInput(f"--max-items must be >= 1, got {max_items}")
+        print(create_base_run(args.model, args.out, opts, dataset=args.dataset, max_items=max_items, cfg=cfg))
         return 0
     if not args.run:
         raise BadInput("give a RUN directory, or --model M --out DIR, or --merge OUT IN1 IN2 ...")
