@@ -36,7 +36,9 @@ def make_run(root: Path, *, condition="karma", step=7, heads=True):
     from karma_probe.data import load_dataset
     from karma_probe.retriever import build_model
 
-    cfg = make_config("tiny", condition)
+    # a text-interface run: its fake capture below embeds rendered prompts (the tiny pipeline test
+    # covers continuous-interface runs end to end)
+    cfg = make_config("tiny", condition, interface="text", max_history=5)
     model = build_model(cfg, dataset=load_dataset(cfg.dataset))
     model.has_heads = heads
     model.save(root / "checkpoint", {"step": step, "condition": condition})

@@ -422,10 +422,12 @@ def test_cli_reference_run_follows_the_contract(base_run):
     assert m["model"] == {"architecture": "LlamaForCausalLM", "layers": 2, "heads": 4, "kv_heads": 2, "width": 64,
                           "vocab": TINY_VOCAB}
     assert (m["probes"]["seed"], m["probes"]["count"], m["probes"]["max_len"]) == (0, 9, 40)
-    # the same number of history items as the tiny runs' prompts (PRESETS["tiny"].max_history)
+    # built like the tiny runs' inputs: their interface and number of history items; the step-0 model
     from karma_probe.config import PRESETS
 
-    assert m["probes"]["max_items"] == PRESETS["tiny"].max_history == 5
+    assert m["probes"]["max_items"] == PRESETS["tiny"].max_history == 50
+    assert m["interface"] == PRESETS["tiny"].interface == "continuous"
+    assert (base_run / "checkpoint" / "heads.safetensors").is_file()
     L, Hh, T, N = 2, 4, 40, 6
     shapes = {"attn.first_mass_sum": [L, Hh], "attn.rows": [1], "attn.entropy_sum": [L, Hh],
               "attn.key_received_sum": [L, Hh, T], "attn.key_positions": [T], "attn.key_conc_sum": [L, Hh],
@@ -439,9 +441,9 @@ def test_cli_reference_run_follows_the_contract(base_run):
     assert all(v.dtype == torch.float32 for v in cap.stats.values())
     n0 = m["probes"]["history"]["lengths"][0]
     assert list(cap.maps["probe0.attn"].shape) == [L, Hh, n0, n0] and cap.maps["probe0.input_ids"].dtype == torch.int64
-    # history prompts longer than max_len are cut from the left: the interest marker survives
-    assert m["probes"]["history"]["truncated"] > 0
-    assert load_tokenizer("tiny").decode(cap.maps["probe0.input_ids"]).endswith(INTEREST_MARKER)
+    # a continuous run's history probes are its items, one input embedding each; maps labelled by title
+    items = m["probes"]["history"]["items"][0]
+    assert cap.maps["probe0.input_ids"].tolist() == items[-40:] and len(m["map_labels"]["probe0"]) == n0
     assert {k: list(v.shape) for k, v in cap.hidden.items()} == {
         "marker_hidden": [N, L + 1, 64], "interest": [N, 64], "items": [120, 64], "targets": [N]}
     # and the run can be captured again as a run (through the retriever's load_run_model)

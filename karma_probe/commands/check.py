@@ -18,20 +18,12 @@ from karma_probe.rundir import check_writable
 
 HELP = "CI regression gate: compare a run with a baseline or another run (JUnit XML)"
 EXAMPLES = """examples:
-<<<<<<< HEAD
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json
   karma-probe check runs/tiny-karma-s0 --against runs/tiny-action-s0 --expect "sink_mass<" --expect "hr@10>"
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --update-baseline
-  karma-probe check runs/tiny-karma-s0 --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
-=======
-  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json
-  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json
-  karma-probe check runs/karma-tiny --against runs/action-tiny --expect "sink_mass<" --expect "hr@10>"
-  karma-probe check runs/karma-tiny --baseline reports/baselines/tiny.json --update-baseline
   karma-probe check runs/tiny-karma-s0 runs/tiny-karma-s1 runs/tiny-karma-s2 --baseline reports/baselines/tiny.json --update-baseline
-  karma-probe check runs/karma-tiny --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
->>>>>>> issue13b
+  karma-probe check runs/tiny-karma-s0 --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
 """
 
 
@@ -66,14 +58,10 @@ def run(args) -> int:
     if bool(args.against) != bool(args.expect):
         raise BadInput("--against and --expect go together: --against OTHER_RUN --expect \"sink_mass<\"")
     relations = [check.parse_expect(e) for e in args.expect]  # parse before loading anything
-<<<<<<< HEAD
     for out in (args.junit, args.json):
         if out:
             check_writable(out)  # both outputs or neither: refuse before writing either
-    target = load_run(args.run)
-=======
     target = load_run(args.run[0])
->>>>>>> issue13b
     outcomes = []
     if args.baseline:
         outcomes += check.check_baseline(target, check.load_baseline(args.baseline))
@@ -86,14 +74,10 @@ def run(args) -> int:
     if args.json:
         check.write_json_report(args.json, outcomes, {"run": str(target.path), "baseline": args.baseline,
                                                       "against": args.against})
-<<<<<<< HEAD
     print(f"karma-probe check {target.path}" + (f"  baseline: {args.baseline}" if args.baseline else "")
           + (f"  against: {args.against}" if args.against else ""))
     print(check.format_table(outcomes))
-    failed = [o.name for o in outcomes if not o.passed]
-=======
     failed = [o.name for o in outcomes if o.failed]
->>>>>>> issue13b
     if failed:
         raise CheckFailed(f"{len(failed)} of {len(outcomes)} checks failed: {', '.join(failed)}")
     return 0
@@ -106,12 +90,8 @@ def _update(args) -> int:
         raise BadInput("--update-baseline only writes the baseline: drop --against/--expect/--junit/--json")
     if min(t for t in (args.abs_tol, args.rel_tol, 0.0) if t is not None) < 0:
         raise BadInput("--abs-tol and --rel-tol must be >= 0")
-<<<<<<< HEAD
     check_writable(args.baseline)
-    target = load_run(args.run)
-=======
     runs = [load_run(r) for r in args.run]
->>>>>>> issue13b
     previous = check.load_baseline(args.baseline) if Path(args.baseline).exists() else None
     if len(runs) > 1:
         if args.abs_tol is not None or args.rel_tol is not None:
