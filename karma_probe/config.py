@@ -51,7 +51,7 @@ class TrainConfig:
     learn_temperature: bool = True
     sampled_negatives: int = 0  # extra random catalogue items per batch for L_act
     soft_prompts: int = 4  # k soft-prompt vectors for L_rec
-    reg_positions: int = 2  # continuous: history positions per sequence sampled for L_gen / L_rec
+    reg_positions: int = 1  # continuous: history positions per sequence sampled for L_gen / L_rec
     precision: str = "fp32"  # fp32 | bf16 (autocast of the training forward)
     train_layers: int = 0  # 0: train everything; k > 0: only the top k decoder layers (+ heads)
     checkpoint_every: int = 100
@@ -97,7 +97,7 @@ PRESETS = {
     # The real SmolLM2-135M on a 2-core CPU: the top 8 of 30 layers, bf16 autocast (benchmarks/README.md).
     "smollm2": TrainConfig(model="smollm2-135m", steps=500, batch_size=32, lr=2e-4, head_lr=2e-3,
                            max_history=50, max_target_tokens=20, embed_dim=128, train_layers=8,
-                           reg_positions=1, precision="bf16", checkpoint_every=100, warmup_steps=20,
+                           precision="bf16", checkpoint_every=100, warmup_steps=20,
                            eval_batch_size=64),
 }
 
