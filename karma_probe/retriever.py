@@ -161,7 +161,9 @@ class KarmaModel(nn.Module):
 
     @torch.no_grad()
     def interest_embeddings(self, prompts: list[str], batch_size: int = 16, progress: bool = False) -> torch.Tensor:
-        """Interest embeddings of rendered history prompts.  # (N, e)"""
+        """Interest embeddings of rendered history prompts (text interface).  # (N, e)"""
+        if self.interface == "continuous":
+            raise BadInput("a continuous-interface model reads item histories, not prompts: use interest_for")
         out = []
         for i in _batches(len(prompts), batch_size, progress, "interest"):
             seqs = self.tokenize(prompts[i : i + batch_size])
