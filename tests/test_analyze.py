@@ -180,6 +180,7 @@ def test_decodability_samples(conformance):
 # --------------------------------------------------------------------------- analysis.json end to end
 
 
+@pytest.mark.slow
 def test_cli_writes_the_analysis_contract(captured_run):
     from karma_probe.results import parse_analysis
 
@@ -209,6 +210,7 @@ def test_cli_writes_the_analysis_contract(captured_run):
     assert "wrote" in r.stdout and "sink_mass" in r.stdout
 
 
+@pytest.mark.slow
 def test_real_capture_headlines_match_its_stats(captured_run):
     """The summary is computed from the capture, not made up: recompute two headlines by hand."""
     from safetensors.numpy import load_file
@@ -226,6 +228,7 @@ def test_real_capture_headlines_match_its_stats(captured_run):
     assert out["summary"]["erank"] == pytest.approx(erank(hid["interest"]), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_metrics_subset_keeps_the_rest(captured_run, tmp_path):
     run = tmp_path / "copy"
     shutil.copytree(captured_run[0], run, symlinks=True)
@@ -237,6 +240,7 @@ def test_metrics_subset_keeps_the_rest(captured_run, tmp_path):
     assert len(after["records"]) == len(before["records"])
 
 
+@pytest.mark.slow
 def test_base_model_has_no_reconstruction_path(tmp_path):
     from karma_probe.capture.run import CaptureOptions, create_base_run
 

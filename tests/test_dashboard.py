@@ -1,9 +1,11 @@
 """The Streamlit dashboard: every page through AppTest, the runs-root confinement, broken runs,
 the ``karma-probe dashboard`` command, and one end-to-end test in headless Chromium.
 
-Every test reads the run dirs of the ``runs_root`` fixture: real runs made by the tiny preset
-(trained, captured and analyzed once per session by the ``tiny_study`` fixture). Tests that need a broken or
-symlinked run copy that root first (``scratch_root``), so the fixture itself stays untouched.
+Tests that take ``any_root`` run twice: on fake runs (tests/fakeruns.py, ``fake_root``: the fast
+tier) and, marked ``slow``, on the run dirs of the ``runs_root`` fixture: real runs made by the tiny
+preset (trained, captured and analyzed once per session by the ``tiny_study`` fixture). Tests that
+need a broken or symlinked run copy that root first (``scratch_root``), so the fixture itself stays
+untouched.
 """
 
 from __future__ import annotations
@@ -36,7 +38,17 @@ TITLES = {"overview": "Overview", "attention": "Attention sinks", "geometry": "G
 # The end-to-end test's screenshot goes to its tmp dir: a test run rewrites no tracked file. To
 # refresh the README's picture: KARMA_PROBE_SCREENSHOT=reports/dashboard.png pytest -m browser
 SCREENSHOT_ENV = "KARMA_PROBE_SCREENSHOT"
-RENDER_LIMIT_S = 2.0  # the issue's budget for one page with demo runs
+# How long a page takes to render is measured by benchmarks/dashboard_render.py, not asserted here.
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory) -> Path:
+    """Fake runs (tests/fakeruns.py) with every file a page draws from: captures, train logs,
+    trajectories, per-user ranks and baselines. Only AppTest reads it, so it is shared."""
+    root = tmp_path_factory.mktemp("fake-runs")
+    for cond in ("action", "karma"):
+        make_run(root, cond, cond, users=50, n_items=200)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +58,17 @@ def runs_root(tiny_study) -> Path:
     return tiny_study[0]
 
 
+@pytest.fixture(params=["fake_root", pytest.param("runs_root", marks=pytest.mark.slow)])
+def any_root(request) -> Path:
+    """Each test that takes it runs twice: on fake runs (fast tier) and on the tiny study's real runs (slow)."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture
-def scratch_root(runs_root, tmp_path) -> Path:
-    """A copy of ``runs_root`` that a test may break; checkpoints beyond the tokenizer are left out."""
+def scratch_root(any_root, tmp_path) -> Path:
+    """A copy of ``any_root`` that a test may break; checkpoints beyond the tokenizer are left out."""
     root = tmp_path / "runs"
-    shutil.copytree(runs_root, root, ignore=_keep_light)
+    shutil.copytree(any_root, root, ignore=_keep_light)
     return root
 
 
@@ -92,24 +110,21 @@ def assert_clean(at: AppTest) -> None:
 # --------------------------------------------------------------------------- every page
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_renders_charts(runs_root, monkeypatch, page):
-    at = open_page(app(runs_root, monkeypatch), page)
+def test_page_renders_charts(any_root, monkeypatch, page):
+    at = open_page(app(any_root, monkeypatch), page)
     assert_clean(at)
     figs = charts(at)
     assert figs, f"{page}: no chart"
     assert any(trace.get("x") is not None or trace.get("z") is not None for f in figs for trace in f["data"]), \
         f"{page}: every chart is empty"
-    start = time.perf_counter()
-    at.run()  # a rerun, as after a widget change: what the user waits for
-    elapsed = time.perf_counter() - start
+    at.run()  # a rerun, as after a widget change
     assert_clean(at)
-    print(f"{page}: rerun {elapsed:.2f} s")
-    assert elapsed < RENDER_LIMIT_S, f"{page} took {elapsed:.2f} s"
+    assert len(charts(at)) == len(figs)
 
 
-def test_overview_table_has_every_run_and_deltas(runs_root, monkeypatch):
-    listing = results.list_runs(runs_root)
-    at = open_page(app(runs_root, monkeypatch, {"ref": listing.ok[0].name}), "overview")
+def test_overview_table_has_every_run_and_deltas(any_root, monkeypatch):
+    listing = results.list_runs(any_root)
+    at = open_page(app(any_root, monkeypatch, {"ref": listing.ok[0].name}), "overview")
     assert_clean(at)
     table = at.dataframe[0].value
     assert list(table["run"]) == [r.name for r in listing.ok]
@@ -133,9 +148,9 @@ def test_changes_follow_each_metrics_direction(tmp_path):
     assert results.changes(action, karma, ["no_such_metric"])["no_such_metric"].verdict == ""
 
 
-def test_attention_page_shows_two_maps_side_by_side(runs_root, monkeypatch):
-    listing = results.list_runs(runs_root)
-    at = open_page(app(runs_root, monkeypatch), "attention")
+def test_attention_page_shows_two_maps_side_by_side(any_root, monkeypatch):
+    listing = results.list_runs(any_root)
+    at = open_page(app(any_root, monkeypatch), "attention")
     assert_clean(at)
     maps = [f for f in charts(at) if "probe" in f["layout"]["title"]["text"]]
     assert len(maps) == 2
@@ -221,9 +236,9 @@ def test_symlinks_out_of_the_root_are_refused_unread(scratch_root, tmp_path, mon
     assert "outside the runs root" in texts(at.warning)
 
 
-def test_query_parameters_cannot_name_other_paths(runs_root, tmp_path, monkeypatch):
-    names = [r.name for r in results.list_runs(runs_root).ok]
-    at = app(runs_root, monkeypatch, {"run": ["../" + tmp_path.name, "/etc", "no-such-run", names[-1]], "ref": "/etc/passwd"})
+def test_query_parameters_cannot_name_other_paths(any_root, tmp_path, monkeypatch):
+    names = [r.name for r in results.list_runs(any_root).ok]
+    at = app(any_root, monkeypatch, {"run": ["../" + tmp_path.name, "/etc", "no-such-run", names[-1]], "ref": "/etc/passwd"})
     at.run()
     assert_clean(at)
     warnings = texts(at.warning)
@@ -233,9 +248,9 @@ def test_query_parameters_cannot_name_other_paths(runs_root, tmp_path, monkeypat
     assert at.selectbox(key="reference").value == names[-1]
 
 
-def test_query_parameters_pick_runs_and_reference(runs_root, monkeypatch):
-    names = [r.name for r in results.list_runs(runs_root).ok]
-    at = app(runs_root, monkeypatch, {"run": names[:2], "ref": names[1]})
+def test_query_parameters_pick_runs_and_reference(any_root, monkeypatch):
+    names = [r.name for r in results.list_runs(any_root).ok]
+    at = app(any_root, monkeypatch, {"run": names[:2], "ref": names[1]})
     at.run()
     assert_clean(at)
     assert not at.warning
@@ -305,6 +320,7 @@ def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float)
     raise AssertionError(f"the dashboard did not answer within {timeout} s")
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
     """`karma-probe dashboard` serves every page and the plotly charts render in a real browser."""

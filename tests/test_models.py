@@ -63,6 +63,7 @@ def test_unknown_model_is_bad_input(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_model_info_tiny():
     r = subprocess.run([sys.executable, "-m", "karma_probe", "model", "info", "--model", "tiny"],
                        capture_output=True, text=True, check=True)

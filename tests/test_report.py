@@ -120,6 +120,7 @@ def test_a_capture_too_small_for_geometry_gives_a_note(tmp_path):
     assert "Not available" in page and "n >= 2" in page
 
 
+@pytest.mark.slow
 def test_one_run_and_four_runs(tmp_path):
     one = report.write_report([load_run(make_run(tmp_path, "solo", "karma", **LIGHT))], tmp_path / "one.pdf")
     assert _texts(one.path)[0].count("verdict") == 0  # no deltas with a single run
@@ -179,6 +180,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
                                            if "Attention maps" in t.extract_text())]
 
 
+@pytest.mark.slow
 def test_cli_subprocess(tmp_path):
     karma, action = make_run(tmp_path, "karma", "karma"), make_run(tmp_path, "action", "action")
     out = tmp_path / "reports" / "tiny.pdf"
