@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 PAGES = ("overview", "attention", "geometry", "decodability", "retrieval", "training")
 
 
@@ -27,6 +26,8 @@ def main() -> int:
     args = p.parse_args()
 
     from streamlit.testing.v1 import AppTest
+
+    from karma_probe.dashboard_app import APP
 
     root = Path(args.runs).resolve()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -1,5 +1,6 @@
 """The Streamlit dashboard: every page through AppTest, the runs-root confinement, broken runs,
-the ``karma-probe dashboard`` command, and one end-to-end test in headless Chromium.
+the ``karma-probe dashboard`` command, the app shipping inside the package, and one end-to-end
+test in headless Chromium.
 
 Tests that take ``any_root`` run twice: on fake runs (tests/fakeruns.py, ``fake_root``: the fast
 tier) and, marked ``slow``, on the run dirs of the ``runs_root`` fixture: real runs made by the tiny
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +28,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fakeruns import make_run
+import karma_probe
 from karma_probe import figures, results
+from karma_probe.dashboard_app import APP
 from karma_probe.errors import BadInput
 from karma_probe.figures.render import PLOTLY_MAX_TICKS
 
 REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "dashboards" / "app.py"
+CLONE_APP = REPO / "dashboards" / "app.py"  # the thin runner kept for `streamlit run dashboards/app.py`
 PAGES = ("overview", "attention", "geometry", "decodability", "retrieval", "training")
 TITLES = {"overview": "Overview", "attention": "Attention sinks", "geometry": "Geometry",
           "decodability": "Decodability", "retrieval": "Retrieval", "training": "Training"}
@@ -78,10 +82,10 @@ def _keep_light(directory: str, names: list[str]) -> set[str]:
     return {n for n in names if n in ("checkpoints", "resume") or (in_checkpoint and n.endswith(".safetensors"))}
 
 
-def app(root: Path | None, monkeypatch, query: dict | None = None) -> AppTest:
-    """The dashboard as ``streamlit run dashboards/app.py -- --runs ROOT`` would start it."""
-    monkeypatch.setattr(sys, "argv", [str(APP), *(["--runs", str(root)] if root else [])])
-    at = AppTest.from_file(str(APP), default_timeout=60)
+def app(root: Path | None, monkeypatch, query: dict | None = None, script: Path = APP) -> AppTest:
+    """The dashboard as ``karma-probe dashboard --runs ROOT`` starts it (``streamlit run APP -- --runs ROOT``)."""
+    monkeypatch.setattr(sys, "argv", [str(script), *(["--runs", str(root)] if root else [])])
+    at = AppTest.from_file(str(script), default_timeout=60)
     at.query_params.update(query or {})
     return at
 
@@ -298,6 +302,61 @@ def test_dashboard_command_rejects_a_missing_runs_dir(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"karma-probe dashboard: error: {tmp_path / 'nope'}: no such runs directory"]
+
+
+def test_the_command_serves_the_app_inside_the_package(tmp_path, monkeypatch):
+    """`karma-probe dashboard` runs the app that ships in the package, not a file of a source checkout."""
+    package = Path(karma_probe.__file__).resolve().parent
+    assert APP == package / "dashboard_app" / "app.py" and APP.is_file()
+    assert sorted(p.name for p in (APP.parent / "panels").glob("*.py")) == sorted(["__init__.py", *(f"{p}.py" for p in PAGES)])
+    execs = []
+    monkeypatch.setattr(os, "execv", lambda exe, argv: execs.append(argv))  # stop short of starting the server
+    from karma_probe.cli import main
+
+    assert main(["dashboard", "--runs", str(tmp_path), "--port", "8765"]) == 0
+    (argv,) = execs
+    assert argv[1:4] == ["-m", "streamlit", "run"] and Path(argv[4]) == APP
+    assert argv[argv.index("--") + 1:] == ["--runs", str(tmp_path.resolve())]
+
+
+def test_the_clone_runner_serves_the_same_app(fake_root, monkeypatch):
+    """`streamlit run dashboards/app.py` (the design's top-level dashboards/) runs the packaged router."""
+    at = app(fake_root, monkeypatch, script=CLONE_APP)
+    at.run()
+    assert_clean(at)
+    assert at.title[0].value == "Overview" and [r.name for r in results.list_runs(fake_root).ok] == list(at.dataframe[0].value["run"])
+    at.switch_page(str(APP.parent / "panels" / "retrieval.py")).run()
+    assert_clean(at)
+    assert at.title[0].value == "Retrieval" and charts(at)
+
+
+def test_a_wheel_carries_the_app_and_the_command_finds_it_there(tmp_path):
+    """A regular (non-editable) install: build a wheel from a copy of the sources, unpack it as pip
+    would into site-packages, and start the command from there (os.execv intercepted)."""
+    src = tmp_path / "src"  # a copy: building in the checkout would write build/ and *.egg-info into it
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    shutil.copytree(REPO / "karma_probe", src / "karma_probe", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (wheel,) = (tmp_path / "dist").glob("karma_probe-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    want = {"karma_probe/dashboard_app/app.py", "karma_probe/dashboard_app/__init__.py",
+            *(f"karma_probe/dashboard_app/panels/{p}.py" for p in PAGES)}
+    assert want <= names, sorted(want - names)
+    site = tmp_path / "site-packages"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = ("import os, sys; from karma_probe.cli import main\n"
+             "os.execv = lambda exe, argv: print(argv[4])\n"
+             "sys.exit(main(['dashboard', '--runs', sys.argv[1]]))")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    r = subprocess.run([sys.executable, "-c", probe, str(runs)], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(site)})
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()) == site / "karma_probe" / "dashboard_app" / "app.py"
 
 
 def _free_port() -> int:
