@@ -381,7 +381,7 @@ def _foreign_interest(run):
     (lambda run: shutil.rmtree(run / "capture"), (), r"no capture here"),
     (_manifest_edit(model={"layers": 30, "width": 576}), (), r"capture is from another model .*layers 30 vs 2; width 576 vs 64"),
     (_manifest_edit(run={"step": 400}), (), r"captured at step 400, but .* is step 7"),
-    (_foreign_interest, ("--metrics", "lm_ppl,recon_token_acc"), r"not this checkpoint's"),
+    pytest.param(_foreign_interest, ("--metrics", "lm_ppl,recon_token_acc"), r"not this checkpoint's", marks=pytest.mark.slow),
     (lambda run: None, ("--metrics", "sink_mass,erankk"), r"unknown metric\(s\) erankk; known: sink_mass, .*, mrr"),
     (lambda run: None, ("--all-checkpoints",), r"no intermediate checkpoints"),
     (lambda run: (run / "capture" / "stats.safetensors").write_bytes(b"\x00" * 20), (), r"unreadable capture stats"),
