@@ -32,7 +32,7 @@ holds its own ``capture/``, captured in memory by the capture library on a small
 step), so every metric — attention sinks included — gets a curve over training. Compare the steps
 with each other; the final ``summary`` uses the run's full capture, a larger probe set. Retrieval
 enters a step if its checkpoint holds a ``metrics.json``. Cost: a SmolLM2-135M checkpoint takes
-about the final analysis' model time plus its capture (~3 min on 2 cores); restrict with
+about the final analysis' model time plus its capture (benchmarks/README.md); restrict with
 ``--metrics`` for a quick curve.
 """
 

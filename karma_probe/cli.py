@@ -1,8 +1,10 @@
 """``karma-probe`` command line.
 
-Each subcommand lives in ``karma_probe/commands/NAME.py`` with ``HELP`` (one line),
-``EXAMPLES`` (the end of its ``--help``), ``add_arguments(parser)`` and ``run(args) -> int``.
-Only the chosen subcommand's module is imported, so ``karma-probe check`` never imports torch.
+Each subcommand lives in ``karma_probe/commands/NAME.py`` with its description (the module
+docstring), ``EXAMPLES`` (the end of its ``--help``), ``add_arguments(parser)`` and
+``run(args) -> int``; its one-line help is here, in ``COMMANDS``. Only the chosen subcommand's
+module is imported (so ``karma-probe check`` never imports torch), which is why the one-line
+helps of the others cannot come from their modules.
 
 Exit codes: 0 ok, 1 a check failed, 2 bad input (one line on stderr, no traceback). Bad input is
 a usage error, ``BadInput``, or any ``OSError`` (an unwritable, missing or full output path): all

@@ -1,8 +1,8 @@
 """How many torch threads to use on a CPU that other jobs may share.
 
-OpenMP threads that wait for a busy core spin instead of sleeping: with two threads on two loaded
-cores a SmolLM2 analysis took 782 s, with one 173 s, and a tiny training ran 32x slower. So torch
-gets the idle cores (cores minus the 1-minute load average, at least 1), unless told otherwise.
+OpenMP threads that wait for a busy core spin instead of sleeping, so on a loaded machine extra
+threads make torch several times slower (measured: benchmarks/README.md). So torch gets the idle
+cores (cores minus the 1-minute load average, at least 1), unless told otherwise.
 """
 
 from __future__ import annotations

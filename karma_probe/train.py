@@ -190,8 +190,7 @@ def train_run(cfg: TrainConfig, out: str | Path, *, name: str | None = None, pre
     """Train (or resume) one run; returns metrics.json's content. ``stop_after`` simulates a kill.
 
     ``threads``: torch intra-op threads (None: the idle cores, ``cpu.auto_threads``). On a shared
-    CPU, threads that wait for a busy core spin: two threads on a loaded 2-core machine made a
-    tiny training 32x slower than one.
+    CPU, threads that wait for a busy core spin (measured: benchmarks/README.md).
     """
     from karma_probe.cpu import torch_threads
 

@@ -9,4 +9,6 @@ command -v pdftoppm >/dev/null || { [ "$(id -u)" = 0 ] && apt-get update -qq && 
 # and missing, installed here. That test fails as root without it and skips otherwise.
 command -v chromium >/dev/null || { [ "$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "test.sh: chromium missing (apt-get install chromium); the browser test fails as root, skips otherwise" >&2
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec .venv/bin/python -m pytest -q "$@"
+# Every tier in one pytest call (one summary line): the expression overrides pyproject's default
+# `-m "not slow and not smollm2 and not browser"` (the fast tier a plain `pytest` runs).
+exec .venv/bin/python -m pytest -q -m "slow or smollm2 or browser or not (slow or smollm2 or browser)" "$@"

@@ -25,3 +25,11 @@ def tiny_study(tmp_path_factory):
     plan = Plan(preset="tiny", runs_root=root / "runs", report_dir=root / "report")
     reproduce(plan, progress=False)
     return plan.runs_root, plan.report_dir
+
+
+def pytest_collection_modifyitems(config, items):
+    """Any test that needs the trained tiny study is in the slow tier, marked or not: the study
+    trains, captures and analyzes for minutes, and the default ``pytest`` run is the fast tier."""
+    for item in items:
+        if "tiny_study" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

@@ -182,6 +182,7 @@ def test_decodability_samples(conformance):
 # --------------------------------------------------------------------------- analysis.json end to end
 
 
+@pytest.mark.slow
 def test_cli_writes_the_analysis_contract(captured_run):
     from karma_probe.results import parse_analysis
 
@@ -211,6 +212,7 @@ def test_cli_writes_the_analysis_contract(captured_run):
     assert "wrote" in r.stdout and "sink_mass" in r.stdout
 
 
+@pytest.mark.slow
 def test_real_capture_headlines_match_its_stats(captured_run):
     """The summary is computed from the capture, not made up: recompute two headlines by hand."""
     from safetensors.numpy import load_file
@@ -228,6 +230,7 @@ def test_real_capture_headlines_match_its_stats(captured_run):
     assert out["summary"]["erank"] == pytest.approx(erank(hid["interest"]), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_metrics_subset_keeps_the_rest(captured_run, tmp_path):
     run = tmp_path / "copy"
     shutil.copytree(captured_run[0], run, symlinks=True)
@@ -239,6 +242,7 @@ def test_metrics_subset_keeps_the_rest(captured_run, tmp_path):
     assert len(after["records"]) == len(before["records"])
 
 
+@pytest.mark.slow
 def test_base_model_has_no_reconstruction_path(tmp_path):
     from karma_probe.capture.run import CaptureOptions, create_base_run
 
@@ -379,7 +383,7 @@ def _foreign_interest(run):
     (lambda run: shutil.rmtree(run / "capture"), (), r"no capture here"),
     (_manifest_edit(model={"layers": 30, "width": 576}), (), r"capture is from another model .*layers 30 vs 2; width 576 vs 64"),
     (_manifest_edit(run={"step": 400}), (), r"captured at step 400, but .* is step 7"),
-    (_foreign_interest, ("--metrics", "lm_ppl,recon_token_acc"), r"not this checkpoint's"),
+    pytest.param(_foreign_interest, ("--metrics", "lm_ppl,recon_token_acc"), r"not this checkpoint's", marks=pytest.mark.slow),
     (lambda run: None, ("--metrics", "sink_mass,erankk"), r"unknown metric\(s\) erankk; known: sink_mass, .*, mrr"),
     (lambda run: None, ("--all-checkpoints",), r"no intermediate checkpoints"),
     (lambda run: (run / "capture" / "stats.safetensors").write_bytes(b"\x00" * 20), (), r"unreadable capture stats"),

@@ -412,6 +412,7 @@ def base_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_cli_reference_run_follows_the_contract(base_run):
     meta = json.loads((base_run / "config.json").read_text())
     assert meta["condition"] == "base" and meta["train"]["model"] == "tiny"
@@ -462,6 +463,7 @@ def _bad(run_dir, *args, match):
     return r
 
 
+@pytest.mark.slow
 def test_bad_input_missing_and_truncated_checkpoint(base_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(base_run, run, symlinks=True)
@@ -475,6 +477,7 @@ def test_bad_input_missing_and_truncated_checkpoint(base_run, tmp_path):
     _bad(run, match="checkpoint not found")
 
 
+@pytest.mark.slow
 def test_bad_input_tokenizer_from_another_model_and_empty_probe_set(base_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(base_run, run, symlinks=True)
@@ -491,6 +494,7 @@ def test_bad_input_tokenizer_from_another_model_and_empty_probe_set(base_run, tm
     _bad(run, match="tokenizer does not match the model")
 
 
+@pytest.mark.slow
 def test_bad_options(base_run):
     _bad(base_run, "--shard", "2/2", match="--shard 2/2")
     _bad(base_run, "--max-len", 1, match="--max-len")

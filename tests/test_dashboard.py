@@ -1,9 +1,12 @@
 """The Streamlit dashboard: every page through AppTest, the runs-root confinement, broken runs,
-the ``karma-probe dashboard`` command, and one end-to-end test in headless Chromium.
+the ``karma-probe dashboard`` command, the app shipping inside the package, and one end-to-end
+test in headless Chromium.
 
-Every test reads the run dirs of the ``runs_root`` fixture: real runs made by the tiny preset
-(trained, captured and analyzed once per session by the ``tiny_study`` fixture). Tests that need a broken or
-symlinked run copy that root first (``scratch_root``), so the fixture itself stays untouched.
+Tests that take ``any_root`` run twice: on fake runs (tests/fakeruns.py, ``fake_root``: the fast
+tier) and, marked ``slow``, on the run dirs of the ``runs_root`` fixture: real runs made by the tiny
+preset (trained, captured and analyzed once per session by the ``tiny_study`` fixture). Tests that
+need a broken or symlinked run copy that root first (``scratch_root``), so the fixture itself stays
+untouched.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +28,31 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fakeruns import make_run
+import karma_probe
 from karma_probe import figures, results
+from karma_probe.dashboard_app import APP
 from karma_probe.errors import BadInput
 from karma_probe.figures.render import PLOTLY_MAX_TICKS
 
 REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "dashboards" / "app.py"
+CLONE_APP = REPO / "dashboards" / "app.py"  # the thin runner kept for `streamlit run dashboards/app.py`
 PAGES = ("overview", "attention", "geometry", "decodability", "retrieval", "training")
 TITLES = {"overview": "Overview", "attention": "Attention sinks", "geometry": "Geometry",
           "decodability": "Decodability", "retrieval": "Retrieval", "training": "Training"}
 # The end-to-end test's screenshot goes to its tmp dir: a test run rewrites no tracked file. To
 # refresh the README's picture: KARMA_PROBE_SCREENSHOT=reports/dashboard.png pytest -m browser
 SCREENSHOT_ENV = "KARMA_PROBE_SCREENSHOT"
-RENDER_LIMIT_S = 2.0  # the issue's budget for one page with demo runs
+# How long a page takes to render is measured by benchmarks/dashboard_render.py, not asserted here.
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory) -> Path:
+    """Fake runs (tests/fakeruns.py) with every file a page draws from: captures, train logs,
+    trajectories, per-user ranks and baselines. Only AppTest reads it, so it is shared."""
+    root = tmp_path_factory.mktemp("fake-runs")
+    for cond in ("action", "karma"):
+        make_run(root, cond, cond, users=50, n_items=200)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +62,17 @@ def runs_root(tiny_study) -> Path:
     return tiny_study[0]
 
 
+@pytest.fixture(params=["fake_root", pytest.param("runs_root", marks=pytest.mark.slow)])
+def any_root(request) -> Path:
+    """Each test that takes it runs twice: on fake runs (fast tier) and on the tiny study's real runs (slow)."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture
-def scratch_root(runs_root, tmp_path) -> Path:
-    """A copy of ``runs_root`` that a test may break; checkpoints beyond the tokenizer are left out."""
+def scratch_root(any_root, tmp_path) -> Path:
+    """A copy of ``any_root`` that a test may break; checkpoints beyond the tokenizer are left out."""
     root = tmp_path / "runs"
-    shutil.copytree(runs_root, root, ignore=_keep_light)
+    shutil.copytree(any_root, root, ignore=_keep_light)
     return root
 
 
@@ -60,10 +82,10 @@ def _keep_light(directory: str, names: list[str]) -> set[str]:
     return {n for n in names if n in ("checkpoints", "resume") or (in_checkpoint and n.endswith(".safetensors"))}
 
 
-def app(root: Path | None, monkeypatch, query: dict | None = None) -> AppTest:
-    """The dashboard as ``streamlit run dashboards/app.py -- --runs ROOT`` would start it."""
-    monkeypatch.setattr(sys, "argv", [str(APP), *(["--runs", str(root)] if root else [])])
-    at = AppTest.from_file(str(APP), default_timeout=60)
+def app(root: Path | None, monkeypatch, query: dict | None = None, script: Path = APP) -> AppTest:
+    """The dashboard as ``karma-probe dashboard --runs ROOT`` starts it (``streamlit run APP -- --runs ROOT``)."""
+    monkeypatch.setattr(sys, "argv", [str(script), *(["--runs", str(root)] if root else [])])
+    at = AppTest.from_file(str(script), default_timeout=60)
     at.query_params.update(query or {})
     return at
 
@@ -92,24 +114,21 @@ def assert_clean(at: AppTest) -> None:
 # --------------------------------------------------------------------------- every page
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_renders_charts(runs_root, monkeypatch, page):
-    at = open_page(app(runs_root, monkeypatch), page)
+def test_page_renders_charts(any_root, monkeypatch, page):
+    at = open_page(app(any_root, monkeypatch), page)
     assert_clean(at)
     figs = charts(at)
     assert figs, f"{page}: no chart"
     assert any(trace.get("x") is not None or trace.get("z") is not None for f in figs for trace in f["data"]), \
         f"{page}: every chart is empty"
-    start = time.perf_counter()
-    at.run()  # a rerun, as after a widget change: what the user waits for
-    elapsed = time.perf_counter() - start
+    at.run()  # a rerun, as after a widget change
     assert_clean(at)
-    print(f"{page}: rerun {elapsed:.2f} s")
-    assert elapsed < RENDER_LIMIT_S, f"{page} took {elapsed:.2f} s"
+    assert len(charts(at)) == len(figs)
 
 
-def test_overview_table_has_every_run_and_deltas(runs_root, monkeypatch):
-    listing = results.list_runs(runs_root)
-    at = open_page(app(runs_root, monkeypatch, {"ref": listing.ok[0].name}), "overview")
+def test_overview_table_has_every_run_and_deltas(any_root, monkeypatch):
+    listing = results.list_runs(any_root)
+    at = open_page(app(any_root, monkeypatch, {"ref": listing.ok[0].name}), "overview")
     assert_clean(at)
     table = at.dataframe[0].value
     assert list(table["run"]) == [r.name for r in listing.ok]
@@ -133,9 +152,9 @@ def test_changes_follow_each_metrics_direction(tmp_path):
     assert results.changes(action, karma, ["no_such_metric"])["no_such_metric"].verdict == ""
 
 
-def test_attention_page_shows_two_maps_side_by_side(runs_root, monkeypatch):
-    listing = results.list_runs(runs_root)
-    at = open_page(app(runs_root, monkeypatch), "attention")
+def test_attention_page_shows_two_maps_side_by_side(any_root, monkeypatch):
+    listing = results.list_runs(any_root)
+    at = open_page(app(any_root, monkeypatch), "attention")
     assert_clean(at)
     maps = [f for f in charts(at) if "probe" in f["layout"]["title"]["text"]]
     assert len(maps) == 2
@@ -221,9 +240,9 @@ def test_symlinks_out_of_the_root_are_refused_unread(scratch_root, tmp_path, mon
     assert "outside the runs root" in texts(at.warning)
 
 
-def test_query_parameters_cannot_name_other_paths(runs_root, tmp_path, monkeypatch):
-    names = [r.name for r in results.list_runs(runs_root).ok]
-    at = app(runs_root, monkeypatch, {"run": ["../" + tmp_path.name, "/etc", "no-such-run", names[-1]], "ref": "/etc/passwd"})
+def test_query_parameters_cannot_name_other_paths(any_root, tmp_path, monkeypatch):
+    names = [r.name for r in results.list_runs(any_root).ok]
+    at = app(any_root, monkeypatch, {"run": ["../" + tmp_path.name, "/etc", "no-such-run", names[-1]], "ref": "/etc/passwd"})
     at.run()
     assert_clean(at)
     warnings = texts(at.warning)
@@ -233,9 +252,9 @@ def test_query_parameters_cannot_name_other_paths(runs_root, tmp_path, monkeypat
     assert at.selectbox(key="reference").value == names[-1]
 
 
-def test_query_parameters_pick_runs_and_reference(runs_root, monkeypatch):
-    names = [r.name for r in results.list_runs(runs_root).ok]
-    at = app(runs_root, monkeypatch, {"run": names[:2], "ref": names[1]})
+def test_query_parameters_pick_runs_and_reference(any_root, monkeypatch):
+    names = [r.name for r in results.list_runs(any_root).ok]
+    at = app(any_root, monkeypatch, {"run": names[:2], "ref": names[1]})
     at.run()
     assert_clean(at)
     assert not at.warning
@@ -285,6 +304,61 @@ def test_dashboard_command_rejects_a_missing_runs_dir(tmp_path):
     assert r.stderr.strip().splitlines() == [f"karma-probe dashboard: error: {tmp_path / 'nope'}: no such runs directory"]
 
 
+def test_the_command_serves_the_app_inside_the_package(tmp_path, monkeypatch):
+    """`karma-probe dashboard` runs the app that ships in the package, not a file of a source checkout."""
+    package = Path(karma_probe.__file__).resolve().parent
+    assert APP == package / "dashboard_app" / "app.py" and APP.is_file()
+    assert sorted(p.name for p in (APP.parent / "panels").glob("*.py")) == sorted(["__init__.py", *(f"{p}.py" for p in PAGES)])
+    execs = []
+    monkeypatch.setattr(os, "execv", lambda exe, argv: execs.append(argv))  # stop short of starting the server
+    from karma_probe.cli import main
+
+    assert main(["dashboard", "--runs", str(tmp_path), "--port", "8765"]) == 0
+    (argv,) = execs
+    assert argv[1:4] == ["-m", "streamlit", "run"] and Path(argv[4]) == APP
+    assert argv[argv.index("--") + 1:] == ["--runs", str(tmp_path.resolve())]
+
+
+def test_the_clone_runner_serves_the_same_app(fake_root, monkeypatch):
+    """`streamlit run dashboards/app.py` (the design's top-level dashboards/) runs the packaged router."""
+    at = app(fake_root, monkeypatch, script=CLONE_APP)
+    at.run()
+    assert_clean(at)
+    assert at.title[0].value == "Overview" and [r.name for r in results.list_runs(fake_root).ok] == list(at.dataframe[0].value["run"])
+    at.switch_page(str(APP.parent / "panels" / "retrieval.py")).run()
+    assert_clean(at)
+    assert at.title[0].value == "Retrieval" and charts(at)
+
+
+def test_a_wheel_carries_the_app_and_the_command_finds_it_there(tmp_path):
+    """A regular (non-editable) install: build a wheel from a copy of the sources, unpack it as pip
+    would into site-packages, and start the command from there (os.execv intercepted)."""
+    src = tmp_path / "src"  # a copy: building in the checkout would write build/ and *.egg-info into it
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    shutil.copytree(REPO / "karma_probe", src / "karma_probe", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (wheel,) = (tmp_path / "dist").glob("karma_probe-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    want = {"karma_probe/dashboard_app/app.py", "karma_probe/dashboard_app/__init__.py",
+            *(f"karma_probe/dashboard_app/panels/{p}.py" for p in PAGES)}
+    assert want <= names, sorted(want - names)
+    site = tmp_path / "site-packages"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = ("import os, sys; from karma_probe.cli import main\n"
+             "os.execv = lambda exe, argv: print(argv[4])\n"
+             "sys.exit(main(['dashboard', '--runs', sys.argv[1]]))")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    r = subprocess.run([sys.executable, "-c", probe, str(runs)], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(site)})
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()) == site / "karma_probe" / "dashboard_app" / "app.py"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -305,6 +379,7 @@ def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float)
     raise AssertionError(f"the dashboard did not answer within {timeout} s")
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
     """`karma-probe dashboard` serves every page and the plotly charts render in a real browser."""

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from karma_probe.cli import main
 from karma_probe.errors import BadInput
 from karma_probe.models import TINY_VOCAB, load_backbone, load_tokenizer, model_info
 
@@ -55,14 +56,16 @@ def test_tiny_tokenizer_is_smollm2_bpe_cut_to_its_first_tokens():
     assert len(tiny(texts[0])["input_ids"]) > len(full(texts[0])["input_ids"])  # fewer merges, more pieces
 
 
-def test_unknown_model_is_bad_input(tmp_path):
+def test_unknown_model_is_bad_input(tmp_path, capsys):
     with pytest.raises(BadInput, match="not a known model"):
         load_backbone(str(tmp_path / "nope"))
-    r = subprocess.run([sys.executable, "-m", "karma_probe", "model", "info", "--model", str(tmp_path)],
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+    # in process: a subprocess would spend its time importing torch (the end-to-end run is test_cli_model_info_tiny)
+    assert main(["model", "info", "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "karma-probe model: error:" in err, err
 
 
+@pytest.mark.slow
 def test_cli_model_info_tiny():
     r = subprocess.run([sys.executable, "-m", "karma_probe", "model", "info", "--model", "tiny"],
                        capture_output=True, text=True, check=True)

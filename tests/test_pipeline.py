@@ -45,9 +45,10 @@ def test_rerun_skips_finished_stages(tiny_study):
 
     root, report = tiny_study
     before = (root / "tiny-karma-s0" / "analysis.json").stat().st_mtime
+    first = json.loads((report / "summary.json").read_text())["wall_time_s"]["stages"]
     summary = reproduce(Plan(preset="tiny", runs_root=root, report_dir=report), progress=False)
     assert (root / "tiny-karma-s0" / "analysis.json").stat().st_mtime == before
-    assert summary["wall_time_s"]["this_invocation"] < 120
     stages = summary["wall_time_s"]["stages"]
-    assert stages["train tiny-karma-s0"] > 1  # the time it took when it ran
-    assert stages["capture tiny-base"] > 0  # a skipped stage keeps its time, not the ~0 s of the skip
+    # a skipped stage keeps the time it took when it ran, not the ~0 s of the skip
+    for stage in ("train tiny-karma-s0", "capture tiny-base", "analyze tiny-action-s0"):
+        assert stages[stage] == first[stage] > 0, stage

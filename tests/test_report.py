@@ -113,6 +113,7 @@ def test_missing_captures_and_training_data_give_notes_not_crashes(tmp_path):
 LIGHT = dict(capture=False, train_log=False, trajectory=False)  # fewer pages where only page one matters
 
 
+@pytest.mark.slow
 def test_a_capture_too_small_for_geometry_gives_a_note(tmp_path):
     run = load_run(make_run(tmp_path, "one-probe", "karma", n=1, train_log=False, trajectory=False))
     written = report.write_report([run], tmp_path / "small.pdf")
@@ -120,6 +121,7 @@ def test_a_capture_too_small_for_geometry_gives_a_note(tmp_path):
     assert "Not available" in page and "n >= 2" in page
 
 
+@pytest.mark.slow
 def test_one_run_and_four_runs(tmp_path):
     one = report.write_report([load_run(make_run(tmp_path, "solo", "karma", **LIGHT))], tmp_path / "one.pdf")
     assert _texts(one.path)[0].count("verdict") == 0  # no deltas with a single run
@@ -130,6 +132,7 @@ def test_one_run_and_four_runs(tmp_path):
     assert len(PdfReader(str(four.path)).pages) == len(four.pages)
 
 
+@pytest.mark.slow
 def test_metrics_outside_the_known_families_get_their_own_section(tmp_path):
     path = make_run(tmp_path, "r", "karma", **LIGHT)
     a = json.loads((path / "analysis.json").read_text())
@@ -141,6 +144,7 @@ def test_metrics_outside_the_known_families_get_their_own_section(tmp_path):
     assert "new_metric higher 0.123" in _texts(written.path)[0]
 
 
+@pytest.mark.slow
 def test_duplicate_run_names_are_told_apart(tmp_path):
     a = load_run(make_run(tmp_path / "seed0", "karma", "karma", seed=0, **LIGHT))
     b = load_run(make_run(tmp_path / "seed1", "karma", "karma", seed=1, **LIGHT))
@@ -149,7 +153,7 @@ def test_duplicate_run_names_are_told_apart(tmp_path):
 
 
 def test_a_failing_section_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
-    run = load_run(make_run(tmp_path, "r", "karma"))
+    run = load_run(make_run(tmp_path, "r", "karma", **LIGHT))
     out = tmp_path / "report.pdf"
     out.write_bytes(b"previous report")
 
@@ -174,11 +178,27 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     assert main(["report", str(good), str(tmp_path / "nope"), "-o", str(out)]) == 2
     assert main(["report", str(good), "-o", str(tmp_path)]) == 2  # a directory
     assert main(["report", str(good), "-o", str(out), "--probes", "0"]) == 2
-    assert main(["report", str(good), "-o", str(out), "--layer", "7", "--head", "0"]) == 0  # out of range: a note
+    assert not out.exists()
+
+
+def test_the_command_writes_the_report(tmp_path, capsys):
+    run = make_run(tmp_path, "good", "karma", **LIGHT)
+    out = tmp_path / "r.pdf"
+    assert main(["report", str(run), "-o", str(out)]) == 0
+    pages = len(PdfReader(str(out)).pages)
+    assert f"{out} ({pages} pages)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_layer_out_of_range_is_a_note_not_an_error(tmp_path):
+    good = make_run(tmp_path, "good", "karma", train_log=False, trajectory=False)
+    out = tmp_path / "r.pdf"
+    assert main(["report", str(good), "-o", str(out), "--layer", "7", "--head", "0"]) == 0
     assert "no layer 7" in _texts(out)[next(i for i, t in enumerate(PdfReader(str(out)).pages)
                                            if "Attention maps" in t.extract_text())]
 
 
+@pytest.mark.slow
 def test_cli_subprocess(tmp_path):
     karma, action = make_run(tmp_path, "karma", "karma"), make_run(tmp_path, "action", "action")
     out = tmp_path / "reports" / "tiny.pdf"
@@ -216,6 +236,7 @@ def test_claims_page_shows_effect_ci_and_verdict(tmp_path):
     assert "[" in next(line for line in page.splitlines() if line.startswith("sink_mass "))  # probe CI
 
 
+@pytest.mark.slow
 def test_no_claims_page_without_both_conditions(tmp_path):
     runs = [load_run(make_run(tmp_path, c, c, **LIGHT)) for c in ("gen", "karma")]
     assert not any(p.startswith("Claims") for p in report.write_report(runs, tmp_path / "r.pdf").pages)

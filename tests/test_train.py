@@ -244,6 +244,7 @@ def test_text_interface_still_trains(tmp_path):
         _cfg(interface="text", act_loss="softmax")
 
 
+@pytest.mark.slow
 def test_tiny_learns_beyond_chance(tmp_path):
     """Synthetic data has planted genre structure: the tiny model must beat random clearly."""
     cfg = _cfg("action", steps=120, batch_size=16, checkpoint_every=120)

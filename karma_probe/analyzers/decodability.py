@@ -41,7 +41,7 @@ from karma_probe.analyzers import bootstrap
 from karma_probe.analyzers.registry import Absent, Measurement, Record, register
 
 RECON_BATCH = 16
-RECON_GREEDY = 16  # probes decoded greedily for recon_exact (no KV cache: ~1.5 s of one core each on SmolLM2)
+RECON_GREEDY = 16  # probes decoded greedily for recon_exact (no KV cache; cost: benchmarks/README.md)
 SAMPLES = 4  # decoded examples written to analysis.json samples.decoded, per decoder
 PROBE_C = 1.0  # logistic-regression inverse regularization, on standardized features
 SHUFFLE_SEED = 0  # the derangement π of the null

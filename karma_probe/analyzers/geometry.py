@@ -178,7 +178,7 @@ def _measure(inputs, metric: str, fn, normalize: bool = False) -> Measurement:
 
     records, iv = [], None
     # These matrices are small (≤ a few thousand × d); a multi-threaded BLAS only adds wake-ups,
-    # and on a shared 2-core machine its spinning threads made one 64 × 576 SVD take 0.5 s.
+    # and on a shared machine its spinning threads waste more (benchmarks/README.md).
     with threadpool_limits(limits=1, user_api="blas"):
         for name, layer, X in inputs.embedding_sets():
             X = l2_normalize(X) if normalize else X

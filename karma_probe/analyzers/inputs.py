@@ -40,8 +40,8 @@ FINGERPRINT = {"layers": ("num_hidden_layers", "n_layer"), "heads": ("num_attent
 # The decodability probes are fitted on valid-split examples (history → second-last item) of
 # users that are not scored, and scored on the captured test probes (history → last item):
 # disjoint users, the same recipe for every run. FIT_EXAMPLES bounds their cost: embedding them
-# is one forward pass of a ~100-token prompt each (~0.25 s of one CPU core apiece for
-# SmolLM2-135M), and it is what the probes learn from.
+# is one forward pass of a ~100-token prompt each (cost: benchmarks/README.md), and it is what
+# the probes learn from.
 FIT_EXAMPLES = 192
 FIT_SEED = 0
 EMBED_BATCH = 16

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 DECODER_PROMPTS = 4  # k soft-prompt vectors, as the run's own adapter (TrainConfig.soft_prompts)
-DECODER_STEPS = 40  # ~1.7 passes over the 192 fit examples; ~2 s of one CPU core a step on SmolLM2-135M
+DECODER_STEPS = 40  # ~1.7 passes over the 192 fit examples (cost: benchmarks/README.md)
 DECODER_BATCH = 8
 DECODER_LR = 3e-3  # Adam; high because the budget is short and only the adapter learns
 DECODER_MAX_TOKENS = 16  # target tokens incl. the final EOS: title, year and the first genres

@@ -7,7 +7,6 @@ trajectory over RUN/checkpoints/step-*/. Metrics a run cannot have (the reconstr
 untouched model) are listed as absent. Needs a capture first: `karma-probe capture RUN`.
 """
 
-HELP = "analyze a captured run into RUN/analysis.json"
 EXAMPLES = """examples:
   karma-probe analyze runs/tiny-karma-s0                            # every metric
   karma-probe analyze runs/tiny-karma-s0 --metrics sink_mass,erank  # only these (others in analysis.json are kept)

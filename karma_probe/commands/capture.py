@@ -7,7 +7,6 @@ activation ratios, the hidden state at the interest marker for every layer, inte
 embeddings and K full attention maps are kept too. Output: RUN/capture/ (see checkpoints.md).
 """
 
-HELP = "capture attention / hidden-state statistics into RUN/capture"
 EXAMPLES = """examples:
   karma-probe capture runs/tiny-karma-s0                            # 64 history probes + the general passages
   karma-probe capture runs/tiny-karma-s0 --probes 128 --max-len 512 --full-maps 8

@@ -16,7 +16,6 @@ from karma_probe.errors import BadInput, CheckFailed
 from karma_probe.results import load_run
 from karma_probe.rundir import check_writable
 
-HELP = "CI regression gate: compare a run with a baseline or another run (JUnit XML)"
 EXAMPLES = """examples:
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json

@@ -2,15 +2,15 @@
 an overview table with deltas against a reference run, attention sinks and maps, embedding
 geometry, decoded samples, retrieval curves and training curves.
 
-It runs `streamlit run dashboards/app.py -- --runs DIR` (headless, no usage statistics) and reads
-nothing outside DIR: a symlinked run leading elsewhere is listed with a notice, not opened. Runs
-that are half-written or malformed show their reason in the overview; the rest keep working.
-Needs a source checkout (dashboards/ lies next to the package), not torch.
+It runs `streamlit run APP -- --runs DIR` (headless, no usage statistics), where APP is the
+Streamlit app that ships inside the package (karma_probe/dashboard_app/app.py), and reads nothing
+outside DIR: a symlinked run leading elsewhere is listed with a notice, not opened. Runs that are
+half-written or malformed show their reason in the overview; the rest keep working. Needs
+streamlit, not torch.
 """
 
 from __future__ import annotations
 
-HELP = "Streamlit dashboard comparing the runs under a runs directory side by side"
 EXAMPLES = """examples:
   karma-probe dashboard --runs runs
   karma-probe dashboard --runs runs --port 8502
@@ -31,6 +31,7 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
+    from karma_probe.dashboard_app import APP
     from karma_probe.errors import BadInput
 
     root = Path(args.runs)
@@ -38,10 +39,9 @@ def run(args) -> int:
         raise BadInput(f"{root}: no such runs directory")
     if not 0 < args.port < 65536:
         raise BadInput(f"--port {args.port}: not a TCP port (1-65535)")
-    app = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
-    if not app.is_file():
-        raise BadInput(f"{app}: not found; the dashboard runs from a source checkout (pip install -e .)")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app),
+    if not APP.is_file():  # a broken install: the app did not come along with the package
+        raise BadInput(f"{APP}: not found; reinstall karma-probe")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
            "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.port", str(args.port), "--server.address", args.host,
            "--server.fileWatcherType", "none",  # a served tool, not an app being edited: no reload on save

@@ -2,7 +2,6 @@
 
 import json
 
-HELP = "dataset statistics"
 EXAMPLES = """examples:
   karma-probe data stats                         # MovieLens-100k from the installed recbole package
   karma-probe data stats --dataset synthetic:0   # the seeded synthetic dataset

@@ -1,6 +1,5 @@
 """List the runs under a runs directory: condition, seed, which stages exist, headline metrics."""
 
-HELP = "list runs"
 EXAMPLES = """examples:
   karma-probe ls  # the runs under runs/
   karma-probe ls /data/karma-runs

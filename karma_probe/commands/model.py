@@ -3,7 +3,6 @@
 import json
 from dataclasses import asdict
 
-HELP = "backbone information"
 EXAMPLES = """examples:
   karma-probe model info                                        # SmolLM2-135M-Instruct (converted from GGUF on first use)
   karma-probe model info --model tiny                           # the random-init test backbone

@@ -8,7 +8,6 @@ print a short "not available" note. Needs only the run dirs (analysis.json at le
 
 from __future__ import annotations
 
-HELP = "PDF diagnostic report for one or more runs"
 EXAMPLES = """examples:
   karma-probe report runs/tiny-action-s0 runs/tiny-karma-s0 -o reports/tiny.pdf
   karma-probe report runs/smollm2-base runs/smollm2-action-s0 runs/smollm2-karma-s0 -o smollm2.pdf --probes 2 --samples 10

@@ -4,9 +4,8 @@ REPORT_DIR/summary.json, report.pdf and key figures (REPORT_DIR: RUNS_ROOT/<pres
 resumes training from the last checkpoint.
 """
 
-HELP = "train, capture, analyze and report every condition (resumable)"
 EXAMPLES = """examples:
-  karma-probe reproduce --preset tiny                          # ~1.5 min: action + karma, tiny -> runs/tiny-report/
+  karma-probe reproduce --preset tiny                          # action + karma, tiny -> runs/tiny-report/
   karma-probe reproduce --preset tiny --conditions action gen rec karma --seeds 0 1 2
   karma-probe reproduce --preset smollm2 --report-dir reports/smollm2-ml100k --background
   tail -f runs/reproduce-smollm2.log                           # follow a background reproduction

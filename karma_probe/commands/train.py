@@ -4,7 +4,6 @@ Run the same command again after an interruption: it resumes from the last check
 On GPUs, launch it through Accelerate: ``accelerate launch -m karma_probe train ...``.
 """
 
-HELP = "train one condition and write a run directory"
 EXAMPLES = """examples:
   karma-probe train --preset tiny --condition action --out runs/tiny-action-s0
   karma-probe train --preset tiny --condition karma --out runs/tiny-karma-s1 --seed 1
