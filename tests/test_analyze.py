@@ -126,6 +126,28 @@ def test_registry_covers_design_and_declares_everything():
     assert {n for n, up in directions().items() if not up} == lower
 
 
+def test_catalogue_and_registry_agree():
+    """Every registered metric has catalogue facts, every catalogue entry is registered, every claim
+    and headline names a metric, and the facts agree with what the analyzers declare."""
+    from karma_probe.analyzers import catalogue
+
+    assert list(catalogue.FACTS) == list(METRIC_NAMES) and set(METRICS) == set(catalogue.FACTS)
+    for name, m in METRICS.items():
+        facts = catalogue.FACTS[name]
+        assert (facts.higher_is_better, facts.family) == (m.higher_is_better, m.family), name
+        assert facts.family in catalogue.FAMILIES and facts.claim in (None, "higher", "lower"), name
+        assert facts.base is None or facts.base in METRICS, name
+        assert (facts.null is None) == (not name.endswith(tuple(f"_{n}" for n in catalogue.NULLS))), name
+        if facts.family == "retrieval":  # copied from metrics.json
+            assert m.needs == {"metrics"}, name
+    claims = [m for m, _ in catalogue.CLAIMS]
+    assert claims and set(claims) <= set(METRICS) and set(catalogue.HEADLINE) <= set(METRICS)
+    assert set(catalogue.names(listed=True)) <= set(catalogue.HEADLINE)
+    # raw reconstruction and raw probes are no claims (action-only never trains the path); their gains are
+    for base in ("recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc"):
+        assert catalogue.FACTS[base].claim is None and catalogue.FACTS[f"{base}_gain"].claim == "lower"
+
+
 def test_registry_imports_without_torch():
     code = ("import sys; import karma_probe.analyzers as a; "
             "assert len(a.METRICS) == 32; assert 'torch' not in sys.modules and 'sklearn' not in sys.modules")

@@ -31,13 +31,13 @@ resampled together (the same probes), so the gain's interval is a paired one.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from karma_probe.analyzers import bootstrap
+from karma_probe.analyzers.catalogue import exact, normalize_title  # noqa: F401  (normalize_title: re-exported)
 from karma_probe.analyzers.registry import Absent, Measurement, Record, register
 
 RECON_BATCH = 16
@@ -149,18 +149,6 @@ def _targets(inputs) -> list[str]:
     return [target_text(items[int(t)]) for t in inputs.probe_targets]
 
 
-def normalize_title(text: str, year: str = "") -> str:
-    """Compare titles, not formatting: drop " | genres" and a trailing "(1995)" (or "(year)" for
-    the item's own ``year``, which MovieLens sometimes spells "unkonwn"), casefold, punctuation →
-    spaces, collapse whitespace. "Toy Story (1995) | Animation" → "toy story"."""
-    text = text.split("|", 1)[0].strip()
-    if year and text.endswith(f"({year})"):
-        text = text[: -len(year) - 2]
-    text = re.sub(r"\(\s*\d{4}\s*\)\s*$", "", text)
-    text = re.sub(r"[^\w\s]", " ", text.casefold())
-    return " ".join(text.split())
-
-
 def _history(prompt: str) -> str:
     """The item lines of a history prompt, without the header and the marker."""
     from karma_probe.prompts import HISTORY_HEADER, INTEREST_MARKER
@@ -233,7 +221,7 @@ def _recon_exact(inputs) -> Nulled:
         decoded = []
         for i in range(0, n, RECON_BATCH):
             decoded += model.reconstruct_greedy(E[i:i + RECON_BATCH], max_new_tokens=cfg.max_target_tokens)
-        right = [normalize_title(d, it.year) == normalize_title(readable_title(it.title)) for d, it in zip(decoded, truth)]
+        right = [exact(readable_title(it.title), d, year=it.year) for d, it in zip(decoded, truth)]
         return np.array(right, dtype=np.float64), decoded
 
     real, decoded = hits(E_all[:n])
@@ -249,7 +237,8 @@ def recon_exact(inputs) -> Measurement:
     """Exact-title rate of greedy decoding through the run's own reconstruction path:
     mean over the first 16 probes of [normalize_title(decoded) = normalize_title(true title)],
     where normalize_title drops " | genres" and a trailing "(year)", casefolds, and turns
-    punctuation into spaces.
+    punctuation into spaces (catalogue.exact: the same rule marks a decoded sample "exact" in the
+    report and the dashboard).
 
     Range [0, 1]; higher = the item can be named from the embedding alone (see recon_exact_gain).
     Absent for an untouched model. Reference: KARMA (arXiv 2603.22779).

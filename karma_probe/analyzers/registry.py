@@ -7,7 +7,9 @@ Each analyzer registers itself next to its definition (as lm-evaluation-harness 
         '''Formula, range, meaning, reference.'''
 
 so ``analysis.json`` can carry ``higher_is_better`` for every summary metric and the CI gate needs
-no table of its own. This module imports neither torch nor numpy: the gate installs light.
+no table of its own. What else is known about a metric (family, headline, claim, range) is in
+:mod:`karma_probe.analyzers.catalogue`, which the registry checks each registration against.
+This module imports neither torch nor numpy: the gate installs light.
 
 An analyzer takes an :class:`karma_probe.analyzers.inputs.RunInputs` (the run's capture, model and
 metrics, loaded lazily) and returns a :class:`Measurement`: one headline number (the
@@ -21,28 +23,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from karma_probe.analyzers import catalogue
 from karma_probe.errors import BadInput
 
 # What an analyzer reads. "capture": RUN/capture (no torch); "model": the run's checkpoint
 # (torch); "metrics": RUN/metrics.json.
 NEEDS = ("capture", "model", "metrics")
 
-# The metric catalogue, in the order analyze runs it (plus the retrieval metrics copied from
-# metrics.json). The registry refuses any other name, so a typo cannot create a metric the report never shows.
-DESIGN_METRICS = (
-    "sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act",
-    "aniso_cos", "erank", "top1_var", "isotropy", "uniformity",
-    "recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc",
-    "lm_ppl", "fact_acc",
-    "hr@10", "hr@50", "hr@200", "ndcg@10", "mrr",
-)
-# Decodability against its own null (issue 13): every decodability metric also on shuffled
-# embeddings (``_shuffled``) and the difference (``_gain``, the headline); the post-hoc decoder
-# both on one fixed reader (``probe_decode_acc``) and on the run's own backbone (``_own``).
-NULLED = ("recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc", "probe_decode_acc_own")
-DERIVED_METRICS = ("probe_decode_acc_own",) + tuple(f"{m}_{kind}" for m in NULLED for kind in ("shuffled", "gain"))
-METRIC_NAMES = DESIGN_METRICS[:DESIGN_METRICS.index("probe_decode_acc") + 1] + DERIVED_METRICS \
-    + DESIGN_METRICS[DESIGN_METRICS.index("probe_decode_acc") + 1:]
+# The metric catalogue (analyzers/catalogue.py: family, direction, headline, claim, range), in the
+# order analyze runs it. The registry refuses any other name, so a typo cannot create a metric the
+# report never shows, and refuses an analyzer whose direction or module disagrees with it.
+METRIC_NAMES = catalogue.METRIC_NAMES
+# The issue-13 additions (nulls, the decoder on the run's own backbone) and the original design's metrics
+DERIVED_METRICS = tuple(f.name for f in catalogue.CATALOGUE if f.base)
+DESIGN_METRICS = tuple(f.name for f in catalogue.CATALOGUE if not f.base)
 
 
 @dataclass(frozen=True)
@@ -103,6 +97,9 @@ def register(name: str, *, higher_is_better: bool, needs: tuple[str, ...]):
         raise ValueError(f"{name!r} is not a known metric (see karma-probe analyze --list)")
     if not isinstance(higher_is_better, bool):
         raise ValueError(f"{name}: higher_is_better must be True or False")
+    facts = catalogue.FACTS[name]
+    if higher_is_better != facts.higher_is_better:
+        raise ValueError(f"{name}: higher_is_better={higher_is_better} but the catalogue says {facts.higher_is_better}")
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"{name}: unknown inputs {sorted(unknown)}; known: {NEEDS}")
@@ -111,6 +108,8 @@ def register(name: str, *, higher_is_better: bool, needs: tuple[str, ...]):
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
         family = fn.__module__.rsplit(".", 1)[-1]
+        if family != facts.family:
+            raise ValueError(f"{name}: defined in {fn.__module__}, but the catalogue files it under {facts.family}")
         METRICS[name] = Metric(name, higher_is_better, frozenset(needs), family, fn)
         return fn
 
