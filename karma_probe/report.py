@@ -23,27 +23,15 @@ import numpy as np
 
 from karma_probe import figures, study
 from karma_probe.errors import BadInput
+from karma_probe.analyzers.catalogue import by_family, exact
 from karma_probe.figures.spec import FigureSpec
+from karma_probe.figures.style import GREY, verdict_colour
 from karma_probe.results import Run, format_delta, format_value, load_hidden, load_maps, map_labels, verdict
 from karma_probe.rundir import atomic_path, now
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 TABLE_ROWS = 30       # verdict rows per page before it continues on the next
 TEXT_LINES, TEXT_WIDTH = 58, 150  # monospace pages (samples, appendix)
-GREEN, RED, GREY = "#d9f2d9", "#f8d7d7", "#eeeeee"
-
-# The metric catalogue (karma-probe analyze --list), grouped the way the report reads; metrics not listed land in "Other"
-FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Attention", ("sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act")),
-    ("Geometry", ("aniso_cos", "erank", "top1_var", "isotropy", "uniformity")),
-    # the gain over the shuffled-embedding null first; probe_decode_acc_own: the decoder on the run's own backbone
-    ("Decodability", tuple(f"{m}{suffix}" for m in ("recon_token_acc", "recon_exact", "probe_genre_f1",
-                                                    "probe_decode_acc", "probe_decode_acc_own")
-                           for suffix in ("_gain", "", "_shuffled"))),
-    ("Knowledge", ("lm_ppl", "fact_acc")),
-    ("Retrieval", ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@50", "mrr")),
-)
-
 
 @dataclass(frozen=True)
 class Written:
@@ -75,7 +63,7 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
             _decodability(pages, runs, samples)
             _family_overview(pages, runs, "Knowledge")
             _retrieval(pages, runs)
-            if _family_metrics(runs, "Other"):  # metrics an analyzer added after FAMILIES was written
+            if _family_metrics(runs, "Other"):  # metrics the catalogue does not know (an older or newer analysis.json)
                 _family_overview(pages, runs, "Other")
             _training(pages, runs)
             _appendix(pages, runs)
@@ -188,28 +176,15 @@ def _verdict(pages: _Pages, runs: Sequence[Run]) -> None:
             _table(ax, header, chunk)
 
 
-def claim_rows(runs: Sequence[Run]) -> list[list[str]]:
-    """The claims table as strings: metric, claim, action-only, karma, effect, 95 % CI, verdict, CI from.
-
-    The numbers are study.verdict's, the same as summary.json's ``verdict``."""
-    rows = []
-    for e in study.verdict(runs):
-        ci = "no CI" if e["ci_low"] is None else f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
-        rows.append([e["metric"], e["claim"].removeprefix("action-only ").removesuffix(" than karma"),
-                     format_value(e["action"]), format_value(e["karma"]), format_value(e["effect"]), ci,
-                     e["status"], e["basis"]])
-    return rows
-
-
 CLAIM_WIDTHS = [0.14, 0.05, 0.08, 0.08, 0.08, 0.15, 0.15, 0.27]
 
 
 def _claims(pages: _Pages, runs: Sequence[Run]) -> None:
     """Does the paper's direction hold here? One row per claim with its effect and 95 % CI."""
-    rows = claim_rows(runs)
+    rows = study.claim_rows(runs)
     if not rows:
         return  # needs both an action-only and a KARMA run
-    header = ["metric", "action-only is", "action-only", "karma", "effect", "95 % CI", "verdict", "CI from"]
+    header = list(study.CLAIM_COLUMNS)
     with pages.page("Claims: action-only vs KARMA, effect and 95 % CI", layout=None) as fig:
         intro = ("Each claim: action-only collapses relative to KARMA. effect > 0 is the claimed direction; "
                  "'holds' only when the whole 95 % CI is above 0. " + study.METHOD)
@@ -220,11 +195,7 @@ def _claims(pages: _Pages, runs: Sequence[Run]) -> None:
 
 
 def _fill(text: str) -> str:
-    if text == "better" or text.startswith("holds"):
-        return GREEN
-    if text == "worse" or text.startswith("does not hold"):
-        return RED
-    return "white"
+    return verdict_colour(text) or "white"
 
 
 def _table(ax, header: list[str], rows: list[list[str]], widths: list[float] | None = None,
@@ -271,11 +242,8 @@ def _run_line(runs: Sequence[Run]) -> str:
 # --------------------------------------------------------------------------- sections
 
 def _families(runs: Sequence[Run]) -> list[tuple[str, list[str]]]:
-    present = list(dict.fromkeys(m for r in runs for m in r.summary))
-    listed = {m for _, ms in FAMILIES for m in ms}
-    out = [(name, [m for m in metrics if m in present]) for name, metrics in FAMILIES]
-    out.append(("Other", sorted(m for m in present if m not in listed)))
-    return [(name, ms) for name, ms in out if ms]
+    """The runs' summary metrics by family, in the catalogue's display order (analyzers/catalogue.py)."""
+    return by_family(m for r in runs for m in r.summary)
 
 
 def _family_metrics(runs: Sequence[Run], family: str) -> list[str]:
@@ -363,7 +331,7 @@ def _decodability(pages: _Pages, runs: Sequence[Run], samples: int) -> None:
         lines.append(f"== {run.name} ({run.condition}): {len(decoded)} decoded samples, first {min(samples, len(decoded))}")
         for i, s in enumerate(decoded[:samples]):
             truth, got = str(s.get("truth", "")), str(s.get("decoded", ""))
-            mark = "exact" if truth.strip().lower() == got.strip().lower() else "differs"
+            mark = "exact" if exact(truth, got) else "differs"  # recon_exact's rule
             lines += [f"[{i}] history: {s.get('history', '')}", f"    truth:   {truth}", f"    decoded: {got}   ({mark})", ""]
         lines.append("")
     if not any(r.analysis.samples.get("decoded") for r in runs):

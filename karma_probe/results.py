@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from karma_probe.analyzers.catalogue import format_delta, format_value  # noqa: F401  (re-exported: one way to print)
 from karma_probe.errors import BadInput
 from karma_probe.rundir import read_json, read_jsonl
 
@@ -352,11 +353,6 @@ def metric_names(runs: Sequence[Run], per: str | None = None) -> list[str]:
                               if rec.layer is not None and (per == "layer" or rec.head is not None)))
 
 
-def exact_text(truth: str, decoded: str) -> bool:
-    """The report's rule for a decoded sample that matches its truth: equal up to case and outer spaces."""
-    return str(truth).strip().lower() == str(decoded).strip().lower()
-
-
 def decoded_side_by_side(runs: Sequence[Run]) -> list[dict[str, str | None]]:
     """``samples.decoded`` of several runs aligned on (history, truth), in first-seen order.
 
@@ -521,16 +517,3 @@ def decode_tokens(run: Run | str | Path, ids) -> list[str]:
     except Exception:  # noqa: BLE001 - tokenizers raises bare Exception for a bad file; labels only
         return [str(i) for i in ids]
     return [tok.decode([i]).replace("\n", "\\n") or f"<{i}>" for i in ids]
-
-
-# --------------------------------------------------------------------------- numbers as shown
-
-def format_value(v: float | None) -> str:
-    """One way to print a metric value, so the report, ``check`` and the dashboard read alike."""
-    if v is None or not math.isfinite(v):
-        return "n/a" if v is None else str(v)
-    return f"{v:.4g}"
-
-
-def format_delta(d: float) -> str:
-    return f"{d:+.3g}" if math.isfinite(d) else str(d)

@@ -27,6 +27,22 @@ def test_normalize_title_drops_the_items_own_year_however_spelled():
     assert normalize_title("Heat (1995)", "1996") == "heat"  # a wrong year is not part of the title
 
 
+@pytest.mark.parametrize("truth, decoded, want", [
+    ("Toy Story (1995) | Animation, Children's", " toy story", True),
+    ("Toy Story (1995) | Animation", "Toy-Story (1995)", True),
+    ("unkonwn (unkonwn) | unknown", "Unkonwn", True),  # the item's own year, read from the truth
+    ("Heat (1995) | Action", "Heat 2 (1995) | Action", False),
+    ("Heat (1995) | Action", "", False),
+])
+def test_exact_is_one_rule_for_samples_and_recon_exact(truth, decoded, want):
+    """catalogue.exact: what recon_exact counts and what the report and the dashboard mark "exact"."""
+    from karma_probe.analyzers.catalogue import exact
+
+    assert exact(truth, decoded) is want
+    assert exact(truth, decoded) == (normalize_title(decoded, "unkonwn" if "unkonwn" in truth else "")
+                                     == normalize_title(truth, "unkonwn" if "unkonwn" in truth else ""))
+
+
 def test_a_perfect_decoder_is_exact_on_every_movielens_item():
     """Decoding exactly the training target (target_text) must count as the true title."""
     from karma_probe.data import load_dataset

@@ -240,3 +240,18 @@ def test_claims_page_shows_effect_ci_and_verdict(tmp_path):
 def test_no_claims_page_without_both_conditions(tmp_path):
     runs = [load_run(make_run(tmp_path, c, c, **LIGHT)) for c in ("gen", "karma")]
     assert not any(p.startswith("Claims") for p in report.write_report(runs, tmp_path / "r.pdf").pages)
+
+
+def test_the_exact_mark_is_recon_exacts_rule(tmp_path):
+    """A decoded sample is "exact" when its title matches by recon_exact's rule (catalogue.exact):
+    genres, a trailing year, case and punctuation do not count; another title does."""
+    path = make_run(tmp_path, "karma", "karma", capture=False)
+    analysis = json.loads((path / "analysis.json").read_text())
+    analysis["samples"]["decoded"] = [
+        {"history": "h0", "truth": "Heat (1995) | Action, Crime", "decoded": "heat"},
+        {"history": "h1", "truth": "Heat (1995) | Action, Crime", "decoded": "Heat 2 (1995) | Action"}]
+    (path / "analysis.json").write_text(json.dumps(analysis))
+    written = report.write_report([load_run(path)], tmp_path / "report.pdf")
+    page = _texts(written.path)[written.pages.index(next(t for t in written.pages if t.startswith("Decodability: the")))]
+    assert page.count("(exact)") == 1 and page.count("(differs)") == 1
+    assert page.index("(exact)") < page.index("Heat 2")

@@ -8,13 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from karma_probe import dashboard, figures
-from karma_probe.report import FAMILIES, GREEN
-from karma_probe.results import decoded_side_by_side, exact_text, metric_names
+from karma_probe.analyzers.catalogue import by_family, exact
+from karma_probe.figures.style import GREEN
+from karma_probe.results import decoded_side_by_side, metric_names
 
 view = dashboard.current()
 st.title("Decodability")
 
-present = [m for m in dict(FAMILIES)["Decodability"] if m in metric_names(view.runs)]
+present = dict(by_family(metric_names(view.runs))).get("Decodability", [])
 if present:
     columns = st.columns(min(len(present), 2))
     for i, metric in enumerate(present):
@@ -28,10 +29,10 @@ if not rows:
 names = [r.name for r in view.runs if any(r.analysis.samples.get("decoded") or [])]
 shown = st.slider("samples", 1, len(rows), min(len(rows), 20)) if len(rows) > 1 else 1
 table = pd.DataFrame(rows[:shown], columns=["history", "truth", *names])
-st.caption("Green: the run decoded the true text exactly (ignoring case and outer spaces); empty: the run "
-           "has no sample for this history.")
+st.caption("Green: the run decoded the true title exactly, by recon_exact's rule (genres, a trailing year, "
+           "case and punctuation do not count); empty: the run has no sample for this history.")
 styles = pd.DataFrame([[f"background-color: {GREEN}" if col in names and isinstance(row[col], str)
-                        and exact_text(row["truth"], row[col]) else "" for col in table.columns]
+                        and exact(row["truth"], row[col]) else "" for col in table.columns]
                        for _, row in table.iterrows()], columns=table.columns)
 st.dataframe(table.style.apply(lambda _: styles, axis=None), hide_index=True,
              column_config={"history": st.column_config.TextColumn(width="large")})

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from karma_probe import dashboard, figures, study
-from karma_probe.report import GREEN, RED, claim_rows
+from karma_probe.figures.style import YELLOW, verdict_colour
 from karma_probe.results import changes, direction, format_delta, format_value, metric_names
 
 view = dashboard.current()
@@ -32,9 +32,14 @@ for broken in view.listing.broken:  # a run that did not load keeps its row, wit
     verdicts.append({"status": "broken"})
 
 table = pd.DataFrame(rows, columns=["run", "condition", "status", *metrics]).fillna("")
-fill = {"better": f"background-color: {GREEN}", "worse": f"background-color: {RED}",
-        "broken": "background-color: #fff3cd"}
-styles = pd.DataFrame([[fill.get(v.get(col), "") for col in table.columns] for v in verdicts], columns=table.columns)
+
+
+def fill(word: str | None) -> str:
+    colour = YELLOW if word == "broken" else verdict_colour(word or "")
+    return f"background-color: {colour}" if colour else ""
+
+
+styles = pd.DataFrame([[fill(v.get(col)) for col in table.columns] for v in verdicts], columns=table.columns)
 notes = {True: "higher is better", False: "lower is better", None: "direction not declared"}
 st.dataframe(table.style.apply(lambda _: styles, axis=None), hide_index=True,
              column_config={m: st.column_config.TextColumn(m, help=notes[direction(view.runs, m)]) for m in metrics})
@@ -42,15 +47,14 @@ st.dataframe(table.style.apply(lambda _: styles, axis=None), hide_index=True,
 for broken in view.listing.broken:
     st.warning(f"**{broken.name}** was not loaded: {broken.reason}")
 
-claims = claim_rows(view.runs)
+claims = study.claim_rows(view.runs)
 if claims:
     st.subheader("Claims: action-only vs KARMA")
     st.caption("effect > 0 is the claimed direction (action-only collapses relative to KARMA); a claim holds "
                "only when its whole 95 % CI is above 0. " + study.METHOD)
-    columns = ["metric", "action-only is", "action-only", "karma", "effect", "95 % CI", "verdict", "CI from"]
+    columns = list(study.CLAIM_COLUMNS)
     claim_table = pd.DataFrame(claims, columns=columns)
-    claim_fill = {"holds": f"background-color: {GREEN}", "does not hold": f"background-color: {RED}"}
-    claim_styles = pd.DataFrame([[claim_fill.get(v.split(" (")[0], "") if c == "verdict" else "" for c, v in row.items()]
+    claim_styles = pd.DataFrame([[fill(v) if c == "verdict" else "" for c, v in row.items()]
                                  for _, row in claim_table.iterrows()], columns=columns)
     st.dataframe(claim_table.style.apply(lambda _: claim_styles, axis=None), hide_index=True)
 

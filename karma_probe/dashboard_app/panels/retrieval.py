@@ -3,7 +3,7 @@
 import streamlit as st
 
 from karma_probe import dashboard, figures
-from karma_probe.report import FAMILIES
+from karma_probe.analyzers.catalogue import by_family
 from karma_probe.results import metric_names
 
 view = dashboard.current()
@@ -15,7 +15,7 @@ split = choice[0].radio("split", ["test", "valid"], horizontal=True,
 name = choice[1].radio("metric", ["hr", "ndcg"], horizontal=True, format_func=str.upper)
 dashboard.plot(figures.hr_at_k(view.runs, split=split, name=name), "at-k")
 
-present = [m for m in dict(FAMILIES)["Retrieval"] if m in metric_names(view.runs)]
+present = dict(by_family(metric_names(view.runs))).get("Retrieval", [])
 if present:
     st.subheader("Headline numbers (test split, analysis.json summary)")
     columns = st.columns(min(len(present), 3))
