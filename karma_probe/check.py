@@ -35,8 +35,8 @@ tolerance that float noise would trip. ``noise: {"std", "n", "k", "values"}`` re
 tolerance was derived from (provenance; the check reads only the tolerances).
 
 **Metrics stuck at a bound are flagged**: a bounded metric (``bounds: [low, high]``, written from
-``BOUNDS`` for rates, accuracies and HR/NDCG/MRR) whose baseline value sits on a bound is not
-silently passed. At its *worst* bound (0 for a higher-is-better accuracy, 1 for a lower-is-better
+``BOUNDS``: the catalogue's ranges of rates, accuracies and HR/NDCG/MRR) whose baseline value sits
+on a bound is not silently passed. At its *worst* bound (0 for a higher-is-better accuracy, 1 for a lower-is-better
 rate) it **cannot regress**: the check is reported as ``cannot regress`` (JUnit ``<skipped>``,
 never a pass). At its *best* bound (0 for lower-is-better, 1 for higher-is-better) it can only get
 worse and never shows an improvement: it is checked as usual and carries the flag. Either way the
@@ -57,6 +57,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+from karma_probe.analyzers import catalogue
 from karma_probe.errors import BadInput
 from karma_probe.results import Run, format_delta, format_value
 from karma_probe.rundir import atomic_path, now, read_json, write_json
@@ -69,11 +70,8 @@ DEFAULT_REL_TOL = 0.05
 NOISE_K = 3.0
 NOISE_ABS_FLOOR = 0.001
 NOISE_REL_FLOOR = 0.01
-_UNIT = (0.0, 1.0)
-# metrics whose range is known; a baseline value on a bound is flagged (module doc)
-BOUNDS = {m: _UNIT for m in ("sink_mass", "sink_rate", "key_concentration", "top1_var", "isotropy",
-                             "recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc", "fact_acc",
-                             "hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@50", "mrr")}
+# metrics whose range is known (analyzers/catalogue.py); a baseline value on a bound is flagged (module doc)
+BOUNDS = {f.name: f.bounds for f in catalogue.CATALOGUE if f.bounds}
 
 
 # --------------------------------------------------------------------------- baselines

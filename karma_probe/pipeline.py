@@ -17,14 +17,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from karma_probe.analyzers import catalogue
 from karma_probe.errors import BadInput
 
 MAIN_CONDITIONS = ("action", "karma")
 ALL_CONDITIONS = ("action", "gen", "rec", "karma")
-HEADLINE = ("sink_mass", "sink_rate", "key_concentration", "attn_entropy", "massive_act", "aniso_cos", "erank",
-            "top1_var", "isotropy", "uniformity", "recon_token_acc", "recon_exact", "probe_genre_f1",
-            "probe_decode_acc", "recon_token_acc_gain", "recon_exact_gain", "probe_genre_f1_gain",
-            "probe_decode_acc_gain", "lm_ppl", "fact_acc", "hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")
+HEADLINE = catalogue.HEADLINE  # the study table's rows (analyzers/catalogue.py)
 BASE_MODEL = {"tiny": "tiny", "smollm2": "smollm2-135m"}
 
 

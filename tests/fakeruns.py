@@ -22,19 +22,13 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from karma_probe.analyzers import catalogue
 from karma_probe.rundir import write_json
 
-HIGHER_IS_BETTER = {
-    "sink_mass": False, "sink_rate": False, "key_concentration": False, "attn_entropy": True,
-    "massive_act": False, "aniso_cos": False, "erank": True, "top1_var": False, "isotropy": True,
-    "uniformity": False, "recon_token_acc": True, "recon_exact": True, "probe_genre_f1": True,
-    "probe_decode_acc": True, "lm_ppl": False, "fact_acc": True,
-    "hr@10": True, "hr@50": True, "hr@200": True, "ndcg@10": True, "mrr": True,
-}
-DECODABILITY = ("recon_token_acc", "recon_exact", "probe_decode_acc", "probe_genre_f1")
-HIGHER_IS_BETTER |= {f"{m}_gain": True for m in DECODABILITY}
-INTERVAL_METRICS = ("sink_mass", "sink_rate", "key_concentration", "attn_entropy", "aniso_cos", "erank",
-                    "uniformity", *DECODABILITY, *(f"{m}_gain" for m in DECODABILITY))
+# directions and families from the catalogue, as a real analysis declares them
+HIGHER_IS_BETTER = {f.name: f.higher_is_better for f in catalogue.CATALOGUE}
+DECODABILITY = ("recon_token_acc", "recon_exact", "probe_decode_acc", "probe_genre_f1")  # the ones given a null here
+INTERVAL_FAMILIES = ("attention", "geometry", "decodability")  # analyze bootstraps these over probes
 # how collapsed each condition is made: scales sink mass up and retrieval / decodability down
 COLLAPSE = {"action": 0.8, "gen": 0.55, "rec": 0.5, "karma": 0.3, "base": 0.45}
 
@@ -60,7 +54,7 @@ def make_run(root: str | Path, name: str, condition: str = "action", *, seed: in
             summ[f"{m}_gain"] = summ[m] - summ[f"{m}_shuffled"]
     summ.update(summary or {})
     records += [{"metric": m, "layer": None, "head": None, "value": summ[m]}
-                for m in ("hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")]
+                for m in catalogue.RETRIEVAL]
     for r in records:
         r["higher_is_better"] = HIGHER_IS_BETTER[r["metric"]]
     hib = {m: v for m, v in HIGHER_IS_BETTER.items() if m in summ}
@@ -83,14 +77,15 @@ def make_run(root: str | Path, name: str, condition: str = "action", *, seed: in
                                 for i in range(3)]},
     }
     if users:
+        bootstrapped = [m for m in summ if m in catalogue.FACTS and catalogue.FACTS[m].family in INTERVAL_FAMILIES]
         analysis["intervals"] = {m: [summ[m] - interval_half, summ[m] + interval_half]
-                                 for m in INTERVAL_METRICS if summ.get(m) is not None}
+                                 for m in bootstrapped if summ[m] is not None}
     if trajectory:
         analysis["trajectory"] = [{"step": s, "summary": {k: _scale(v, 0.5 + s / 60) for k, v in summ.items()}}
                                   for s in (10, 20, 30)]
     write_json(path / "analysis.json", analysis)
     if metrics:
-        test = {k: summ[k] for k in ("hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")} | {"ndcg@50": _scale(summ["ndcg@10"], 1.2)}
+        test = {k: summ[k] for k in catalogue.RETRIEVAL} | {"ndcg@50": _scale(summ["ndcg@10"], 1.2)}
         write_json(path / "metrics.json", {
             "valid": {k: _scale(v, 1.05) for k, v in test.items()}, "test": test, "n_items": n_items, "n_users": n,
             "random": {"hr@10": 10 / n_items, "hr@50": min(1.0, 50 / n_items), "hr@200": 1.0}}

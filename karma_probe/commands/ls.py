@@ -7,7 +7,6 @@ EXAMPLES = """examples:
 """
 
 STAGES = ("checkpoint/config.json", "metrics.json", "capture/manifest.json", "analysis.json")
-SHOWN = ("sink_mass", "key_concentration", "probe_decode_acc", "fact_acc", "hr@10")
 
 
 def add_arguments(p):
@@ -20,8 +19,11 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
+    from karma_probe.analyzers.catalogue import format_value, names
     from karma_probe.errors import BadInput
     from karma_probe.rundir import read_json
+
+    shown = names(listed=True)  # the catalogue's ls columns
 
     if args.root and args.runs and Path(args.root) != Path(args.runs):
         raise BadInput(f"two runs roots given ({args.root} and --runs {args.runs}); give one")
@@ -38,19 +40,19 @@ def run(args) -> int:
             continue
         rows.append({"run": d.name, "condition": meta.get("condition"), "seed": meta.get("seed"),
                      "stages": [s.split("/")[0].split(".")[0] for s in STAGES if (d / s).is_file()],
-                     **{m: summary.get(m) for m in SHOWN}})
+                     **{m: summary.get(m) for m in shown}})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
         print(f"no runs under {root}")
         return 0
-    head = f"{'run':<28} {'condition':<9} {'seed':>4}  {'stages':<38}" + "".join(f"{m:>18}" for m in SHOWN)
+    head = f"{'run':<28} {'condition':<9} {'seed':>4}  {'stages':<38}" + "".join(f"{m:>18}" for m in shown)
     print(head)
     for r in rows:
         if "error" in r:
             print(f"{r['run']:<28} BROKEN: {r['error']}")
             continue
-        vals = "".join(f"{r[m]:>18.4f}" if isinstance(r[m], (int, float)) else f"{'-':>18}" for m in SHOWN)
+        vals = "".join(f"{format_value(r[m]):>18}" if isinstance(r[m], (int, float)) else f"{'-':>18}" for m in shown)
         print(f"{r['run']:<28} {str(r['condition']):<9} {str(r['seed']):>4}  {','.join(r['stages']):<38}{vals}")
     return 0
