@@ -130,8 +130,9 @@ def display_order(metrics) -> list[str]:
         root = f.base if f.null else m
         return (FAMILIES.index(f.family), METRIC_NAMES.index(root), {"gain": 0, None: 1, "shuffled": 2}[f.null])
 
-    known = sorted((m for m in dict.fromkeys(metrics) if m in FACTS), key=key)
-    return known + sorted(m for m in dict.fromkeys(metrics) if m not in FACTS)
+    names = list(dict.fromkeys(metrics))  # once: ``metrics`` may be a generator
+    known = sorted((m for m in names if m in FACTS), key=key)
+    return known + sorted(m for m in names if m not in FACTS)
 
 
 def by_family(metrics) -> list[tuple[str, list[str]]]:
