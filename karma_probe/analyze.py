@@ -20,7 +20,7 @@ on the same probe set, so the replicates of two runs pair up for a paired differ
 ``embedding_space`` says in which space the interest/item embeddings were measured (a base run's
 through a seeded random head of the trained runs' width, analyzers/space.py).
 
-Torch runs on the idle cores (:func:`auto_threads`): on a shared machine, threads that wait for a
+Torch runs on the idle cores (:func:`karma_probe.cpu.auto_threads`): on a shared machine, threads that wait for a
 busy core cost more than they bring.
 
 ``--metrics a,b`` recomputes only those metrics; the other metrics of an existing analysis.json of
@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 
 from karma_probe.analyzers import Absent, select
 from karma_probe.analyzers.bootstrap import METHOD as INTERVAL_METHOD
 from karma_probe.analyzers.inputs import Capture, RunInputs
-from karma_probe.cpu import auto_threads
+from karma_probe.cpu import torch_threads
 from karma_probe.errors import BadInput
 from karma_probe.rundir import git_sha, now, read_json, write_json
 
@@ -64,7 +64,7 @@ def analyze_run(run_dir: str | Path, metrics: str | list[str] | None = None, all
     """Analyze ``run_dir``, write ``run_dir/analysis.json`` atomically and return its content.
 
     ``threads``: torch intra-op threads while analyzing (restored afterwards); None picks
-    :func:`auto_threads`.
+    :func:`karma_probe.cpu.auto_threads`.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -82,28 +82,13 @@ def analyze_run(run_dir: str | Path, metrics: str | list[str] | None = None, all
                        "(trained with keep_checkpoints=false?)")
     step_captures = {ck: Capture.load(ck / "capture", ck) for ck in steps if (ck / "capture" / "manifest.json").is_file()}
 
-    with _torch_threads(threads, needed="model" in needs) as n_threads:
+    # torch on the idle cores only when a metric loads the model (the capture-only ones are numpy)
+    with torch_threads(threads) if "model" in needs else nullcontext() as n_threads:
         out = _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected, progress)
     out["analyzed"]["threads"] = n_threads
     out = _merge_previous(run_dir / "analysis.json", out, [m.name for m in selected], explicit=metrics is not None)
     write_json(run_dir / "analysis.json", out)
     return out
-
-
-@contextmanager
-def _torch_threads(threads: int | None, needed: bool):
-    if not needed:
-        yield None
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    n = threads or auto_threads()
-    torch.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(before)
 
 
 def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected, progress) -> dict:

@@ -435,7 +435,7 @@ def test_absent_is_not_an_error_but_missing_key_is(fake_run, tmp_path):
 def test_auto_threads_leaves_busy_cores_alone(monkeypatch):
     import os
 
-    from karma_probe.analyze import auto_threads
+    from karma_probe.cpu import auto_threads
 
     for load, want in ((0.1, 2), (0.9, 1), (1.4, 1), (6.0, 1)):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
