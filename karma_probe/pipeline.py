@@ -38,6 +38,7 @@ class Plan:
     max_len: int = 256
     base: bool = True  # analyze the untouched backbone as the "before fine-tuning" reference
     trajectory: bool = False  # analyze intermediate checkpoints too (slower)
+    threads: int | None = None  # torch threads for every stage (None: the idle cores, cpu.auto_threads)
     overrides: dict = field(default_factory=dict)
 
     def run_name(self, condition: str, seed: int) -> str:
@@ -52,6 +53,7 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
     from karma_probe.analyze import analyze_run
     from karma_probe.capture.run import CaptureOptions, capture_run, create_base_run
     from karma_probe.config import make_config
+    from karma_probe.cpu import torch_threads
     from karma_probe.train import train_run
 
     unknown = [c for c in plan.conditions if c not in ALL_CONDITIONS]
@@ -72,20 +74,21 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         _stage(i, n, f"train {out}")
         t = time.perf_counter()
         done_before = (out / "metrics.json").is_file() and (out / "checkpoint" / "config.json").is_file()
-        train_run(cfg, out, preset=plan.preset, progress=progress)
+        train_run(cfg, out, preset=plan.preset, progress=progress, threads=plan.threads)
         if not done_before:
             timings[f"train {out.name}"] = time.perf_counter() - t
         i += 1
         _stage(i, n, f"capture {out}")
         t = time.perf_counter()
         if not _fresh(out / "capture" / "manifest.json", out / "checkpoint" / "state.json"):
-            capture_run(out, opts)
+            with torch_threads(plan.threads):
+                capture_run(out, opts)
             timings[f"capture {out.name}"] = time.perf_counter() - t
         i += 1
         _stage(i, n, f"analyze {out}")
         t = time.perf_counter()
         if not _fresh(out / "analysis.json", out / "capture" / "manifest.json"):
-            analyze_run(out, all_checkpoints=plan.trajectory, progress=progress)
+            analyze_run(out, all_checkpoints=plan.trajectory, progress=progress, threads=plan.threads)
             timings[f"analyze {out.name}"] = time.perf_counter() - t
     if plan.base:
         base = plan.runs_root / f"{plan.preset}-base"
@@ -95,14 +98,15 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         t = time.perf_counter()
         if not (base / "capture" / "manifest.json").is_file():
             # the same prompts as the trained runs: same dataset, same number of history items
-            create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=base_cfg.dataset,
-                            max_items=base_cfg.max_history, cfg=base_cfg)
+            with torch_threads(plan.threads):
+                create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=base_cfg.dataset,
+                                max_items=base_cfg.max_history, cfg=base_cfg)
             timings[f"capture {base.name}"] = time.perf_counter() - t
         i += 1
         _stage(i, n, f"analyze {base}")
         t = time.perf_counter()
         if not _fresh(base / "analysis.json", base / "capture" / "manifest.json"):
-            analyze_run(base, progress=progress)
+            analyze_run(base, progress=progress, threads=plan.threads)
             timings[f"analyze {base.name}"] = time.perf_counter() - t
         run_dirs.append(base)
     i += 1

@@ -26,6 +26,8 @@ def add_arguments(p):
     p.add_argument("--no-base", action="store_true", help="skip the untouched-backbone reference run")
     p.add_argument("--trajectory", action="store_true", help="also analyze intermediate checkpoints")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field (repeatable)")
+    p.add_argument("--threads", type=int, help="torch CPU threads for every stage (default: the idle cores, by the "
+                                               "1-minute load average; pass 1 when other jobs will share the CPU)")
     p.add_argument("--background", action="store_true", help="run detached; log to RUNS_ROOT/reproduce-<preset>.log")
     p.add_argument("--no-progress", action="store_true")
 
@@ -37,10 +39,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from karma_probe.config import parse_sets
+    from karma_probe.errors import BadInput
     from karma_probe.pipeline import Plan, reproduce
 
     # by default next to the runs it summarizes (runs/ is not tracked): a plain reproduction never
     # rewrites the committed reports/
+    if args.threads is not None and args.threads < 1:
+        raise BadInput(f"--threads must be >= 1, got {args.threads}")
     report_dir = Path(args.report_dir or Path(args.runs_root) / f"{args.preset}-report")
     if args.background:
         log = Path(args.runs_root) / f"reproduce-{args.preset}.log"
@@ -53,6 +58,6 @@ def run(args) -> int:
         return 0
     plan = Plan(preset=args.preset, conditions=tuple(args.conditions), seeds=tuple(args.seeds),
                 runs_root=Path(args.runs_root), report_dir=report_dir, steps=args.steps, probes=args.probes,
-                max_len=args.max_len, base=not args.no_base, trajectory=args.trajectory, overrides=parse_sets(args.set))
+                max_len=args.max_len, base=not args.no_base, trajectory=args.trajectory, overrides=parse_sets(args.set), threads=args.threads)
     reproduce(plan, progress=not args.no_progress)
     return 0
