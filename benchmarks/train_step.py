@@ -70,7 +70,7 @@ def main() -> None:
         for cond, (cfg, model, *_rest) in setups.items():
             model.eval()
             t = time.perf_counter()
-            model.interest_for(histories, cfg.max_history, batch_size=16)
+            model.interest_for(histories, cfg.max_history, batch_size=16, items=ds.items)
             infer[cond].append(time.perf_counter() - t)
 
     first = next(iter(setups))  # action (in the first listed precision) is the reference

@@ -143,7 +143,7 @@ def _capture_checkpoint(inputs: RunInputs, progress: bool) -> Capture:
     model, tok, cfg = inputs.loaded
     opts = CaptureOptions(probes=TRAJECTORY_PROBES, text_probes=TRAJECTORY_TEXT_PROBES, full_maps=0, progress=progress)
     step = _step(inputs.checkpoint)
-    cap = capture_model(model, tok, max_items=cfg.max_history, max_target_tokens=cfg.max_target_tokens, opts=opts,
+    cap = capture_model(model, tok, dataset=inputs.dataset, max_items=cfg.max_history, max_target_tokens=cfg.max_target_tokens, opts=opts,
                         run={"checkpoint": str(inputs.checkpoint), "step": step})
     return Capture.from_capture(cap, f"{inputs.checkpoint} (in-memory capture)")
 

@@ -32,18 +32,15 @@ CONTENT_BATCH = 64
 def content_vectors(backbone, tokenizer, texts: list[str], max_tokens: int, batch_size: int = CONTENT_BATCH,
                     progress: bool = False) -> torch.Tensor:
     """Mean-pooled final hidden states of ``backbone`` over each text, standardized.  # (N, d)"""
-    from karma_probe.retriever import _batches, pad_right
+    from karma_probe.retriever import length_sorted_batches, mean_pool, pad_right
 
     ids = [x[:max_tokens] for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths pad little
     dev = next(backbone.parameters()).device
     pooled = torch.empty(len(ids), backbone.config.hidden_size)
-    for s in _batches(len(ids), batch_size, progress, "item content"):
-        idx = order[s: s + batch_size]
-        x, m = pad_right([ids[i] for i in idx], tokenizer.pad_token_id)
-        h = backbone.model(input_ids=x.to(dev), attention_mask=m.to(dev), use_cache=False).last_hidden_state  # (B, T, d)
-        w = m.to(dev).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-        pooled[idx] = ((h * w).sum(1) / w.sum(1).clamp_min(1.0)).float().cpu()  # (B, d)
+    for idx in length_sorted_batches(ids, batch_size, progress, "item content"):
+        x, m = (t.to(dev) for t in pad_right([ids[i] for i in idx], tokenizer.pad_token_id))
+        h = backbone.model(input_ids=x, attention_mask=m, use_cache=False).last_hidden_state  # (B, T, d)
+        pooled[idx] = mean_pool(h, m).float().cpu()  # (B, d)
     return (pooled - pooled.mean(0)) / pooled.std(0).clamp_min(1e-6)
 
 

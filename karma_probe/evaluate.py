@@ -130,8 +130,9 @@ def baselines(split, n_items: int, test=None) -> dict:
 
 
 def evaluate_model(model, examples, table, max_history: int, batch_size: int = 64,
-                   progress: bool = False) -> tuple[dict, dict, np.ndarray, np.ndarray]:
-    """Score the whole catalogue for each example (history → target): ``protocol_metrics`` of the model."""
+                   progress: bool = False, *, items=None) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+    """Score the whole catalogue for each example (history → target): ``protocol_metrics`` of the model.
+    ``items``: the catalogue's items (a text-interface model renders histories from them)."""
     interest = model.interest_for([e.history for e in examples], max_history, batch_size=batch_size,
-                                  progress=progress)
+                                  progress=progress, items=items)
     return protocol_metrics(model.scores(interest, table).numpy(), examples)

@@ -33,12 +33,11 @@ HEADS_FILE = "heads.safetensors"
 
 class KarmaModel(nn.Module):
     def __init__(self, backbone, tokenizer, *, embed_dim: int | None = 64, soft_prompts: int = 4,
-                 temperature: float = 0.07, learn_temperature: bool = True, heads: bool = True, dataset=None,
+                 temperature: float = 0.07, learn_temperature: bool = True, heads: bool = True,
                  interface: str = "text", content: torch.Tensor | None = None):
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
-        self.dataset = dataset
         self.interface = interface
         d = backbone.config.hidden_size
         self.has_heads = heads
@@ -83,9 +82,7 @@ class KarmaModel(nn.Module):
 
     def encode_items(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Item token ids (B, T) → (B, e) L2-normed item embeddings (mean pool over real tokens)."""
-        h = self.hidden(input_ids, attention_mask)  # (B, T, d)
-        m = attention_mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, d)
+        pooled = mean_pool(self.hidden(input_ids, attention_mask), attention_mask)  # (B, d)
         z = self.item_head(pooled) if self.has_heads else pooled
         return F.normalize(z, dim=-1)
 
@@ -153,6 +150,12 @@ class KarmaModel(nn.Module):
         ids, mask = pad_right(seqs, self.tokenizer.pad_token_id)
         return ids.to(self.device), mask.to(self.device)
 
+    def check_catalogue(self, n_items: int, where: str = "this checkpoint") -> None:
+        """A continuous model scores the catalogue it was trained on: refuse a dataset of another size."""
+        if self.catalogue is not None and self.catalogue.n_items != n_items:
+            raise BadInput(f"{where} has item tokens for {self.catalogue.n_items} items, the dataset has {n_items} "
+                           "(a checkpoint of another dataset?)")
+
     @property
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
@@ -175,13 +178,17 @@ class KarmaModel(nn.Module):
 
     @torch.no_grad()
     def interest_for(self, histories: Sequence[Sequence[int]], max_items: int, batch_size: int = 16,
-                     progress: bool = False) -> torch.Tensor:
+                     progress: bool = False, *, items: Sequence | None = None) -> torch.Tensor:
         """Interest embeddings after each history (item indices, oldest first; the newest
-        ``max_items`` are used), in either interface.  # (N, e)"""
+        ``max_items`` are used), in either interface.  # (N, e)
+
+        The text interface renders each history as a prompt, so it needs the catalogue's ``items``
+        (``data.Item``s, indexed by item index); the continuous interface reads its own item tokens.
+        """
         if self.interface == "text":
             from karma_probe.prompts import history_prompt
 
-            items = self.dataset.items
+            items = _need_items(items, "interest_for")
             return self.interest_embeddings([history_prompt([items[i] for i in h], max_items) for h in histories],
                                             batch_size=batch_size, progress=progress)
         out = []
@@ -195,13 +202,20 @@ class KarmaModel(nn.Module):
         return torch.cat(out) if out else torch.empty(0, self.embed_dim)
 
     @torch.no_grad()
-    def item_table(self, max_tokens: int | None = None, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
-        """The catalogue's L2-normed item embeddings, in either interface.  # (n_items, e)"""
+    def item_table(self, max_tokens: int | None = None, batch_size: int = 64, progress: bool = False, *,
+                   items: Sequence | None = None) -> torch.Tensor:
+        """The catalogue's L2-normed item embeddings, in either interface.  # (n_items, e)
+
+        The text interface encodes each of ``items`` (``data.Item``s) as text; the continuous
+        interface's table is its item tokens (``items``, if given, must match their count).
+        """
         if self.interface == "continuous":
+            if items is not None:
+                self.check_catalogue(len(items))
             return self.catalogue.table().float().cpu()
         from karma_probe.prompts import item_text
 
-        return self.item_embeddings([item_text(it) for it in self.dataset.items], batch_size=batch_size,
+        return self.item_embeddings([item_text(it) for it in _need_items(items, "item_table")], batch_size=batch_size,
                                     max_tokens=max_tokens, progress=progress)
 
     @torch.no_grad()
@@ -215,20 +229,12 @@ class KarmaModel(nn.Module):
     def item_embeddings(self, texts: list[str], batch_size: int = 64, max_tokens: int | None = None,
                         progress: bool = False) -> torch.Tensor:
         """Item embeddings of item texts.  # (N, e)"""
-        out = []
-        # Sort by length so batches pad little; restore the order at the end.
         seqs = self.tokenize(texts, max_tokens)
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        for i in _batches(len(seqs), batch_size, progress, "items"):
-            idx = order[i : i + batch_size]
+        out = torch.empty(len(seqs), self.embed_dim)
+        for idx in length_sorted_batches(seqs, batch_size, progress, "items"):
             ids, mask = self.pad([seqs[j] for j in idx])
-            out.append(self.encode_items(ids, mask).float().cpu())
-        if not out:
-            return torch.empty(0, self.embed_dim)
-        emb = torch.cat(out)
-        result = torch.empty_like(emb)
-        result[torch.tensor(order)] = emb
-        return result
+            out[idx] = self.encode_items(ids, mask).float().cpu()
+        return out
 
     @torch.no_grad()
     def reconstruct_greedy(self, interest: torch.Tensor, max_new_tokens: int = 32) -> list[str]:
@@ -276,6 +282,26 @@ class KarmaModel(nn.Module):
         write_json(directory / "state.json", extra_state or {})
 
 
+def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of hidden states (B, T, d) over the real tokens of ``mask`` (B, T) → (B, d)."""
+    w = mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+    return (h * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def length_sorted_batches(seqs: Sequence[Sequence], batch_size: int, progress: bool = False, desc: str = ""):
+    """Index lists of ``batch_size`` sequences of similar length (little padding); together they
+    cover every index once, so results written to ``out[idx]`` come back in the input order."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    for s in _batches(len(seqs), batch_size, progress, desc):
+        yield order[s: s + batch_size]
+
+
+def _need_items(items, what: str):
+    if items is None:
+        raise BadInput(f"{what}: a text-interface model renders items as text; pass the catalogue's items")
+    return items
+
+
 def pad_right(seqs: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token lists with ``value`` → (ids (B, T), mask (B, T)); the marker stays at len-1."""
     T = max(len(s) for s in seqs)
@@ -303,7 +329,8 @@ def build_model(cfg, *, dataset=None, progress: bool = False) -> KarmaModel:
     """A fresh retriever for ``cfg``: the backbone as loaded, heads (and item tokens) newly initialized.
 
     The continuous interface's content vectors come from this untouched backbone, before any
-    training (cached for SmolLM2, see catalogue.py).
+    training (cached for SmolLM2, see catalogue.py), over ``dataset``'s items; the model keeps the
+    vectors, not the dataset.
     """
     from karma_probe.models import load_backbone
 
@@ -319,7 +346,7 @@ def build_model(cfg, *, dataset=None, progress: bool = False) -> KarmaModel:
         content = cached_content_vectors(cfg.model, backbone, tok, [item_text(it) for it in dataset.items],
                                          cfg.max_target_tokens, progress=progress)
     model = KarmaModel(backbone, tok, embed_dim=cfg.embed_dim, soft_prompts=cfg.soft_prompts,
-                       temperature=cfg.temperature, learn_temperature=cfg.learn_temperature, dataset=dataset,
+                       temperature=cfg.temperature, learn_temperature=cfg.learn_temperature,
                        interface=cfg.interface, content=content)
     # Heads are initialized after the backbone from their own seed, so tiny and real backbones
     # get the same head initialization for the same seed.
@@ -332,52 +359,68 @@ def build_model(cfg, *, dataset=None, progress: bool = False) -> KarmaModel:
     return model
 
 
-def base_model(spec: str = "smollm2-135m", dataset: str = "ml-100k") -> KarmaModel:
-    """An untouched backbone without heads: the 'before fine-tuning' reference."""
-    from karma_probe.data import load_dataset
+def base_model(spec: str = "smollm2-135m") -> KarmaModel:
+    """An untouched backbone without heads: the 'before fine-tuning' reference (text interface)."""
     from karma_probe.models import load_backbone
 
     backbone, tok = load_backbone(spec)
-    return KarmaModel(backbone, tok, heads=False, dataset=load_dataset(dataset))
+    return KarmaModel(backbone, tok, heads=False)
 
 
-def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None):
-    """Load a run's model → ``(KarmaModel, tokenizer, TrainConfig)``.
+# A checkpoint describes itself: its state.json carries the TrainConfig it was trained with
+# ("train"), so a checkpoint directory copied out of its run still loads. Checkpoints written
+# before that look up the run's config.json (the checkpoint's parent run directory).
+STATE_FILE = "state.json"
 
-    ``checkpoint`` is None (the run's final ``checkpoint/``) or a directory such as
-    ``RUN/checkpoints/step-000100``. A base run (condition ``base``) loads without heads.
-    """
+
+def checkpoint_config(checkpoint: str | Path):
+    """``(TrainConfig, condition)`` of a checkpoint directory: its own state.json, else its run's config.json."""
     from karma_probe.config import TrainConfig
-    from karma_probe.data import load_dataset
-    from karma_probe.models import load_backbone
-    from karma_probe.rundir import load_tensors, read_json
+    from karma_probe.rundir import read_json
 
-    run_dir = Path(run_dir)
-    meta = read_json(run_dir / "config.json", "run config")
-    cfg = TrainConfig.from_dict(meta.get("train", {}))
-    ckpt = Path(checkpoint) if checkpoint else run_dir / "checkpoint"
+    ckpt = Path(checkpoint)
+    state = read_json(ckpt / STATE_FILE, "checkpoint state") if (ckpt / STATE_FILE).is_file() else {}
+    if isinstance(state, dict) and isinstance(state.get("train"), dict):
+        return TrainConfig.from_dict(state["train"]), state.get("condition")
+    # an older checkpoint: RUN/checkpoint or RUN/checkpoints/step-N
+    for run in (ckpt.parent, ckpt.parent.parent):
+        if (run / "config.json").is_file():
+            meta = read_json(run / "config.json", "run config")
+            return TrainConfig.from_dict(meta.get("train", {})), meta.get("condition")
+    raise BadInput(f"{ckpt}: the checkpoint does not say how it was trained (no 'train' in {STATE_FILE}, "
+                   "and no run config.json above it)")
+
+
+def load_checkpoint(checkpoint: str | Path):
+    """Load a checkpoint directory → ``(KarmaModel, tokenizer, TrainConfig)``; no dataset is read.
+
+    A base reference checkpoint (condition ``base``) without heads loads as the untouched backbone.
+    """
+    from karma_probe.models import load_backbone
+    from karma_probe.rundir import load_tensors
+
+    ckpt = Path(checkpoint)
     if not (ckpt / "config.json").is_file():
         raise BadInput(f"{ckpt}: checkpoint not found (no config.json)")
     weights = ckpt / "model.safetensors"
     if not weights.is_file():
         raise BadInput(f"{weights}: checkpoint weights not found")
+    cfg, condition = checkpoint_config(ckpt)
     try:
         backbone, tok = load_backbone(str(ckpt))
     except BadInput:
         raise
     except Exception as e:  # safetensors raises its own types on truncated files
         raise BadInput(f"{ckpt}: cannot load the checkpoint (truncated or corrupt?): {str(e).splitlines()[0]}") from None
-    dataset = load_dataset(cfg.dataset)
     heads_file = ckpt / HEADS_FILE
-    if meta.get("condition") == "base" and not heads_file.is_file():
-        return KarmaModel(backbone, tok, heads=False, dataset=dataset), tok, cfg
+    if condition == "base" and not heads_file.is_file():
+        return KarmaModel(backbone, tok, heads=False), tok, cfg
     heads = load_tensors(heads_file, "heads file")
     content = heads.get("catalogue.content")
-    if cfg.interface == "continuous" and (content is None or content.shape[0] != len(dataset.items)):
-        raise BadInput(f"{heads_file}: no item content vectors for the {len(dataset.items)} items of "
-                       f"{dataset.name!r} (a checkpoint of another dataset or interface?)")
+    if cfg.interface == "continuous" and content is None:
+        raise BadInput(f"{heads_file}: no item content vectors (a checkpoint of the text interface?)")
     model = KarmaModel(backbone, tok, embed_dim=cfg.embed_dim, soft_prompts=cfg.soft_prompts,
-                       temperature=cfg.temperature, learn_temperature=cfg.learn_temperature, dataset=dataset,
+                       temperature=cfg.temperature, learn_temperature=cfg.learn_temperature,
                        interface=cfg.interface, content=content)
     missing, unexpected = model.load_state_dict(heads, strict=False)
     missing = [k for k in missing if not k.startswith("backbone.")]
@@ -385,3 +428,15 @@ def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None):
         raise BadInput(f"{heads_file}: heads do not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
     return model, tok, cfg
+
+
+def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None):
+    """Load a run's model → ``(KarmaModel, tokenizer, TrainConfig)``.
+
+    ``checkpoint`` is None (the run's final ``checkpoint/``) or a directory such as
+    ``RUN/checkpoints/step-000100``.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: run directory not found")
+    return load_checkpoint(Path(checkpoint) if checkpoint else run_dir / "checkpoint")

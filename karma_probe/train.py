@@ -146,11 +146,17 @@ def _elapsed_before(out: Path, start: int) -> float:
     return float(rows[-1]["elapsed_s"]) if start and rows else 0.0
 
 
+def _checkpoint_state(cfg: TrainConfig, step: int, meta: dict) -> dict:
+    """A checkpoint's state.json: its step, and the TrainConfig that made it (so it loads on its own)."""
+    return {"step": step, "condition": cfg.condition, "config_hash": meta["config_hash"], "train": cfg.to_dict()}
+
+
 def _save_checkpoint(model, opt, cfg: TrainConfig, out: Path, step: int, meta: dict) -> Path:
-    state = {"step": step, "condition": cfg.condition, "config_hash": meta["config_hash"]}
+    state = _checkpoint_state(cfg, step, meta)
     ckpt = out / "checkpoints" / f"step-{step:06d}"
     with atomic_dir(ckpt) as tmp:
         model.save(tmp, state)
+    state = {k: v for k, v in state.items() if k != "train"}  # resume/ reads the run's config.json
     tensors, opt_meta = _opt_tensors(opt)
     with atomic_dir(out / "resume") as tmp:
         save_tensors(tmp / "optimizer.safetensors", tensors)
@@ -277,7 +283,7 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
     model = accel.unwrap_model(objective).model
     model.eval()
     with atomic_dir(out / "checkpoint") as tmp:
-        model.save(tmp, {"step": cfg.steps, "condition": cfg.condition, "config_hash": meta["config_hash"]})
+        model.save(tmp, _checkpoint_state(cfg, cfg.steps, meta))
     metrics = evaluate_run(model, dataset, split, cfg, progress=progress)
     write_json(out / "metrics.json", metrics)
     return metrics
@@ -299,13 +305,15 @@ def evaluate_run(model, dataset, split, cfg: TrainConfig, progress: bool = False
     """metrics.json: valid and test metrics (with and without history exclusion), the test users'
     ranks, and the baselines on the same split (evaluate.py)."""
     t0 = time.perf_counter()
-    table = model.item_table(max_tokens=cfg.max_target_tokens, batch_size=cfg.eval_batch_size, progress=progress)
+    table = model.item_table(max_tokens=cfg.max_target_tokens, batch_size=cfg.eval_batch_size, progress=progress,
+                             items=dataset.items)
     result = {"n_items": len(dataset.items), "ranks": {}}
     for name, examples in (("valid", split.valid), ("test", split.test)):
         if cfg.eval_users and cfg.eval_users < len(examples):
             rng = np.random.default_rng(cfg.seed)
             examples = tuple(examples[i] for i in sorted(rng.choice(len(examples), cfg.eval_users, replace=False)))
-        m, m_all, r, r_all = evaluate_model(model, examples, table, cfg.max_history, cfg.eval_batch_size, progress)
+        m, m_all, r, r_all = evaluate_model(model, examples, table, cfg.max_history, cfg.eval_batch_size, progress,
+                                            items=dataset.items)
         result[name], result[f"{name}_all"] = m, m_all
         result[f"n_users_{name}"] = len(examples)
         if name == "test":

@@ -51,12 +51,13 @@ def make_run(root: Path, *, condition="karma", step=7, heads=True):
 def write_fake_capture(run: Path, model, n=6, step=7):
     """Random attention sums and marker states, but the model's own interest embeddings."""
     from karma_probe.capture.probes import build_probe_set
+    from karma_probe.data import load_dataset
     from safetensors.numpy import save_file
 
     rng = np.random.default_rng(0)
     c = model.backbone.config
     L, H, d = c.num_hidden_layers, c.num_attention_heads, c.hidden_size
-    probes = build_probe_set(model.dataset, n, n_text=2, max_items=5)
+    probes = build_probe_set(load_dataset(read_json(run / "config.json")["train"]["dataset"]), n, n_text=2, max_items=5)
     stats = {}
     for name in ("history", "text"):
         maps = [_random_causal(rng, L, H, T) for T in rng.integers(5, 12, size=3)]

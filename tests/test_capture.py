@@ -322,13 +322,15 @@ def test_hooks_removed_when_forward_raises(tiny, batch, where):
 def kmodel():
     from karma_probe.retriever import base_model
 
-    return base_model("tiny", "synthetic")
+    return base_model("tiny")
 
 
 def _capture(kmodel, **kw):
     opts = CaptureOptions(**{"probes": 10, "text_probes": 5, "max_len": 96, "full_maps": 3, "batch_size": 4,
                              "chunk_size": 7, "progress": False, **kw})
-    return capture_model(kmodel, kmodel.tokenizer, max_items=4, max_target_tokens=None, opts=opts,
+    from karma_probe.data import load_dataset
+
+    return capture_model(kmodel, kmodel.tokenizer, dataset=load_dataset("synthetic"), max_items=4, max_target_tokens=None, opts=opts,
                          run={"name": "t", "condition": "base"})
 
 
@@ -360,7 +362,7 @@ def test_capture_model_against_hf_and_retriever(kmodel):
     assert mh.shape == (10, L + 1, model.config.hidden_size) and hist["truncated"] == 0
     with torch.no_grad():
         torch.testing.assert_close(F.normalize(model.model.norm(mh[:, L]), dim=-1), cap.hidden["interest"], atol=1e-5, rtol=0)
-    assert cap.hidden["items"].shape == (len(kmodel.dataset.items), model.config.hidden_size)
+    assert cap.hidden["items"].shape == (len(load_dataset("synthetic").items), model.config.hidden_size)
     assert cap.hidden["targets"].tolist() == hist["targets"]
 
 

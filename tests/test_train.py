@@ -251,3 +251,64 @@ def test_tiny_learns_beyond_chance(tmp_path):
     m = train_run(cfg, tmp_path / "r", progress=False)
     assert m["test"]["hr@10"] > 2 * m["random"]["hr@10"], m
     assert m["test"]["hr@10"] > m["baselines"]["popularity"]["test"]["hr@10"], m
+
+
+def test_checkpoint_describes_itself_and_loads_without_its_run(tmp_path, monkeypatch):
+    """A checkpoint copied out of its run loads alone (its state.json carries the TrainConfig),
+    and loading it reads no dataset: the model knows none."""
+    import shutil
+
+    import karma_probe.data as data
+    from karma_probe.retriever import checkpoint_config, load_checkpoint
+
+    cfg = _cfg("karma", steps=2, checkpoint_every=1, eval_users=5)
+    train_run(cfg, tmp_path / "r", progress=False)
+    state = json.loads((tmp_path / "r" / "checkpoints" / "step-000001" / "state.json").read_text())
+    assert state["step"] == 1 and TrainConfig.from_dict(state["train"]) == cfg.resolve()
+    shutil.copytree(tmp_path / "r" / "checkpoint", tmp_path / "alone")
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: pytest.fail("loading a checkpoint read the dataset"))
+    model, _, loaded = load_checkpoint(tmp_path / "alone")
+    assert loaded == cfg.resolve() and not hasattr(model, "dataset")
+    ref, _, _ = load_run_model(tmp_path / "r")
+    for (n, p), (_, q) in zip(model.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(p, q), n
+    # an older checkpoint (no "train" in its state.json) still finds its run's config.json
+    old = tmp_path / "r" / "checkpoints" / "step-000002"
+    (old / "state.json").write_text(json.dumps({"step": 2, "condition": "karma"}))
+    assert checkpoint_config(old) == (cfg.resolve(), "karma")
+    shutil.copytree(old, tmp_path / "orphan")
+    with pytest.raises(BadInput, match="does not say how it was trained"):
+        checkpoint_config(tmp_path / "orphan")
+
+
+def test_models_take_the_catalogue_from_the_caller():
+    """The text interface renders items it is given; a continuous model refuses a catalogue of another size."""
+    ds = load_dataset("synthetic:0")
+    text = build_model(_cfg(interface="text", max_history=3), dataset=ds).eval()
+    with pytest.raises(BadInput, match="pass the catalogue's items"):
+        text.interest_for([(0, 1)], max_items=3)
+    assert text.interest_for([(0, 1)], max_items=3, items=ds.items).shape == (1, 32)
+    cont = build_model(_cfg(), dataset=ds).eval()
+    assert cont.item_table(items=ds.items).shape == (len(ds.items), 32)
+    with pytest.raises(BadInput, match=f"item tokens for {len(ds.items)} items, the dataset has 3"):
+        cont.item_table(items=ds.items[:3])
+
+
+def test_pooled_embeddings_equal_one_text_at_a_time():
+    """Length-sorted, padded batches give each text what it gets alone, back in the input order."""
+    from karma_probe.catalogue import content_vectors
+    from karma_probe.retriever import base_model
+
+    model = base_model("tiny").eval()
+    texts = ["a", "a much longer item text than the others", "mid length text", "b c", "x y z w"]
+    with torch.no_grad():
+        alone = []
+        for t in texts:
+            ids = torch.tensor([model.tokenize([t])[0]])
+            alone.append(model.backbone.model(input_ids=ids).last_hidden_state.mean(1)[0])
+        alone = torch.stack(alone)
+        torch.testing.assert_close(model.item_embeddings(texts, batch_size=2),
+                                   torch.nn.functional.normalize(alone, dim=-1), atol=1e-5, rtol=0)
+        want = (alone - alone.mean(0)) / alone.std(0).clamp_min(1e-6)
+        torch.testing.assert_close(content_vectors(model.backbone, model.tokenizer, texts, 64, batch_size=2), want,
+                                   atol=1e-4, rtol=0)

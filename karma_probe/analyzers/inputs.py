@@ -283,8 +283,10 @@ class RunInputs:
         idx = [i for i in range(len(texts)) if not (max_len and i < len(lengths) and lengths[i] >= max_len)][:CHECK_PROBES]
         if not idx:
             return
-        examples = self.probe_examples(model.dataset)
-        got = self.embed_histories([examples[i] for i in idx], model=model, max_items=self.max_items(cfg))
+        dataset = self._dataset_of(cfg, model)
+        examples = self.probe_examples(dataset)
+        got = self.embed_histories([examples[i] for i in idx], model=model, max_items=self.max_items(cfg),
+                                   dataset=dataset)
         want = self.capture.hidden["interest"][idx]
         cos = (got * want).sum(-1) if got.shape == want.shape else np.zeros(1)
         if float(cos.min()) < 0.99:
@@ -302,7 +304,17 @@ class RunInputs:
 
     @property
     def dataset(self):
-        return self.model.dataset
+        return self._dataset_of(self.cfg, self.model)
+
+    def _dataset_of(self, cfg, model):
+        """The run's dataset (``cfg.dataset``), read once; a continuous model must have its catalogue's size."""
+        if getattr(self, "_dataset", None) is None:
+            from karma_probe.data import load_dataset
+
+            dataset = load_dataset(cfg.dataset)
+            model.check_catalogue(len(dataset.items), str(self.checkpoint))
+            self._dataset = dataset
+        return self._dataset
 
     def probe_examples(self, dataset=None) -> list:
         """The test-split examples the captured history probes were rendered from, in probe order."""
@@ -319,7 +331,7 @@ class RunInputs:
         """History items per prompt: the capture's (so fitted and scored prompts look alike), else the run's."""
         return (self.capture.max_items() if self.capture else None) or (cfg or self.cfg).max_history
 
-    def embed_histories(self, examples, *, model=None, max_items: int | None = None) -> np.ndarray:
+    def embed_histories(self, examples, *, model=None, max_items: int | None = None, dataset=None) -> np.ndarray:
         """Interest embeddings [M, e] of ``examples`` (data.Example: user, history, target), raw (not
         in :attr:`space`). THE one place where analyzers turn histories into interest embeddings:
         the model's own interest encoder in its interface (``KarmaModel.interest_for``: the newest
@@ -327,10 +339,11 @@ class RunInputs:
         length (less padding)."""
         model = model or self.model
         max_items = max_items or self.max_items()
+        items = (dataset or self.dataset).items  # the text interface renders prompts from them
         histories = [ex.history for ex in examples]
         order = sorted(range(len(histories)), key=lambda i: len(histories[i]))
         emb = model.interest_for([histories[i] for i in order], max_items, batch_size=EMBED_BATCH,
-                                 progress=self.progress)
+                                 progress=self.progress, items=items)
         X = np.empty(tuple(emb.shape), dtype=np.float32)
         X[order] = emb.numpy()
         return X

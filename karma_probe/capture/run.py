@@ -42,14 +42,16 @@ def model_fingerprint(backbone) -> dict:
             "vocab": c.vocab_size}
 
 
-def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int | None, opts: CaptureOptions,
-                  run: dict) -> Capture:
-    """Capture a loaded retrieval model (``retriever.KarmaModel``) on the seeded probe set."""
+def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_tokens: int | None,
+                  opts: CaptureOptions, run: dict) -> Capture:
+    """Capture a loaded retrieval model (``retriever.KarmaModel``) on the seeded probe set of ``dataset``."""
     import torch
 
     from karma_probe.capture.backends import make_backend
     from karma_probe.capture.session import capture_probes
-    dataset = kmodel.dataset
+
+    if kmodel.catalogue is not None:
+        kmodel.check_catalogue(len(dataset.items), f"{run.get('checkpoint', 'the model')}")
     full = build_probe_set(dataset, opts.probes, n_text=opts.text_probes, seed=opts.seed, max_items=max_items)
     probes = shard(full, *opts.shard)
     if not len(probes):
@@ -73,8 +75,9 @@ def capture_model(kmodel, tokenizer, *, max_items: int, max_target_tokens: int |
     history = probes.history
     hidden = {
         "marker_hidden": result.marker_hidden.float(),  # (N, L+1, d)
-        "interest": kmodel.interest_for([p.items for p in history], max_items, batch_size=16).float(),  # (N, e)
-        "items": kmodel.item_table(max_tokens=max_target_tokens, batch_size=64).float(),  # (n_items, e)
+        "interest": kmodel.interest_for([p.items for p in history], max_items, batch_size=16,
+                                        items=dataset.items).float(),  # (N, e)
+        "items": kmodel.item_table(max_tokens=max_target_tokens, batch_size=64, items=dataset.items).float(),  # (n_items, e)
         "targets": torch.tensor([p.target for p in history], dtype=torch.long),  # (N,)
     }
     # Map axes of a continuous run are items: label them with titles (a text run's are decoded tokens).
@@ -128,6 +131,7 @@ def _run_info(run_dir: Path, meta: dict) -> dict:
 
 def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *, out: str | Path | None = None) -> Path:
     """Capture ``run_dir`` (trained or reference run) into ``out`` (default ``RUN/capture``)."""
+    from karma_probe.data import load_dataset
     from karma_probe.retriever import load_run_model
 
     run_dir = Path(run_dir)
@@ -136,7 +140,8 @@ def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *,
     meta = read_json(run_dir / "config.json", "run config")
     kmodel, tok, cfg = load_run_model(run_dir)
     train = meta.get("train", {})
-    cap = capture_model(kmodel, tok, max_items=int(train.get("max_history", DEFAULT_MAX_ITEMS)),
+    cap = capture_model(kmodel, tok, dataset=load_dataset(cfg.dataset),
+                        max_items=int(train.get("max_history", DEFAULT_MAX_ITEMS)),
                         max_target_tokens=getattr(cfg, "max_target_tokens", None), opts=opts,
                         run=_run_info(run_dir, meta))
     return write_capture(out or run_dir / "capture", cap)
@@ -156,6 +161,8 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
     """
     import dataclasses
 
+    from karma_probe.config import TrainConfig
+    from karma_probe.data import load_dataset
     from karma_probe.retriever import base_model, build_model
 
     out = Path(out)
@@ -169,20 +176,21 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
                                f"{meta.get('train', {}).get('model')!r}, not a base run of {model!r}")
             return capture_run(out, opts)
 
+    data = load_dataset(dataset)
     if cfg is not None and cfg.interface == "continuous":
-        from karma_probe.data import load_dataset
-
         cfg = dataclasses.replace(cfg, model=model, dataset=dataset, max_history=max_items, seed=opts.seed)
-        kmodel = build_model(cfg, dataset=load_dataset(dataset)).eval()
+        kmodel = build_model(cfg, dataset=data).eval()
         train = cfg.to_dict()
     else:
-        kmodel = base_model(model, dataset)
+        kmodel = base_model(model)
         train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": opts.seed}
     meta = {"name": out.name, "condition": "base", "preset": None, "seed": opts.seed, "train": train,
             "config_hash": config_hash(train), "git_sha": git_sha(), "versions": versions(), "created": now()}
-    state = {"step": 0, "condition": "base", "config_hash": meta["config_hash"]}
+    # the checkpoint describes itself (retriever.checkpoint_config): the full config it stands for
+    state = {"step": 0, "condition": "base", "config_hash": meta["config_hash"],
+             "train": TrainConfig.from_dict(train).to_dict()}
     run = {"name": out.name, "condition": "base", "seed": opts.seed, "checkpoint": str(out / "checkpoint"), "step": 0}
-    cap = capture_model(kmodel, kmodel.tokenizer, max_items=max_items, max_target_tokens=train.get("max_target_tokens"),
+    cap = capture_model(kmodel, kmodel.tokenizer, dataset=data, max_items=max_items, max_target_tokens=train.get("max_target_tokens"),
                         opts=opts, run=run)
     with atomic_dir(out) as tmp:
         write_json(tmp / "config.json", meta)
