@@ -85,7 +85,9 @@ def _prepare_dir(cfg: TrainConfig, out: Path, name: str, preset: str, overwrite:
         if any(out.iterdir()) and not _is_run(out):
             raise BadInput(f"{out} is not a karma_probe run directory (no run config.json); "
                            "--overwrite only replaces runs, choose another --out")
-        shutil.rmtree(out)
+        if _backup(out).exists():  # left by a killed --overwrite
+            shutil.rmtree(_backup(out))
+        out.rename(_backup(out))  # kept until the new run has a checkpoint (train_run)
     if (out / "config.json").is_file() and _started(out):
         old = read_json(out / "config.json", "run config")
         if old.get("config_hash") != meta["config_hash"]:
@@ -99,6 +101,11 @@ def _prepare_dir(cfg: TrainConfig, out: Path, name: str, preset: str, overwrite:
     meta |= {"git_sha": git_sha(), "versions": versions(), "created": now()}
     write_json(out / "config.json", meta)
     return meta
+
+
+def _backup(out: Path) -> Path:
+    """Where --overwrite keeps the old run until the new one has its first checkpoint."""
+    return out.with_name(f".{out.name}.overwritten")
 
 
 def _is_run(out: Path) -> bool:
@@ -205,13 +212,21 @@ def train_run(cfg: TrainConfig, out: str | Path, *, name: str | None = None, pre
     created = _first_missing(out)
     new_run = overwrite or not (out / "config.json").is_file() or not _started(out)
     meta = _prepare_dir(cfg, out, name or out.name, preset, overwrite)
+    backup = _backup(out)
     try:
         with torch_threads(threads):
             return _train(cfg, out, meta, progress=progress, stop_after=stop_after)
     except BaseException:
         if new_run:
             _undo_unstarted(out, created)
+        if backup.is_dir() and not (out / "resume" / "state.json").is_file():
+            # --overwrite failed before the new run's first checkpoint: the old run comes back
+            shutil.rmtree(out, ignore_errors=True)
+            backup.rename(out)
         raise
+    finally:
+        if backup.is_dir() and (out / "resume" / "state.json").is_file():
+            shutil.rmtree(backup, ignore_errors=True)
 
 
 def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_after: int | None) -> dict:
@@ -252,8 +267,9 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
         logged = {k: float(v.detach()) for k, v in terms.items()}
         for key in ("l_act", "l_gen", "l_rec", "loss"):
             if key in logged and not math.isfinite(logged[key]):
-                raise Diverged(f"step {step + 1}: loss term {key} is {logged[key]}; the run stopped "
-                               f"(its last checkpoint is kept in {out})")
+                kept = (f"its last checkpoint is kept in {out}" if (out / "resume" / "state.json").is_file()
+                        else "no checkpoint yet: nothing is kept")
+                raise Diverged(f"step {step + 1}: loss term {key} is {logged[key]}; the run stopped ({kept})")
         opt.zero_grad(set_to_none=True)
         accel.backward(terms["loss"])
         if cfg.grad_clip:

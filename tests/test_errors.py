@@ -226,6 +226,17 @@ def test_overwrite_replaces_a_run(world, capfd):
     assert main(TRAIN + ["--out", "runs/new", "--steps", "3"]) == 2  # another config: refused
     assert main(TRAIN + ["--out", "runs/new", "--steps", "3", "--overwrite"]) == 0
     assert json.loads(Path("runs/new/config.json").read_text())["train"]["steps"] == 3
+    assert not [p.name for p in Path("runs").iterdir() if p.name.startswith(".")]  # the old run's copy is gone
+
+
+def test_a_failed_overwrite_keeps_the_old_run(world, capfd):
+    """--overwrite with a bad dataset used to delete the old run before refusing the new one."""
+    assert main(TRAIN + ["--out", "runs/new"]) == 0
+    before = sorted(str(p.relative_to("runs/new")) for p in Path("runs/new").rglob("*"))
+    _bad_input(world, TRAIN + ["--out", "runs/new", "--dataset", "synthtic", "--overwrite"], capfd)
+    assert sorted(str(p.relative_to("runs/new")) for p in Path("runs/new").rglob("*")) == before
+    assert json.loads(Path("runs/new/config.json").read_text())["train"]["dataset"] == "synthetic"
+    assert not [p.name for p in Path("runs").iterdir() if p.name.startswith(".")]
 
 
 def test_elapsed_keeps_counting_after_a_resume(tmp_path):

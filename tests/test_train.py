@@ -86,8 +86,20 @@ def test_nan_loss_stops_with_step_and_term(tmp_path, monkeypatch):
     import karma_probe.objectives as obj
 
     monkeypatch.setattr(obj, "info_nce", lambda *a: torch.tensor(float("nan"), requires_grad=True))
-    with pytest.raises(Diverged, match=r"step 1: loss term l_act is nan"):
+    with pytest.raises(Diverged, match=r"step 1: loss term l_act is nan; .*\(no checkpoint yet: nothing is kept\)"):
         train_run(_cfg(steps=2), tmp_path / "nan", progress=False)
+    assert not (tmp_path / "nan").exists()
+    # diverging after a checkpoint keeps the run (started again, it resumes from there)
+    calls = {"n": 0}
+
+    def nan_from_step_3(*a):
+        calls["n"] += 1
+        return torch.tensor(float("nan") if calls["n"] >= 3 else 1.0, requires_grad=True)
+
+    monkeypatch.setattr(obj, "info_nce", nan_from_step_3)
+    with pytest.raises(Diverged, match=r"step 3: .*its last checkpoint is kept in"):
+        train_run(_cfg(steps=4, checkpoint_every=2), tmp_path / "late", progress=False)
+    assert (tmp_path / "late" / "checkpoints" / "step-000002").is_dir()
 
 
 def _brute_force(scores, targets, histories, k):
