@@ -147,7 +147,8 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
     metrics = [m for m in HEADLINE if any(m in r.summary for r in runs)]
     plan.report_dir.mkdir(parents=True, exist_ok=True)
     written = write_report(runs, plan.report_dir / "report.pdf")
-    figures = _write_figures(runs, plan.report_dir)
+    trajectory = study.trajectory(runs)
+    figures = _write_figures(runs, plan.report_dir, trajectory, directions)
     return {
         "schema": "karma_probe.reproduction/2",
         "preset": plan.preset,
@@ -159,17 +160,19 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
         "table": study.table(runs, metrics),
         "verdict": study.verdict(runs),
         "retrieval_vs_baselines": study.vs_baselines(runs),
+        "trajectory": trajectory,
         "uncertainty": study.METHOD,
         "report": {"pdf": str(written.path), "pages": written.pages, "figures": figures},
         "provenance": {"git_sha": git_sha(), "versions": versions(), "created": now()},
     }
 
 
-def _write_figures(runs, out_dir: Path) -> list[str]:
+def _write_figures(runs, out_dir: Path, trajectory: dict | None = None, directions: dict | None = None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     from karma_probe import figures as F
+    from karma_probe import study
 
     trained = [r for r in runs if r.condition != "base"]
     specs = {
@@ -182,13 +185,23 @@ def _write_figures(runs, out_dir: Path) -> list[str]:
             "probe_decode_acc_gain" in r.summary for r in runs) else "probe_decode_acc"),
         "fact_acc.png": lambda: F.metric_bars(runs, "fact_acc"),
     }
+    base = next((r for r in runs if r.condition == "base"), None)
+    for m in study.TRAJECTORY_METRICS if trajectory and trajectory.get("conditions") else ():
+        specs[f"trajectory_{m}.png"] = (lambda m=m: F.condition_trajectory(
+            trajectory, m, base.summary.get(m) if base else None, (directions or {}).get(m)))
     written = []
+    import matplotlib.pyplot as plt
+
     for name, make in specs.items():
         try:
-            fig = F.to_matplotlib(make())
+            spec = make()
+            if spec.empty and name.startswith("trajectory_"):  # a metric no checkpoint was analyzed for
+                continue
+            fig = F.to_matplotlib(spec)
         except (BadInput, KeyError, ValueError) as e:  # a figure whose data is missing is skipped, not fatal
             print(f"  skipped {name}: {e}", flush=True)
             continue
         fig.savefig(out_dir / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
         written.append(name)
     return written

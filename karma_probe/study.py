@@ -228,6 +228,59 @@ def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> d
     return out
 
 
+# --------------------------------------------------------------------------- over training
+
+# Followed over the analyzed checkpoints (reproduce --trajectory): the attention and geometry
+# claims, decodability and knowledge. Every checkpoint is measured on the same smaller probe set
+# (analyze.TRAJECTORY_PROBES), so the points of one line compare with each other.
+TRAJECTORY_METRICS = ("sink_mass", "sink_rate", "key_concentration", "aniso_cos", "erank",
+                      "probe_decode_acc_gain", "recon_token_acc_gain", "fact_acc")
+
+
+def trajectory(runs: Sequence[Run], metrics: Sequence[str] = TRAJECTORY_METRICS) -> dict:
+    """Each condition's metrics at every analyzed checkpoint, and each claim's effect there.
+
+    ``{"conditions": {condition: {metric: [{"step", "mean", "ci_low", "ci_high", "n"}]}},
+    "claims": {metric: [{"step", "effect", "ci_low", "ci_high", "seeds"}]}}``. CIs are t-intervals
+    over seeds (claims: over per-seed paired differences, signed so that > 0 is the claimed
+    direction); None with one seed. Empty dicts when no run has a trajectory.
+    """
+    def at(run: Run, step: int, metric: str) -> float:
+        return next((t["summary"].get(metric, math.nan) for t in run.analysis.trajectory if t["step"] == step), math.nan)
+
+    groups = by_condition(runs)
+    out: dict = {"conditions": {}, "claims": {}}
+    for cond, rs in groups.items():
+        steps = sorted({t["step"] for r in rs for t in r.analysis.trajectory})
+        for m in metrics:
+            rows = []
+            for s in steps:
+                vals = [v for r in rs if math.isfinite(v := at(r, s, m))]
+                if vals:
+                    ci = stats.t_interval(vals)
+                    rows.append({"step": s, "mean": statistics.fmean(vals), "ci_low": ci.low if ci else None,
+                                 "ci_high": ci.high if ci else None, "n": len(vals)})
+            if rows:
+                out["conditions"].setdefault(cond, {})[m] = rows
+    if "action" in groups and "karma" in groups:
+        pairs = _paired_by_seed(groups["action"], groups["karma"])
+        expected = dict(CLAIMS)
+        for m in (m for m in metrics if m in expected):
+            sign = 1 if expected[m] == "higher" else -1
+            steps = sorted({t["step"] for a, k in pairs for t in a.analysis.trajectory}
+                           & {t["step"] for a, k in pairs for t in k.analysis.trajectory})
+            rows = []
+            for s in steps:
+                diffs = [d for a, k in pairs if math.isfinite(d := sign * (at(a, s, m) - at(k, s, m)))]
+                if diffs:
+                    ci = stats.t_interval(diffs, unit="seeds (paired by seed)")
+                    rows.append({"step": s, "effect": statistics.fmean(diffs), "ci_low": ci.low if ci else None,
+                                 "ci_high": ci.high if ci else None, "seeds": len(diffs)})
+            if rows:
+                out["claims"][m] = rows
+    return out
+
+
 # --------------------------------------------------------------------------- README tables
 
 CONDITION_NAMES = {"base": "base (untouched)", "action": "action-only", "gen": "gen only", "rec": "rec only",

@@ -136,13 +136,14 @@ def test_write_outputs_summary_json(tmp_path, monkeypatch):
             for s in (0, 1) for c in CONDITIONS]
     monkeypatch.setattr("karma_probe.report.write_report",
                         lambda runs, out: type("W", (), {"path": out, "pages": ("Verdict",)})())
-    monkeypatch.setattr(pipeline, "_write_figures", lambda runs, out: [])
+    monkeypatch.setattr(pipeline, "_write_figures", lambda runs, out, *rest: [])
     summary = pipeline.write_outputs(pipeline.Plan(preset="tiny", seeds=(0, 1), report_dir=tmp_path / "rep"), dirs)
     json.dumps(summary, allow_nan=False)  # strict JSON: no NaN anywhere
     assert summary["verdict"] and all(set(e) == VERDICT_KEYS for e in summary["verdict"])
     assert {"ci_low", "ci_high", "half_width"} <= set(summary["table"]["karma"]["sink_mass"])
     assert "popularity" in summary["retrieval_vs_baselines"]["karma"]
     assert "probe_decode_acc_gain" in summary["table"]["karma"]
+    assert [r["step"] for r in summary["trajectory"]["claims"]["sink_mass"]] == [10, 20, 30]
 
 
 def test_markdown_rows_are_mean_plus_minus_half_width_and_only_holds_is_bold(tmp_path):
@@ -156,3 +157,49 @@ def test_markdown_rows_are_mean_plus_minus_half_width_and_only_holds_is_bold(tmp
     for e in summary["verdict"]:
         line = next(line for line in md.splitlines() if line.startswith(f"- `{e['metric']}`"))
         assert ("**" in line) == e["holds"] and "95 % CI [" in line
+
+
+def test_trajectory_means_and_paired_effects_over_seeds(tmp_path):
+    """Per condition and step: the mean over seeds with its t-interval; per claim and step: the
+    signed action − karma effect paired by seed (fakeruns scale each step's values by 0.5 + s/60)."""
+    from karma_probe.stats import t_interval
+
+    runs = _runs(tmp_path, seeds=(0, 1, 2))
+    traj = study.trajectory(runs, metrics=("sink_mass", "erank", "lm_ppl_not_there"))
+    by = {(r.condition, r.seed): r for r in runs}
+
+    def at(r, s, m):
+        return next(t["summary"][m] for t in r.analysis.trajectory if t["step"] == s)
+
+    rows = traj["conditions"]["action"]["sink_mass"]
+    assert [r["step"] for r in rows] == [10, 20, 30] and all(r["n"] == 3 for r in rows)
+    vals = [at(by["action", s], 20, "sink_mass") for s in (0, 1, 2)]
+    ci = t_interval(vals)
+    assert (rows[1]["mean"], rows[1]["ci_low"], rows[1]["ci_high"]) == pytest.approx((np.mean(vals), ci.low, ci.high))
+    assert "lm_ppl_not_there" not in traj["conditions"]["action"]
+    # erank's claim is "action-only lower": the effect is karma − action
+    diffs = [at(by["karma", s], 30, "erank") - at(by["action", s], 30, "erank") for s in (0, 1, 2)]
+    last = traj["claims"]["erank"][-1]
+    assert last["step"] == 30 and last["seeds"] == 3
+    assert (last["effect"], last["ci_low"]) == pytest.approx((np.mean(diffs), t_interval(diffs).low))
+    # one seed: means without CIs; no trajectories at all: empty
+    one = study.trajectory(_runs(tmp_path / "one"), metrics=("sink_mass",))
+    assert one["conditions"]["karma"]["sink_mass"][0]["ci_low"] is None
+    assert study.trajectory(_runs(tmp_path / "none", trajectory=False)) == {"conditions": {}, "claims": {}}
+
+
+def test_trajectory_figures_one_line_per_condition_and_the_untouched_model(tmp_path):
+    from karma_probe import figures as F
+    from karma_probe import pipeline
+
+    base = load_run(make_run(tmp_path, "base", "base", trajectory=False))
+    runs = _runs(tmp_path, seeds=(0, 1)) + [base]
+    traj = study.trajectory(runs)
+    spec = F.condition_trajectory(traj, "sink_mass", base=base.summary["sink_mass"], higher_is_better=False)
+    assert [s.name for s in spec.series] == ["action", "karma", "untouched model"]
+    assert spec.series[-1].dashed and list(spec.series[-1].y) == [base.summary["sink_mass"]] * 2
+    assert spec.series[0].low is not None and "lower is better" in spec.note
+    written = pipeline._write_figures(runs, tmp_path, traj, {})
+    drawn = {n.removeprefix("trajectory_").removesuffix(".png") for n in written if n.startswith("trajectory_")}
+    assert "sink_mass" in drawn and drawn <= set(study.TRAJECTORY_METRICS)
+    assert drawn == {m for m in study.TRAJECTORY_METRICS if m in traj["conditions"]["action"]}

@@ -38,5 +38,25 @@ def metric_trajectory(runs: Sequence[Run], metric: str) -> FigureSpec:
                       series=tuple(lines), integer_x=True, note=direction_note(direction(runs, metric)))
 
 
+def condition_trajectory(traj: dict, metric: str, base: float | None = None,
+                         higher_is_better: bool | None = None) -> FigureSpec:
+    """``metric`` over training, one line per condition (mean over seeds, 95 % CI bars), from
+    ``study.trajectory``'s ``conditions``; ``base``: the untouched model's value, drawn dashed."""
+    from karma_probe.figures.spec import ci_note, join_notes
+
+    lines = []
+    for cond, by_metric in (traj.get("conditions") or {}).items():
+        rows = by_metric.get(metric) or []
+        if rows:
+            lines.append(series(cond, [r["step"] for r in rows], [r["mean"] for r in rows],
+                                low=[r["ci_low"] for r in rows], high=[r["ci_high"] for r in rows]))
+    if base is not None and _finite(base) and lines:
+        steps = sorted({int(x) for s in lines for x in s.x})
+        lines.append(series("untouched model", [0, steps[-1]], [base, base], dashed=True))
+    return FigureSpec(kind="line", title=f"{metric} over training", x_label="step", y_label=metric,
+                      series=tuple(lines), integer_x=True,
+                      note=join_notes(direction_note(higher_is_better), ci_note(lines)))
+
+
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
