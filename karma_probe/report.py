@@ -349,8 +349,18 @@ def _retrieval(pages: _Pages, runs: Sequence[Run]) -> None:
 
 
 def _training(pages: _Pages, runs: Sequence[Run]) -> None:
+    from karma_probe.results import direction
+
     specs = [figures.loss_curves([r]) for r in runs if r.train_log]
-    specs += [s for s in (figures.metric_trajectory(runs, m) for m in ("sink_mass", "hr@10")) if not s.empty]
+    groups = study.by_condition(r for r in runs if r.analysis.trajectory)
+    if any(len(rs) > 1 for rs in groups.values()):  # several seeds: one line per condition, mean ± CI
+        traj = study.trajectory(runs)
+        base = next((r for r in runs if r.condition == "base"), None)
+        specs += [s for s in (figures.condition_trajectory(traj, m, base.summary.get(m) if base else None,
+                                                           direction(runs, m)) for m in study.TRAJECTORY_METRICS)
+                  if not s.empty]
+    else:
+        specs += [s for s in (figures.metric_trajectory(runs, m) for m in ("sink_mass", "hr@10")) if not s.empty]
     if not specs:
         pages.note("Training", "Not available: no train_log.jsonl and no analysis trajectory "
                                "(run `karma-probe analyze RUN --all-checkpoints` for the latter).")

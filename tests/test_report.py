@@ -255,3 +255,12 @@ def test_the_exact_mark_is_recon_exacts_rule(tmp_path):
     page = _texts(written.path)[written.pages.index(next(t for t in written.pages if t.startswith("Decodability: the")))]
     assert page.count("(exact)") == 1 and page.count("(differs)") == 1
     assert page.index("(exact)") < page.index("Heat 2")
+
+
+def test_several_seeds_follow_each_condition_over_training(tmp_path):
+    runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, capture=False, train_log=False))
+            for s in (0, 1) for c in ("action", "karma")]
+    written = report.write_report(runs, tmp_path / "report.pdf")
+    text = "\n".join(t for title, t in zip(written.pages, _texts(written.path)) if title.startswith("Training"))
+    assert "key_concentration over training" in text and "erank over training" in text  # one figure per metric
+    assert "error bars: 95 % CI" in text  # condition means over seeds carry their t-interval
