@@ -164,10 +164,12 @@ def load_tensors(path: str | Path, what: str = "tensor file") -> dict:
 
 def save_arrays(path: str | Path, arrays: dict, metadata: dict | None = None) -> None:
     """Atomically write a dict of numpy arrays as safetensors (the same bytes ``save_tensors`` writes)."""
+    import numpy as np
     from safetensors.numpy import save_file
 
+    # safetensors.numpy writes each array's raw buffer: a strided view must be made contiguous first
     with atomic_path(path, ".safetensors") as tmp:
-        save_file(arrays, str(tmp), metadata=metadata)
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
 
 
 def load_arrays(path: str | Path, what: str = "tensor file", hint: str = "") -> dict:
