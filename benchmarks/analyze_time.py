@@ -34,15 +34,16 @@ def main() -> int:
     from karma_probe.analyze import LOAD_MODEL, analyze_run
 
     t_import = time.perf_counter() - t_import
+    from karma_probe.rundir import layout
 
     run = Path(args.run).resolve()
     with tempfile.TemporaryDirectory(prefix="analyze-bench-") as tmp:
         scratch = Path(tmp) / run.name
         scratch.mkdir()
-        for name in ("config.json", "metrics.json"):
+        for name in (layout.CONFIG, layout.METRICS):
             if (run / name).is_file():
                 shutil.copy2(run / name, scratch / name)
-        for name in ("checkpoint", "capture"):
+        for name in (layout.CHECKPOINT, layout.CAPTURE):
             if (run / name).exists():
                 (scratch / name).symlink_to(run / name, target_is_directory=True)
         t0 = time.perf_counter()

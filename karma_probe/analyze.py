@@ -38,7 +38,6 @@ about the final analysis' model time plus its capture (benchmarks/README.md); re
 
 from __future__ import annotations
 
-import re
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -48,9 +47,10 @@ from karma_probe.analyzers.bootstrap import METHOD as INTERVAL_METHOD
 from karma_probe.analyzers.inputs import Capture, RunInputs
 from karma_probe.cpu import torch_threads
 from karma_probe.errors import BadInput
-from karma_probe.rundir import git_sha, now, read_json, write_json
-
-SCHEMA = "karma_probe.analysis/1"
+from karma_probe.rundir import (RunPaths, checkpoint_step, git_sha, intermediate_checkpoints, layout, now, read_config,
+                                write_analysis)
+from karma_probe.rundir.analysis import SCHEMA, read_previous, relative, run_block
+from karma_probe.rundir.fields import finite_or_none
 LOAD_MODEL = "(load model)"  # the timing entry for loading the checkpoint
 CAPTURE = "(capture)"  # the timing entry for a trajectory checkpoint's in-memory capture
 # The trajectory's probe set: the capture library's seeded draw, smaller than a full capture
@@ -69,25 +69,28 @@ def analyze_run(run_dir: str | Path, metrics: str | list[str] | None = None, all
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BadInput(f"{run_dir}: run directory not found")
+    paths = RunPaths(run_dir)
     selected = select(metrics)
-    meta = read_json(run_dir / "config.json", "run config")
-    checkpoint = run_dir / "checkpoint"
+    meta = read_config(run_dir, required=True)
+    checkpoint = paths.checkpoint
     needs = set().union(*(m.needs for m in selected))
-    if needs & {"capture", "model"} and not (checkpoint / "config.json").is_file():
-        raise BadInput(f"{checkpoint}: checkpoint not found (no config.json)")
-    capture = Capture.load(run_dir / "capture", checkpoint) if "capture" in needs else None
-    steps = _intermediate_checkpoints(run_dir) if all_checkpoints else []
+    if needs & {"capture", "model"} and not (checkpoint / layout.CONFIG).is_file():
+        raise BadInput(f"{checkpoint}: checkpoint not found (no {layout.CONFIG})")
+    capture = Capture.load(paths.capture, checkpoint) if "capture" in needs else None
+    steps = intermediate_checkpoints(run_dir) if all_checkpoints else []
     if all_checkpoints and not steps:
-        raise BadInput(f"{run_dir / 'checkpoints'}: no intermediate checkpoints (step-*/) for --all-checkpoints "
+        raise BadInput(f"{paths.checkpoints}: no intermediate checkpoints (step-*/) for --all-checkpoints "
                        "(trained with keep_checkpoints=false?)")
-    step_captures = {ck: Capture.load(ck / "capture", ck) for ck in steps if (ck / "capture" / "manifest.json").is_file()}
+    # an intermediate checkpoint may hold its own capture/ (else it is captured in memory below)
+    step_captures = {ck: Capture.load(ck / layout.CAPTURE, ck) for ck in steps
+                     if (ck / layout.CAPTURE / layout.MANIFEST).is_file()}
 
     # torch on the idle cores only when a metric loads the model (the capture-only ones are numpy)
     with torch_threads(threads) if "model" in needs else nullcontext() as n_threads:
         out = _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected, progress)
     out["analyzed"]["threads"] = n_threads
-    out = _merge_previous(run_dir / "analysis.json", out, [m.name for m in selected], explicit=metrics is not None)
-    write_json(run_dir / "analysis.json", out)
+    out = _merge_previous(run_dir, out, [m.name for m in selected], explicit=metrics is not None)
+    write_analysis(run_dir, out)
     return out
 
 
@@ -102,7 +105,7 @@ def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected,
 
     out = {
         "schema": SCHEMA,
-        "run": _run_meta(run_dir, meta, checkpoint),
+        "run": run_block(run_dir, meta, checkpoint),
         "records": result["records"],
         "summary": result["summary"],
         "higher_is_better": {m.name: m.higher_is_better for m in selected if m.name in result["summary"]},
@@ -117,7 +120,7 @@ def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected,
     if steps:  # non-empty exactly when --all-checkpoints (checked before anything ran)
         out["trajectory"] = []
         for ck in steps:
-            ck_inputs = RunInputs(run_dir, checkpoint=ck, capture=step_captures.get(ck), metrics_path=ck / "metrics.json",
+            ck_inputs = RunInputs(run_dir, checkpoint=ck, capture=step_captures.get(ck), metrics_path=ck / layout.METRICS,
                                   progress=progress, reader=reader)
             seconds, source = {}, "capture/"
             if ck_inputs.capture is None and any("capture" in m.needs for m in selected):
@@ -129,7 +132,7 @@ def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected,
                 seconds[CAPTURE] = round(time.perf_counter() - t0, 2)
                 source = f"in memory: {TRAJECTORY_PROBES} history / {TRAJECTORY_TEXT_PROBES} text probes"
             r = _evaluate(selected, ck_inputs, progress, label=f"{ck.name}: ")
-            out["trajectory"].append({"step": _step(ck), "checkpoint": _rel(ck, run_dir), "capture": source,
+            out["trajectory"].append({"step": checkpoint_step(ck), "checkpoint": relative(ck, run_dir), "capture": source,
                                       "summary": r["summary"], "intervals": r["intervals"], "absent": r["absent"],
                                       "seconds": r["seconds"] | seconds})
     out["analyzed"] = {"created": now(), "git_sha": git_sha(), "seconds": result["seconds"]}
@@ -142,10 +145,13 @@ def _capture_checkpoint(inputs: RunInputs, progress: bool) -> Capture:
 
     model, tok, cfg = inputs.loaded
     opts = CaptureOptions(probes=TRAJECTORY_PROBES, text_probes=TRAJECTORY_TEXT_PROBES, full_maps=0, progress=progress)
-    step = _step(inputs.checkpoint)
-    cap = capture_model(model, tok, dataset=inputs.dataset, max_items=cfg.max_history, max_target_tokens=cfg.max_target_tokens, opts=opts,
+    step = checkpoint_step(inputs.checkpoint)
+    cap = capture_model(model, tok, dataset=inputs.dataset, max_items=cfg.max_history,
+                        max_target_tokens=cfg.max_target_tokens, opts=opts,
                         run={"checkpoint": str(inputs.checkpoint), "step": step})
-    return Capture.from_capture(cap, f"{inputs.checkpoint} (in-memory capture)")
+    cap.path = Path(f"{inputs.checkpoint} (in-memory capture)")  # what its error messages name
+    cap.validate()
+    return cap
 
 
 def _evaluate(selected, inputs: RunInputs, progress: bool, label: str) -> dict:
@@ -165,12 +171,12 @@ def _evaluate(selected, inputs: RunInputs, progress: bool, label: str) -> dict:
             absent[m.name] = str(e)
             continue
         seconds[m.name] = round(time.perf_counter() - t0, 2)
-        summary[m.name] = _json_number(meas.value)
+        summary[m.name] = finite_or_none(meas.value)
         records += [r.to_json(m.higher_is_better) for r in meas.records]
         samples += list(meas.samples)
-        if meas.interval is not None and all(_json_number(v) is not None for v in meas.interval.as_list()):
+        if meas.interval is not None and all(finite_or_none(v) is not None for v in meas.interval.as_list()):
             intervals[m.name] = meas.interval.as_list()
-            reps[m.name] = [_json_number(float(f"{v:.6g}")) for v in meas.interval.replicates]
+            reps[m.name] = [finite_or_none(float(f"{v:.6g}")) for v in meas.interval.replicates]
     return {"records": records, "summary": summary, "absent": absent, "samples": samples, "seconds": seconds,
             "intervals": intervals, "bootstrap": reps}
 
@@ -183,53 +189,12 @@ def _bar(selected, progress: bool, label: str):
     return tqdm(selected, desc=f"{label}analyze", unit="metric")
 
 
-def _run_meta(run_dir: Path, meta: dict, checkpoint: Path) -> dict:
-    state_file = checkpoint / "state.json"
-    state = read_json(state_file, "checkpoint state") if state_file.is_file() else {}
-    train = meta.get("train") or {}
-    return {"name": meta.get("name", run_dir.name), "condition": meta.get("condition"), "seed": meta.get("seed"),
-            "git_sha": meta.get("git_sha"), "versions": meta.get("versions", {}), "model": train.get("model"),
-            "checkpoint": _rel(checkpoint, run_dir), "step": state.get("step")}
-
-
-def _intermediate_checkpoints(run_dir: Path) -> list[Path]:
-    root = run_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"step-\d+", p.name) and (p / "config.json").is_file()]
-    return sorted(found, key=_step)
-
-
-def _step(ck: Path) -> int:
-    state = ck / "state.json"
-    if state.is_file():
-        step = read_json(state, "checkpoint state").get("step")
-        if isinstance(step, int):
-            return step
-    return int(ck.name.split("-", 1)[1])
-
-
-def _rel(path: Path, run_dir: Path) -> str:
-    try:
-        return str(path.relative_to(run_dir))
-    except ValueError:
-        return str(path)
-
-
-def _json_number(v: float):
-    v = float(v)
-    return v if v == v and abs(v) != float("inf") else None
-
-
-def _merge_previous(path: Path, new: dict, computed: list[str], explicit: bool) -> dict:
+def _merge_previous(run_dir: Path, new: dict, computed: list[str], explicit: bool) -> dict:
     """With ``--metrics``, keep the other metrics of an existing analysis of the same checkpoint step."""
-    if not explicit or not path.is_file():
+    if not explicit:
         return new
-    try:
-        old = read_json(path, "analysis file")
-    except BadInput:
-        return new  # an unreadable old file is replaced, not merged
-    if not isinstance(old, dict) or old.get("schema") != SCHEMA or (old.get("run") or {}).get("step") != new["run"]["step"]:
+    old = read_previous(run_dir)  # None when absent, unreadable (replaced, not merged) or of another schema
+    if old is None or (old.get("run") or {}).get("step") != new["run"]["step"]:
         return new
     done = set(computed)
     keep = lambda d: {k: v for k, v in (d or {}).items() if k not in done}  # noqa: E731

@@ -29,6 +29,7 @@ from karma_probe import results
 from karma_probe.errors import BadInput
 from karma_probe.figures import FigureSpec, to_plotly
 from karma_probe.results import Hidden, ProbeMap, Run, RunListing
+from karma_probe.rundir import RunPaths, layout
 
 _VIEW = "karma_probe.view"  # session-state key of the current View
 
@@ -99,12 +100,12 @@ def _hidden(run_path: str, stamp: tuple) -> Hidden:
 
 def maps(view: View, run: Run) -> tuple[ProbeMap, ...]:
     """The run's captured attention maps; BadInput (to show as a notice) when missing or outside the root."""
-    f = results.confined(view.root, run.capture_dir / "maps.safetensors")
+    f = results.confined(view.root, run.capture_dir / layout.MAPS_FILE)
     return _maps(str(run.path), _stamp(f))
 
 
 def hidden(view: View, run: Run) -> Hidden:
-    f = results.confined(view.root, run.capture_dir / "hidden.safetensors")
+    f = results.confined(view.root, run.capture_dir / layout.HIDDEN_FILE)
     return _hidden(str(run.path), _stamp(f))
 
 
@@ -116,9 +117,9 @@ def _tokens(run_path: str, ids: tuple[int, ...], stamp: tuple) -> list[str]:
 def tokens(view: View, run: Run, ids) -> tuple[list[str], str]:
     """Token labels for ``ids`` and a note ("" when decoded by the run's own tokenizer)."""
     ids = tuple(int(i) for i in ids)
-    f = run.path / "checkpoint" / "tokenizer.json"
+    f = RunPaths(run.path).tokenizer
     if not (f.exists() or f.is_symlink()):
-        return [str(i) for i in ids], f"{run.name}: no checkpoint/tokenizer.json, tokens shown as ids"
+        return [str(i) for i in ids], f"{run.name}: no {layout.CHECKPOINT}/{layout.TOKENIZER}, tokens shown as ids"
     try:
         results.confined(view.root, f)
     except BadInput:  # e.g. a base run whose checkpoint/ links to the backbone elsewhere

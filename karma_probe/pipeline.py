@@ -19,6 +19,7 @@ from pathlib import Path
 
 from karma_probe.analyzers import catalogue
 from karma_probe.errors import BadInput
+from karma_probe.rundir import RunPaths, layout
 
 MAIN_CONDITIONS = ("action", "karma")
 ALL_CONDITIONS = ("action", "gen", "rec", "karma")
@@ -73,21 +74,22 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         i += 1
         _stage(i, n, f"train {out}")
         t = time.perf_counter()
-        done_before = (out / "metrics.json").is_file() and (out / "checkpoint" / "config.json").is_file()
+        paths = RunPaths(out)
+        done_before = paths.metrics.is_file() and (paths.checkpoint / layout.CONFIG).is_file()
         train_run(cfg, out, preset=plan.preset, progress=progress, threads=plan.threads)
         if not done_before:
             timings[f"train {out.name}"] = time.perf_counter() - t
         i += 1
         _stage(i, n, f"capture {out}")
         t = time.perf_counter()
-        if not _fresh(out / "capture" / "manifest.json", out / "checkpoint" / "state.json"):
+        if not _fresh(paths.manifest, paths.state):
             with torch_threads(plan.threads):
                 capture_run(out, opts)
             timings[f"capture {out.name}"] = time.perf_counter() - t
         i += 1
         _stage(i, n, f"analyze {out}")
         t = time.perf_counter()
-        if not _fresh(out / "analysis.json", out / "capture" / "manifest.json"):
+        if not _fresh(paths.analysis, paths.manifest):
             analyze_run(out, all_checkpoints=plan.trajectory, progress=progress, threads=plan.threads)
             timings[f"analyze {out.name}"] = time.perf_counter() - t
     if plan.base:
@@ -96,7 +98,7 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         i += 1
         _stage(i, n, f"capture {base} (untouched {BASE_MODEL[plan.preset]})")
         t = time.perf_counter()
-        if not (base / "capture" / "manifest.json").is_file():
+        if not RunPaths(base).manifest.is_file():
             # the same prompts as the trained runs: same dataset, same number of history items
             with torch_threads(plan.threads):
                 create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=base_cfg.dataset,
@@ -105,7 +107,7 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         i += 1
         _stage(i, n, f"analyze {base}")
         t = time.perf_counter()
-        if not _fresh(base / "analysis.json", base / "capture" / "manifest.json"):
+        if not _fresh(RunPaths(base).analysis, RunPaths(base).manifest):
             analyze_run(base, progress=progress, threads=plan.threads)
             timings[f"analyze {base.name}"] = time.perf_counter() - t
         run_dirs.append(base)

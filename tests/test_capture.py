@@ -340,7 +340,7 @@ def test_capture_model_against_hf_and_retriever(kmodel):
     L, Hh = model.config.num_hidden_layers, model.config.num_attention_heads
     hist = cap.manifest["probes"]["history"]
     lengths = hist["lengths"]
-    s = cap.stats
+    s, maps, hidden = cap.torch("stats"), cap.torch("maps"), cap.torch("hidden")  # storage is numpy
     # every real row of P sums to 1, so Σ_j r_j = number of tokens, per layer and head
     torch.testing.assert_close(s["history.attn.key_received_sum"].sum(-1), torch.full((L, Hh), float(sum(lengths))))
     assert s["history.attn.key_positions"][0].item() == len(lengths) == s["history.attn.probes"].item()
@@ -351,19 +351,19 @@ def test_capture_model_against_hf_and_retriever(kmodel):
     model.set_attn_implementation("eager")
     try:
         for k in range(3):
-            ids = cap.maps[f"probe{k}.input_ids"]
+            ids = maps[f"probe{k}.input_ids"]
             with torch.no_grad():
                 att = model(input_ids=ids[None], output_attentions=True).attentions
-            torch.testing.assert_close(cap.maps[f"probe{k}.attn"], torch.stack([a[0] for a in att]), atol=1e-5, rtol=0)
+            torch.testing.assert_close(maps[f"probe{k}.attn"], torch.stack([a[0] for a in att]), atol=1e-5, rtol=0)
     finally:
         model.set_attn_implementation("sdpa")
     # marker hidden state, after the final norm, is the base model's interest embedding
-    mh = cap.hidden["marker_hidden"]
+    mh = hidden["marker_hidden"]
     assert mh.shape == (10, L + 1, model.config.hidden_size) and hist["truncated"] == 0
     with torch.no_grad():
-        torch.testing.assert_close(F.normalize(model.model.norm(mh[:, L]), dim=-1), cap.hidden["interest"], atol=1e-5, rtol=0)
-    assert cap.hidden["items"].shape == (len(load_dataset("synthetic").items), model.config.hidden_size)
-    assert cap.hidden["targets"].tolist() == hist["targets"]
+        torch.testing.assert_close(F.normalize(model.model.norm(mh[:, L]), dim=-1), hidden["interest"], atol=1e-5, rtol=0)
+    assert hidden["items"].shape == (len(load_dataset("synthetic").items), model.config.hidden_size)
+    assert hidden["targets"].tolist() == hist["targets"]
 
 
 def test_shards_merge_to_one_capture(kmodel, tmp_path):
@@ -441,9 +441,9 @@ def test_cli_reference_run_follows_the_contract(base_run):
     want = {f"{s}.{k}": v for s in ("history", "text") for k, v in shapes.items()}
     want |= {f"{s}.{k}": [counts[s], *v] for s in ("history", "text") for k, v in per_probe.items()}
     assert {k: list(v.shape) for k, v in cap.stats.items()} == want
-    assert all(v.dtype == torch.float32 for v in cap.stats.values())
+    assert all(v.dtype == torch.float32 for v in cap.torch("stats").values())
     n0 = m["probes"]["history"]["lengths"][0]
-    assert list(cap.maps["probe0.attn"].shape) == [L, Hh, n0, n0] and cap.maps["probe0.input_ids"].dtype == torch.int64
+    assert list(cap.maps["probe0.attn"].shape) == [L, Hh, n0, n0] and cap.torch("maps")["probe0.input_ids"].dtype == torch.int64
     # a continuous run's history probes are its items, one input embedding each; maps labelled by title
     items = m["probes"]["history"]["items"][0]
     assert cap.maps["probe0.input_ids"].tolist() == items[-40:] and len(m["map_labels"]["probe0"]) == n0
@@ -483,10 +483,10 @@ def test_bad_input_missing_and_truncated_checkpoint(base_run, tmp_path):
 def test_bad_input_tokenizer_from_another_model_and_empty_probe_set(base_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(base_run, run, symlinks=True)
-    old = read_capture(run).stats
+    old = read_capture(run).torch("stats")
     _bad(run, "--probes", 0, "--text-probes", 0, match="empty probe set")
     # a failed recapture leaves the previous capture as it was
-    assert all(torch.equal(old[k], v) for k, v in read_capture(run).stats.items())
+    assert all(torch.equal(old[k], v) for k, v in read_capture(run).torch("stats").items())
     from transformers import LlamaForCausalLM
 
     from karma_probe.models import tiny_config

@@ -218,9 +218,9 @@ def test_symlinks_out_of_the_root_are_refused_unread(scratch_root, tmp_path, mon
     shutil.rmtree(victim / "capture")  # a run whose capture leads out
     (victim / "capture").symlink_to(outside / "secret" / "capture", target_is_directory=True)
 
-    read = []
-    real_read_json = results.read_json
-    monkeypatch.setattr(results, "read_json", lambda f, *a: read.append(Path(f)) or real_read_json(f, *a))
+    read = []  # every JSON / JSON-lines file read (karma_probe.rundir's readers all go through Path.read_text)
+    real_read_text = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda f, *a, **k: read.append(Path(f)) or real_read_text(f, *a, **k))
     listing = results.list_runs(scratch_root, confine=True)
     broken = {b.name: b.reason for b in listing.broken}
     assert "outside the runs root" in broken["linked"] and "outside the runs root" in broken["inner-link"]

@@ -1,9 +1,9 @@
 """What the analyzers read: a run's capture, its model and its retrieval metrics, loaded lazily.
 
-- :class:`Capture` reads ``RUN/capture/`` (checkpoints.md, "Capture") with ``safetensors.numpy``:
-  no torch, so the attention and geometry analyzers run without loading a model. It refuses a
-  capture of another schema and one whose model fingerprint disagrees with the checkpoint's
-  ``config.json`` (a capture copied from another run would otherwise be analyzed silently).
+- The capture is :class:`karma_probe.rundir.capture.Capture` (re-exported here): numpy arrays, so
+  the attention and geometry analyzers run without loading a model. ``Capture.load`` refuses a
+  capture of another schema and one whose model fingerprint or step disagrees with the checkpoint
+  (a capture copied from another run would otherwise be analyzed silently).
 - :class:`RunInputs` is what every analyzer receives. The model (torch) is loaded only when an
   analyzer asks for it, and embeddings that several analyzers share (the fit split of the
   decodability probes) are computed once.
@@ -15,8 +15,8 @@ Two things keep the read-outs honest (issue 13):
 - **One embedding funnel**: every interest embedding of a history that an analyzer computes goes
   through :meth:`RunInputs.embed_histories` (one place to change the input interface).
 
-A capture can also be built in memory from an already loaded model (:meth:`Capture.from_capture`),
-which is how ``--all-checkpoints`` measures intermediate checkpoints.
+A capture can also be built in memory from an already loaded model (the capture library's
+``capture_model``), which is how ``--all-checkpoints`` measures intermediate checkpoints.
 """
 
 from __future__ import annotations
@@ -29,13 +29,9 @@ import numpy as np
 
 from karma_probe.analyzers.registry import Absent
 from karma_probe.errors import BadInput
-from karma_probe.rundir import read_json
-
-CAPTURE_SCHEMA = "karma_probe.capture/1"
-SETS = ("history", "text")
-# manifest "model" key → HF config.json key(s) it must equal
-FINGERPRINT = {"layers": ("num_hidden_layers", "n_layer"), "heads": ("num_attention_heads", "n_head"),
-               "kv_heads": ("num_key_value_heads",), "width": ("hidden_size", "n_embd"), "vocab": ("vocab_size",)}
+from karma_probe.rundir import RunPaths, read_config, read_json
+from karma_probe.rundir.capture import FINGERPRINT, Capture, check_fingerprint, check_step  # noqa: F401  (re-exported)
+from karma_probe.rundir.layout import CAPTURE_SCHEMA, PROBE_SETS as SETS  # noqa: F401  (re-exported)
 
 # The decodability probes are fitted on valid-split examples (history → second-last item) of
 # users that are not scored, and scored on the captured test probes (history → last item):
@@ -46,143 +42,6 @@ FIT_EXAMPLES = 192
 FIT_SEED = 0
 EMBED_BATCH = 16
 CHECK_PROBES = 2  # probes re-embedded to check that the capture belongs to the loaded checkpoint
-
-
-# --------------------------------------------------------------------------- capture
-
-
-class Capture:
-    """``RUN/capture/``: manifest, streamed stats and hidden states, as numpy arrays."""
-
-    def __init__(self, path: Path, manifest: dict, stats: dict[str, np.ndarray], hidden: dict[str, np.ndarray]):
-        self.path, self.manifest, self.stats, self.hidden = path, manifest, stats, hidden
-
-    @classmethod
-    def load(cls, path: str | Path, checkpoint: str | Path | None = None) -> "Capture":
-        path = Path(path)
-        if not (path / "manifest.json").is_file():
-            raise BadInput(f"{path}: no capture here (no manifest.json); run `karma-probe capture` for this run first")
-        manifest = read_json(path / "manifest.json", "capture manifest")
-        if not isinstance(manifest, dict) or manifest.get("schema") != CAPTURE_SCHEMA:
-            got = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
-            raise BadInput(f"{path / 'manifest.json'}: schema is {got!r}, expected {CAPTURE_SCHEMA!r}")
-        if checkpoint is not None:
-            check_fingerprint(manifest, Path(checkpoint), path)
-            check_step(manifest, Path(checkpoint), path)
-        stats = _read(path / "stats.safetensors", "capture stats")
-        hidden = _read(path / "hidden.safetensors", "capture hidden states")
-        cap = cls(path, manifest, stats, hidden)
-        cap._validate()
-        return cap
-
-    @classmethod
-    def from_capture(cls, capture, where: str) -> "Capture":
-        """From the capture library's in-memory ``karma_probe.capture.writer.Capture`` (torch tensors)."""
-        numpy = lambda d: {k: v.detach().cpu().numpy() for k, v in d.items()}  # noqa: E731
-        cap = cls(Path(where), {"schema": CAPTURE_SCHEMA, **capture.manifest}, numpy(capture.stats), numpy(capture.hidden))
-        cap._validate()
-        return cap
-
-    def _validate(self) -> None:
-        fp = self.manifest.get("model", {})
-        L, H = fp.get("layers"), fp.get("heads")
-        for name in self.sets():
-            for key in ("attn.first_mass_sum", "attn.entropy_sum", "attn.key_conc_sum"):
-                shape = self.stats[f"{name}.{key}"].shape
-                if L is not None and H is not None and shape != (L, H):
-                    raise BadInput(f"{self.path / 'stats.safetensors'}: {name}.{key} has shape {list(shape)}, "
-                                   f"the manifest's model has {L} layers × {H} heads")
-        want = {"marker_hidden": 3, "interest": 2, "items": 2, "targets": 1}
-        for key, ndim in want.items():
-            if key not in self.hidden or self.hidden[key].ndim != ndim:
-                raise BadInput(f"{self.path / 'hidden.safetensors'}: missing tensor {key!r} ({ndim}-d)")
-        n = len(self.hidden["interest"])
-        if len(self.hidden["marker_hidden"]) != n or len(self.hidden["targets"]) != n:
-            raise BadInput(f"{self.path / 'hidden.safetensors'}: marker_hidden, interest and targets disagree in count")
-        if n < 2:
-            raise BadInput(f"{self.path / 'hidden.safetensors'}: {n} history probe(s); the analyzers need at least 2")
-
-    def sets(self) -> list[str]:
-        """Probe sets with attention stats, headline set first."""
-        names = [s for s in SETS if f"{s}.attn.first_mass_sum" in self.stats]
-        if "history" not in names:
-            raise BadInput(f"{self.path / 'stats.safetensors'}: no history-probe statistics (history.attn.*)")
-        return names
-
-    def set_stats(self, name: str) -> dict[str, np.ndarray]:
-        prefix = name + "."
-        return {k[len(prefix):]: v for k, v in self.stats.items() if k.startswith(prefix)}
-
-    def history_texts(self) -> list[str]:
-        """The history probes' prompts, in capture order (from the manifest's probe set)."""
-        probes = self.manifest.get("probes", {})
-        texts = None
-        if isinstance(probes, dict):
-            texts = probes.get("history") or (probes.get("texts") or {}).get("history")
-        if isinstance(texts, dict):
-            texts = texts.get("texts")
-        if not isinstance(texts, list) or len(texts) != len(self.hidden["targets"]):
-            raise BadInput(f"{self.path / 'manifest.json'}: probes.history does not list the "
-                           f"{len(self.hidden['targets'])} history probe texts")
-        return [t["text"] if isinstance(t, dict) else str(t) for t in texts]
-
-    def users(self) -> list[str]:
-        """The history probes' users, in capture order (the manifest's ``probes.history.users``)."""
-        probes = self.manifest.get("probes", {})
-        users = (probes.get("history") or {}).get("users") if isinstance(probes, dict) else None
-        if not isinstance(users, list) or len(users) != len(self.hidden["targets"]):
-            raise BadInput(f"{self.path / 'manifest.json'}: probes.history.users does not list the "
-                           f"{len(self.hidden['targets'])} probe users (a capture from an older version? "
-                           "re-run `karma-probe capture`)")
-        return [str(u) for u in users]
-
-    def max_items(self) -> int | None:
-        probes = self.manifest.get("probes", {})
-        return probes.get("max_items") if isinstance(probes, dict) else None
-
-
-def check_fingerprint(manifest: dict, checkpoint: Path, capture_path: Path) -> None:
-    """The capture's model fingerprint must equal the checkpoint's HF config (layers, heads, ...)."""
-    fp = manifest.get("model")
-    if not isinstance(fp, dict):
-        raise BadInput(f"{capture_path / 'manifest.json'}: no model fingerprint ('model')")
-    cfg = read_json(checkpoint / "config.json", "checkpoint config")
-    diffs = []
-    for key, hf_keys in FINGERPRINT.items():
-        have = next((cfg[k] for k in hf_keys if k in cfg), None)
-        if key == "kv_heads" and have is None:
-            have = next((cfg[k] for k in FINGERPRINT["heads"] if k in cfg), None)
-        if key in fp and have is not None and fp[key] != have:
-            diffs.append(f"{key} {fp[key]} vs {have}")
-    arch = (cfg.get("architectures") or [None])[0]
-    if fp.get("architecture") and arch and fp["architecture"] != arch:
-        diffs.append(f"architecture {fp['architecture']} vs {arch}")
-    if diffs:
-        raise BadInput(f"{capture_path}: capture is from another model than {checkpoint} ({'; '.join(diffs)})")
-
-
-def check_step(manifest: dict, checkpoint: Path, capture_path: Path) -> None:
-    """A capture of step 100 must not be analyzed as the weights of step 400 (a stale capture)."""
-    state = checkpoint / "state.json"
-    captured = (manifest.get("run") or {}).get("step")
-    if captured is None or not state.is_file():
-        return
-    step = read_json(state, "checkpoint state").get("step")
-    if step is not None and step != captured:
-        raise BadInput(f"{capture_path}: captured at step {captured}, but {checkpoint} is step {step} "
-                       "(a stale capture: re-run `karma-probe capture`)")
-
-
-def _read(path: Path, what: str) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    if not path.is_file():
-        raise BadInput(f"{path}: {what} not found (an interrupted capture? re-run `karma-probe capture`)")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise BadInput(f"{path}: unreadable {what} (truncated or not safetensors: {e})") from None
 
 
 # --------------------------------------------------------------------------- inputs of one analysis
@@ -197,18 +56,17 @@ class RunInputs:
         from karma_probe.analyzers.reader import FixedReader
 
         self.run_dir = Path(run_dir)
-        self.checkpoint = Path(checkpoint) if checkpoint else self.run_dir / "checkpoint"
+        self.checkpoint = Path(checkpoint) if checkpoint else RunPaths(run_dir).checkpoint
         self.capture = capture
-        self.metrics_path = Path(metrics_path) if metrics_path else self.run_dir / "metrics.json"
+        self.metrics_path = Path(metrics_path) if metrics_path else RunPaths(run_dir).metrics
         self.progress = progress
         self.reader = reader or FixedReader()  # shared by every checkpoint of one analysis
         self.shared: dict = {}  # results several analyzers read (a decoder fit, its scores)
 
     @cached_property
     def meta(self) -> dict:
-        """The run's config.json (condition, backbone), read without loading the model."""
-        path = self.run_dir / "config.json"
-        return read_json(path, "run config") if path.is_file() else {}
+        """The run's config.json (condition, backbone), read without loading the model; {} when absent."""
+        return read_config(self.run_dir)
 
     @cached_property
     def space(self):

@@ -9,13 +9,14 @@ Each analyzer registers itself next to its definition (as lm-evaluation-harness 
 so ``analysis.json`` can carry ``higher_is_better`` for every summary metric and the CI gate needs
 no table of its own. What else is known about a metric (family, headline, claim, range) is in
 :mod:`karma_probe.analyzers.catalogue`, which the registry checks each registration against.
-This module imports neither torch nor numpy: the gate installs light.
+This module imports no torch (its Record, from karma_probe.rundir, needs only numpy): the gate installs light.
 
 An analyzer takes an :class:`karma_probe.analyzers.inputs.RunInputs` (the run's capture, model and
 metrics, loaded lazily) and returns a :class:`Measurement`: one headline number (the
 ``summary`` entry) and tidy :class:`Record` rows (per layer / head / embedding set). An analyzer
 whose input does not exist for this run (no reconstruction path in an untouched model, no
 ``metrics.json``) raises :class:`Absent`; the metric is then listed under ``absent`` with the reason.
+:class:`Record` is analysis.json's (:mod:`karma_probe.rundir.analysis`), re-exported here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 from karma_probe.analyzers import catalogue
 from karma_probe.errors import BadInput
+from karma_probe.rundir.analysis import Record  # noqa: F401  (re-exported: analyzers import it from here)
 
 # What an analyzer reads. "capture": RUN/capture (no torch); "model": the run's checkpoint
 # (torch); "metrics": RUN/metrics.json.
@@ -37,25 +39,6 @@ METRIC_NAMES = catalogue.METRIC_NAMES
 # The issue-13 additions (nulls, the decoder on the run's own backbone) and the original design's metrics
 DERIVED_METRICS = tuple(f.name for f in catalogue.CATALOGUE if f.base)
 DESIGN_METRICS = tuple(f.name for f in catalogue.CATALOGUE if not f.base)
-
-
-@dataclass(frozen=True)
-class Record:
-    """One tidy number. ``layer`` / ``head`` are None where the number is not per layer / head.
-
-    ``set`` names what it was measured on: a probe set of the capture (``history``, ``text``), an
-    embedding set (``interest``, ``items``, ``marker``), or the split scored (``test``).
-    """
-
-    metric: str
-    value: float
-    layer: int | None = None
-    head: int | None = None
-    set: str | None = None
-
-    def to_json(self, higher_is_better: bool) -> dict:
-        return {"metric": self.metric, "layer": self.layer, "head": self.head, "set": self.set,
-                "value": _finite_or_none(self.value), "higher_is_better": higher_is_better}
 
 
 @dataclass(frozen=True)
@@ -134,7 +117,3 @@ def select(names: str | list[str] | None) -> list[Metric]:
 def directions() -> dict[str, bool]:
     return {name: m.higher_is_better for name, m in METRICS.items()}
 
-
-def _finite_or_none(v: float):
-    v = float(v)
-    return v if v == v and v not in (float("inf"), float("-inf")) else None

@@ -9,6 +9,6 @@ Modules, in the order data flows through them:
 - ``backends``  torch hooks (model keeps SDPA) or TransformerLens ``run_with_cache``
 - ``reducers``  streaming sums per layer and head; ``merge`` combines shards
 - ``session``   batches through a backend into reducers, maps and marker hidden states
-- ``writer``    RUN/capture/ (atomic, with manifest.json): write, read, merge
+- ``writer``    merging shards of RUN/capture/ (the format itself: ``karma_probe.rundir.capture``)
 - ``run``       a run directory (or a new reference run) end to end
 """

@@ -23,11 +23,12 @@ from functools import lru_cache
 from importlib import resources
 
 from karma_probe.errors import BadInput
+from karma_probe.rundir.layout import PROBE_SETS
 
 PROBE_SEED = 0
 DEFAULT_PROBES = 64
 DEFAULT_MAX_ITEMS = 6  # newest history items in a prompt when the run config does not say
-SETS = ("history", "text")
+SETS = PROBE_SETS  # ("history", "text"): named by the capture format
 
 
 @dataclass(frozen=True)

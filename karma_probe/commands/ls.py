@@ -1,12 +1,15 @@
-"""List the runs under a runs directory: condition, seed, which stages exist, headline metrics."""
+"""List the runs under a runs directory: condition, seed, which stages exist, headline metrics.
+
+A run is a directory with a ``config.json``; its files are read through :mod:`karma_probe.rundir`
+(the stages are ``rundir.STAGES``), and a run whose files do not parse is listed as BROKEN with
+the reason instead of ending the listing.
+"""
 
 EXAMPLES = """examples:
   karma-probe ls  # the runs under runs/
   karma-probe ls /data/karma-runs
   karma-probe ls --runs runs/ --json
 """
-
-STAGES = ("checkpoint/config.json", "metrics.json", "capture/manifest.json", "analysis.json")
 
 
 def add_arguments(p):
@@ -21,7 +24,7 @@ def run(args) -> int:
 
     from karma_probe.analyzers.catalogue import format_value, names
     from karma_probe.errors import BadInput
-    from karma_probe.rundir import read_json
+    from karma_probe.rundir import RunPaths, read_analysis, read_config
 
     shown = names(listed=True)  # the catalogue's ls columns
 
@@ -31,16 +34,16 @@ def run(args) -> int:
     if not root.is_dir():
         raise BadInput(f"{root}: runs directory not found")
     rows = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()):
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and RunPaths(p).config.is_file()):
+        paths = RunPaths(d)
         try:
-            meta = read_json(d / "config.json")
-            summary = read_json(d / "analysis.json").get("summary", {}) if (d / "analysis.json").is_file() else {}
+            meta = read_config(d, required=True)
+            summary = read_analysis(d).summary if paths.analysis.is_file() else {}
         except BadInput as e:
             rows.append({"run": d.name, "error": str(e)})
             continue
         rows.append({"run": d.name, "condition": meta.get("condition"), "seed": meta.get("seed"),
-                     "stages": [s.split("/")[0].split(".")[0] for s in STAGES if (d / s).is_file()],
-                     **{m: summary.get(m) for m in shown}})
+                     "stages": paths.stages(), **{m: _json_value(summary.get(m)) for m in shown}})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -56,3 +59,8 @@ def run(args) -> int:
         vals = "".join(f"{format_value(r[m]):>18}" if isinstance(r[m], (int, float)) else f"{'-':>18}" for m in shown)
         print(f"{r['run']:<28} {str(r['condition']):<9} {str(r['seed']):>4}  {','.join(r['stages']):<38}{vals}")
     return 0
+
+
+def _json_value(v):
+    """A summary value as ls prints it: None where analysis.json holds null (parsed as NaN)."""
+    return None if v is None or v != v else v

@@ -1,7 +1,9 @@
-"""The one place that reads and writes run directories (layout in checkpoints.md).
+"""Atomic file IO for run directories: JSON, JSON lines, safetensors, provenance.
 
 Every write goes to a temporary file in the same directory and is renamed into place, so a
-killed process never leaves a half-written file behind. Only JSON and safetensors are read back.
+killed process never leaves a half-written file behind. Only JSON and safetensors are read back,
+never pickle. Tensors come in two flavours: ``save_tensors`` / ``load_tensors`` (torch, for
+checkpoints) and ``save_arrays`` / ``load_arrays`` (numpy, for captures: no torch needed to read).
 """
 
 from __future__ import annotations
@@ -154,6 +156,30 @@ def load_tensors(path: str | Path, what: str = "tensor file") -> dict:
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: {what} not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise BadInput(f"{path}: unreadable {what} (truncated or not safetensors: {e})") from None
+
+
+def save_arrays(path: str | Path, arrays: dict, metadata: dict | None = None) -> None:
+    """Atomically write a dict of numpy arrays as safetensors (the same bytes ``save_tensors`` writes)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    # safetensors.numpy writes each array's raw buffer: a strided view must be made contiguous first
+    with atomic_path(path, ".safetensors") as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
+
+
+def load_arrays(path: str | Path, what: str = "tensor file", hint: str = "") -> dict:
+    """A safetensors file as numpy arrays; BadInput naming ``path`` when missing (plus ``hint``) or unreadable."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: {what} not found{f' ({hint})' if hint else ''}")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
