@@ -272,14 +272,14 @@ class KarmaModel(nn.Module):
 
     def save(self, directory: str | Path, extra_state: dict | None = None) -> None:
         """Backbone as an HF directory (save_pretrained, safetensors) + heads.safetensors."""
-        from karma_probe.rundir import save_tensors, write_json
+        from karma_probe.rundir import STATE, save_tensors, write_json
 
         directory = Path(directory)
         self.backbone.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         if self.has_heads:
             save_tensors(directory / HEADS_FILE, self.head_state())
-        write_json(directory / "state.json", extra_state or {})
+        write_json(directory / STATE, extra_state or {})
 
 
 def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -367,28 +367,13 @@ def base_model(spec: str = "smollm2-135m") -> KarmaModel:
     return KarmaModel(backbone, tok, heads=False)
 
 
-# A checkpoint describes itself: its state.json carries the TrainConfig it was trained with
-# ("train"), so a checkpoint directory copied out of its run still loads. Checkpoints written
-# before that look up the run's config.json (the checkpoint's parent run directory).
-STATE_FILE = "state.json"
-
-
 def checkpoint_config(checkpoint: str | Path):
-    """``(TrainConfig, condition)`` of a checkpoint directory: its own state.json, else its run's config.json."""
+    """``(TrainConfig, condition)`` of a checkpoint directory (its state.json, else its run's config.json)."""
     from karma_probe.config import TrainConfig
-    from karma_probe.rundir import read_json
+    from karma_probe.rundir import checkpoint_train
 
-    ckpt = Path(checkpoint)
-    state = read_json(ckpt / STATE_FILE, "checkpoint state") if (ckpt / STATE_FILE).is_file() else {}
-    if isinstance(state, dict) and isinstance(state.get("train"), dict):
-        return TrainConfig.from_dict(state["train"]), state.get("condition")
-    # an older checkpoint: RUN/checkpoint or RUN/checkpoints/step-N
-    for run in (ckpt.parent, ckpt.parent.parent):
-        if (run / "config.json").is_file():
-            meta = read_json(run / "config.json", "run config")
-            return TrainConfig.from_dict(meta.get("train", {})), meta.get("condition")
-    raise BadInput(f"{ckpt}: the checkpoint does not say how it was trained (no 'train' in {STATE_FILE}, "
-                   "and no run config.json above it)")
+    train, condition = checkpoint_train(checkpoint)
+    return TrainConfig.from_dict(train), condition
 
 
 def load_checkpoint(checkpoint: str | Path):
@@ -397,11 +382,11 @@ def load_checkpoint(checkpoint: str | Path):
     A base reference checkpoint (condition ``base``) without heads loads as the untouched backbone.
     """
     from karma_probe.models import load_backbone
-    from karma_probe.rundir import load_tensors
+    from karma_probe.rundir import CONFIG, load_tensors
 
     ckpt = Path(checkpoint)
-    if not (ckpt / "config.json").is_file():
-        raise BadInput(f"{ckpt}: checkpoint not found (no config.json)")
+    if not (ckpt / CONFIG).is_file():
+        raise BadInput(f"{ckpt}: checkpoint not found (no {CONFIG})")
     weights = ckpt / "model.safetensors"
     if not weights.is_file():
         raise BadInput(f"{weights}: checkpoint weights not found")
@@ -439,4 +424,6 @@ def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BadInput(f"{run_dir}: run directory not found")
-    return load_checkpoint(Path(checkpoint) if checkpoint else run_dir / "checkpoint")
+    from karma_probe.rundir import RunPaths
+
+    return load_checkpoint(Path(checkpoint) if checkpoint else RunPaths(run_dir).checkpoint)

@@ -25,8 +25,9 @@ from karma_probe.errors import BadInput, Diverged
 from karma_probe.evaluate import baselines, evaluate_model
 from karma_probe.objectives import KarmaObjective
 from karma_probe.retriever import HEADS_FILE, build_model
-from karma_probe.rundir import (append_jsonl, atomic_dir, check_writable, config_hash, git_sha, load_tensors, now,
-                                read_json, read_jsonl, save_tensors, versions, write_json)
+from karma_probe.rundir import (CHECKPOINT, CHECKPOINTS, CONFIG, METRICS, RESUME, STATE, TRAIN_LOG, append_jsonl,
+                                atomic_dir, check_writable, checkpoint_state, config_hash, git_sha, load_tensors, now,
+                                read_json, read_jsonl, save_tensors, step_dir, versions, write_json)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -88,18 +89,18 @@ def _prepare_dir(cfg: TrainConfig, out: Path, name: str, preset: str, overwrite:
         if _backup(out).exists():  # left by a killed --overwrite
             shutil.rmtree(_backup(out))
         out.rename(_backup(out))  # kept until the new run has a checkpoint (train_run)
-    if (out / "config.json").is_file() and _started(out):
-        old = read_json(out / "config.json", "run config")
+    if (out / CONFIG).is_file() and _started(out):
+        old = read_json(out / CONFIG, "run config")
         if old.get("config_hash") != meta["config_hash"]:
             diff = {k: (old.get("train", {}).get(k), v) for k, v in cfg.to_dict().items() if old.get("train", {}).get(k) != v}
             raise BadInput(f"{out} holds a run with another config (differs in {diff}); "
                            "choose another --out or pass --overwrite")
         return old
-    if out.exists() and any(p.name != "config.json" for p in out.iterdir()):
+    if out.exists() and any(p.name != CONFIG for p in out.iterdir()):
         raise BadInput(f"{out} exists and is not a karma_probe run directory; choose another --out")
     # empty, absent, or a config.json alone (a start that never trained a step, from an older version)
     meta |= {"git_sha": git_sha(), "versions": versions(), "created": now()}
-    write_json(out / "config.json", meta)
+    write_json(out / CONFIG, meta)
     return meta
 
 
@@ -110,7 +111,7 @@ def _backup(out: Path) -> Path:
 
 def _is_run(out: Path) -> bool:
     try:
-        meta = read_json(out / "config.json", "run config")
+        meta = read_json(out / CONFIG, "run config")
     except BadInput:
         return False
     return isinstance(meta, dict) and "config_hash" in meta and "train" in meta
@@ -118,7 +119,7 @@ def _is_run(out: Path) -> bool:
 
 def _started(out: Path) -> bool:
     """Has anything but config.json been written (a log line, a checkpoint, metrics)?"""
-    return any(p.name != "config.json" for p in out.iterdir())
+    return any(p.name != CONFIG for p in out.iterdir())
 
 
 def _first_missing(out: Path) -> Path | None:
@@ -135,7 +136,7 @@ def _undo_unstarted(out: Path, created: Path | None) -> None:
     """A new run that fails before its first checkpoint leaves nothing behind: no config-only husk
     that ``ls`` would list and that would block the corrected command. A checkpointed run stays
     (started again, it resumes)."""
-    if (out / "resume" / "state.json").is_file():
+    if (out / RESUME / STATE).is_file():
         return
     if created is not None:
         shutil.rmtree(created, ignore_errors=True)
@@ -149,34 +150,34 @@ def _undo_unstarted(out: Path, created: Path | None) -> None:
 
 def _elapsed_before(out: Path, start: int) -> float:
     """Training seconds logged before a resume at ``start``, so elapsed_s keeps counting."""
-    rows = [r for r in read_jsonl(out / "train_log.jsonl") if r.get("step", 0) <= start and "elapsed_s" in r]
+    rows = [r for r in read_jsonl(out / TRAIN_LOG) if r.get("step", 0) <= start and "elapsed_s" in r]
     return float(rows[-1]["elapsed_s"]) if start and rows else 0.0
 
 
 def _checkpoint_state(cfg: TrainConfig, step: int, meta: dict) -> dict:
     """A checkpoint's state.json: its step, and the TrainConfig that made it (so it loads on its own)."""
-    return {"step": step, "condition": cfg.condition, "config_hash": meta["config_hash"], "train": cfg.to_dict()}
+    return checkpoint_state(step, cfg.condition, meta["config_hash"], cfg.to_dict())
 
 
 def _save_checkpoint(model, opt, cfg: TrainConfig, out: Path, step: int, meta: dict) -> Path:
     state = _checkpoint_state(cfg, step, meta)
-    ckpt = out / "checkpoints" / f"step-{step:06d}"
+    ckpt = out / CHECKPOINTS / step_dir(step)
     with atomic_dir(ckpt) as tmp:
         model.save(tmp, state)
     state = {k: v for k, v in state.items() if k != "train"}  # resume/ reads the run's config.json
     tensors, opt_meta = _opt_tensors(opt)
-    with atomic_dir(out / "resume") as tmp:
+    with atomic_dir(out / RESUME) as tmp:
         save_tensors(tmp / "optimizer.safetensors", tensors)
-        write_json(tmp / "state.json", state | {"checkpoint": str(ckpt.relative_to(out))} | opt_meta)
+        write_json(tmp / STATE, state | {"checkpoint": str(ckpt.relative_to(out))} | opt_meta)
     if not cfg.keep_checkpoints:
-        for old in (out / "checkpoints").glob("step-*"):
+        for old in (out / CHECKPOINTS).glob("step-*"):
             if old != ckpt:
                 shutil.rmtree(old, ignore_errors=True)
     return ckpt
 
 
 def _resume(model, opt, out: Path) -> int:
-    state_path = out / "resume" / "state.json"
+    state_path = out / RESUME / STATE
     if not state_path.is_file():
         return 0
     state = read_json(state_path, "resume state")
@@ -190,7 +191,7 @@ def _resume(model, opt, out: Path) -> int:
     model.backbone.load_state_dict(weights, strict=False)
     model.backbone.tie_weights()
     model.load_state_dict(load_tensors(ckpt / HEADS_FILE, "heads file"), strict=False)
-    _load_opt(opt, load_tensors(out / "resume" / "optimizer.safetensors", "optimizer state"), state)
+    _load_opt(opt, load_tensors(out / RESUME / "optimizer.safetensors", "optimizer state"), state)
     return int(state["step"])
 
 
@@ -210,7 +211,7 @@ def train_run(cfg: TrainConfig, out: str | Path, *, name: str | None = None, pre
     out = Path(out)
     cfg = cfg.resolve()
     created = _first_missing(out)
-    new_run = overwrite or not (out / "config.json").is_file() or not _started(out)
+    new_run = overwrite or not (out / CONFIG).is_file() or not _started(out)
     meta = _prepare_dir(cfg, out, name or out.name, preset, overwrite)
     backup = _backup(out)
     try:
@@ -219,13 +220,13 @@ def train_run(cfg: TrainConfig, out: str | Path, *, name: str | None = None, pre
     except BaseException:
         if new_run:
             _undo_unstarted(out, created)
-        if backup.is_dir() and not (out / "resume" / "state.json").is_file():
+        if backup.is_dir() and not (out / RESUME / STATE).is_file():
             # --overwrite failed before the new run's first checkpoint: the old run comes back
             shutil.rmtree(out, ignore_errors=True)
             backup.rename(out)
         raise
     finally:
-        if backup.is_dir() and (out / "resume" / "state.json").is_file():
+        if backup.is_dir() and (out / RESUME / STATE).is_file():
             shutil.rmtree(backup, ignore_errors=True)
 
 
@@ -233,8 +234,8 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
-    if (out / "metrics.json").is_file() and (out / "checkpoint" / "config.json").is_file():
-        return read_json(out / "metrics.json")
+    if (out / METRICS).is_file() and (out / CHECKPOINT / CONFIG).is_file():
+        return read_json(out / METRICS)
 
     accel = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     dataset = load_dataset(cfg.dataset)
@@ -267,7 +268,7 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
         logged = {k: float(v.detach()) for k, v in terms.items()}
         for key in ("l_act", "l_gen", "l_rec", "loss"):
             if key in logged and not math.isfinite(logged[key]):
-                kept = (f"its last checkpoint is kept in {out}" if (out / "resume" / "state.json").is_file()
+                kept = (f"its last checkpoint is kept in {out}" if (out / RESUME / STATE).is_file()
                         else "no checkpoint yet: nothing is kept")
                 raise Diverged(f"step {step + 1}: loss term {key} is {logged[key]}; the run stopped ({kept})")
         opt.zero_grad(set_to_none=True)
@@ -282,7 +283,7 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
             rec = {"step": done, **{k: round(v, 5) for k, v in logged.items()},
                    "lr": opt.param_groups[0]["lr"], "tokens_per_s": round(tokens / max(dt, 1e-9), 1),
                    "elapsed_s": round(elapsed_before + dt, 2)}
-            append_jsonl(out / "train_log.jsonl", rec)
+            append_jsonl(out / TRAIN_LOG, rec)
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in logged.items() if k.startswith("l")} |
@@ -298,22 +299,22 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
         return {}
     model = accel.unwrap_model(objective).model
     model.eval()
-    with atomic_dir(out / "checkpoint") as tmp:
+    with atomic_dir(out / CHECKPOINT) as tmp:
         model.save(tmp, _checkpoint_state(cfg, cfg.steps, meta))
     metrics = evaluate_run(model, dataset, split, cfg, progress=progress)
-    write_json(out / "metrics.json", metrics)
+    write_json(out / METRICS, metrics)
     return metrics
 
 
 def _drop_stale_log(out: Path, steps: int) -> None:
     """After a resume the log may hold steps past the resumed checkpoint twice: keep the last of each."""
-    rows = read_jsonl(out / "train_log.jsonl")
+    rows = read_jsonl(out / TRAIN_LOG)
     by_step = {r["step"]: r for r in rows if r.get("step", 0) <= steps}
     if len(by_step) != len(rows):
         from karma_probe.rundir import atomic_path
         import json
 
-        with atomic_path(out / "train_log.jsonl") as tmp:
+        with atomic_path(out / TRAIN_LOG) as tmp:
             tmp.write_text("".join(json.dumps(by_step[s]) + "\n" for s in sorted(by_step)))
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from karma_probe.capture.probes import DEFAULT_MAX_ITEMS, DEFAULT_PROBES, PROBE_SEED, build_probe_set, shard, shard_offset
 from karma_probe.capture.writer import Capture, write_capture
 from karma_probe.errors import BadInput
-from karma_probe.rundir import atomic_dir, config_hash, git_sha, now, read_json, versions, write_json
+from karma_probe.rundir import (CAPTURE, CHECKPOINT, CONFIG, STATE, atomic_dir, checkpoint_state, config_hash, git_sha,
+                                now, read_json, versions, write_json)
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,10 @@ def short_title(item, width: int = 28) -> str:
 
 def _run_info(run_dir: Path, meta: dict) -> dict:
     state = {}
-    if (run_dir / "checkpoint" / "state.json").is_file():
-        state = read_json(run_dir / "checkpoint" / "state.json", "checkpoint state")
+    if (run_dir / CHECKPOINT / STATE).is_file():
+        state = read_json(run_dir / CHECKPOINT / STATE, "checkpoint state")
     return {"name": meta.get("name", run_dir.name), "condition": meta.get("condition"), "seed": meta.get("seed"),
-            "checkpoint": str(run_dir / "checkpoint"), "step": state.get("step")}
+            "checkpoint": str(run_dir / CHECKPOINT), "step": state.get("step")}
 
 
 def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *, out: str | Path | None = None) -> Path:
@@ -137,14 +138,14 @@ def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *,
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BadInput(f"{run_dir}: run directory not found")
-    meta = read_json(run_dir / "config.json", "run config")
+    meta = read_json(run_dir / CONFIG, "run config")
     kmodel, tok, cfg = load_run_model(run_dir)
     train = meta.get("train", {})
     cap = capture_model(kmodel, tok, dataset=load_dataset(cfg.dataset),
                         max_items=int(train.get("max_history", DEFAULT_MAX_ITEMS)),
                         max_target_tokens=getattr(cfg, "max_target_tokens", None), opts=opts,
                         run=_run_info(run_dir, meta))
-    return write_capture(out or run_dir / "capture", cap)
+    return write_capture(out or run_dir / CAPTURE, cap)
 
 
 def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureOptions(), *,
@@ -167,7 +168,7 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
 
     out = Path(out)
     if out.exists():
-        meta = read_json(out / "config.json", "run config") if (out / "config.json").is_file() else None
+        meta = read_json(out / CONFIG, "run config") if (out / CONFIG).is_file() else None
         if meta is None and any(out.iterdir()):
             raise BadInput(f"{out}: exists and is not a run directory; choose another --out")
         if meta is not None:
@@ -187,16 +188,15 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
     meta = {"name": out.name, "condition": "base", "preset": None, "seed": opts.seed, "train": train,
             "config_hash": config_hash(train), "git_sha": git_sha(), "versions": versions(), "created": now()}
     # the checkpoint describes itself (retriever.checkpoint_config): the full config it stands for
-    state = {"step": 0, "condition": "base", "config_hash": meta["config_hash"],
-             "train": TrainConfig.from_dict(train).to_dict()}
-    run = {"name": out.name, "condition": "base", "seed": opts.seed, "checkpoint": str(out / "checkpoint"), "step": 0}
+    state = checkpoint_state(0, "base", meta["config_hash"], TrainConfig.from_dict(train).to_dict())
+    run = {"name": out.name, "condition": "base", "seed": opts.seed, "checkpoint": str(out / CHECKPOINT), "step": 0}
     cap = capture_model(kmodel, kmodel.tokenizer, dataset=data, max_items=max_items, max_target_tokens=train.get("max_target_tokens"),
                         opts=opts, run=run)
     with atomic_dir(out) as tmp:
-        write_json(tmp / "config.json", meta)
-        _link_checkpoint(kmodel, model, tmp / "checkpoint", state)
-        write_capture(tmp / "capture", cap)
-    return out / "capture"
+        write_json(tmp / CONFIG, meta)
+        _link_checkpoint(kmodel, model, tmp / CHECKPOINT, state)
+        write_capture(tmp / CAPTURE, cap)
+    return out / CAPTURE
 
 
 def _link_checkpoint(kmodel, spec: str, ckpt: Path, state: dict) -> None:
@@ -214,9 +214,9 @@ def _link_checkpoint(kmodel, spec: str, ckpt: Path, state: dict) -> None:
     src = (smollm2_dir() if spec == SMOLLM2 else Path(spec)).resolve()
     ckpt.mkdir(parents=True, exist_ok=True)
     for f in sorted(src.iterdir()):
-        if f.is_file() and f.name != "state.json":
+        if f.is_file() and f.name != STATE:
             try:
                 os.symlink(f, ckpt / f.name)
             except OSError:  # filesystems without symlinks get a copy
                 shutil.copy2(f, ckpt / f.name)
-    write_json(ckpt / "state.json", state)
+    write_json(ckpt / STATE, state)

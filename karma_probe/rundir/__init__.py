@@ -25,5 +25,5 @@ from karma_probe.rundir.layout import (ANALYSIS, ANALYSIS_SCHEMA, CAPTURE, CAPTU
                                        CHECKPOINTS, CONFIG, HIDDEN_FILE, MANIFEST, MAPS_FILE, METRICS, PROBE_SETS,
                                        RESUME, RUN_FILES, RUN_MARKERS, STAGES, STATE, STATS_FILE, TOKENIZER,
                                        TRAIN_LOG, RunPaths, part_file, step_dir)
-from karma_probe.rundir.run import (checkpoint_step, intermediate_checkpoints, read_config, read_metrics, read_state,
-                                    read_train_log)
+from karma_probe.rundir.run import (checkpoint_state, checkpoint_step, checkpoint_train, intermediate_checkpoints,
+                                    read_config, read_metrics, read_state, read_train_log)

@@ -70,8 +70,30 @@ def read_train_log(run_dir: str | Path) -> tuple[dict, ...]:
     return tuple(rows)
 
 
+def checkpoint_state(step: int, condition: str, config_hash: str, train: dict) -> dict[str, Any]:
+    """A checkpoint's ``state.json``: its step and the training config that made it (``train``,
+    TrainConfig.to_dict()), so the checkpoint describes itself and loads without its run."""
+    return {"step": step, "condition": condition, "config_hash": config_hash, "train": train}
+
+
+def checkpoint_train(checkpoint: str | Path) -> tuple[dict[str, Any], str | None]:
+    """``(train config dict, condition)`` of a checkpoint directory: its own ``state.json``, else
+    (a checkpoint written before it described itself) the ``config.json`` of the run above it
+    (``RUN/checkpoint`` or ``RUN/checkpoints/step-N``)."""
+    ckpt = Path(checkpoint)
+    state = read_state(ckpt)
+    if isinstance(state.get("train"), dict):
+        return state["train"], state.get("condition")
+    for run in (ckpt.parent, ckpt.parent.parent):
+        meta = read_config(run)
+        if meta:
+            return expect(meta.get("train", {}), dict, f"{run / CONFIG}: train"), meta.get("condition")
+    raise BadInput(f"{ckpt}: the checkpoint does not say how it was trained (no 'train' in {STATE}, "
+                   f"and no run {CONFIG} above it)")
+
+
 def read_state(checkpoint: str | Path) -> dict[str, Any]:
-    """A checkpoint's ``state.json`` (``{"step", "condition", "config_hash"}``); ``{}`` when absent."""
+    """A checkpoint's ``state.json`` (``{"step", "condition", "config_hash", "train"}``); ``{}`` when absent."""
     f = Path(checkpoint) / STATE
     return expect(read_json(f, "checkpoint state"), dict, str(f)) if f.is_file() else {}
 
