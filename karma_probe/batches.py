@@ -18,7 +18,7 @@ from karma_probe.config import TrainConfig
 from karma_probe.data import Dataset, Example
 from karma_probe.errors import BadInput
 from karma_probe.prompts import history_prompt, item_text, target_text
-from karma_probe.retriever import pad_right as _pad
+from karma_probe.tensors import pad_right as _pad
 
 
 class BatchMaker:

@@ -32,7 +32,7 @@ CONTENT_BATCH = 64
 def content_vectors(backbone, tokenizer, texts: list[str], max_tokens: int, batch_size: int = CONTENT_BATCH,
                     progress: bool = False) -> torch.Tensor:
     """Mean-pooled final hidden states of ``backbone`` over each text, standardized.  # (N, d)"""
-    from karma_probe.retriever import length_sorted_batches, mean_pool, pad_right
+    from karma_probe.tensors import length_sorted_batches, mean_pool, pad_right
 
     ids = [x[:max_tokens] for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
     dev = next(backbone.parameters()).device

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from karma_probe.errors import BadInput
+from karma_probe.tensors import batch_starts, length_sorted_batches, mean_pool, pad_right
 
 HEADS_FILE = "heads.safetensors"
 
@@ -168,7 +169,7 @@ class KarmaModel(nn.Module):
         if self.interface == "continuous":
             raise BadInput("a continuous-interface model reads item histories, not prompts: use interest_for")
         out = []
-        for i in _batches(len(prompts), batch_size, progress, "interest"):
+        for i in batch_starts(len(prompts), batch_size, progress, "interest"):
             seqs = self.tokenize(prompts[i : i + batch_size])
             ids, mask = self.pad(seqs)
             h = self.hidden(ids, mask)  # (B, T, d)
@@ -193,7 +194,7 @@ class KarmaModel(nn.Module):
                                             batch_size=batch_size, progress=progress)
         out = []
         seqs = [list(h)[-max_items:] for h in histories]
-        for i in _batches(len(seqs), batch_size, progress, "interest"):
+        for i in batch_starts(len(seqs), batch_size, progress, "interest"):
             ids, mask = pad_right(seqs[i: i + batch_size], 0)
             ids, mask = ids.to(self.device), mask.to(self.device)
             h = self.hidden(inputs_embeds=self.history_inputs(ids), attention_mask=mask)  # (B, T, d)
@@ -282,44 +283,10 @@ class KarmaModel(nn.Module):
         write_json(directory / STATE, extra_state or {})
 
 
-def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of hidden states (B, T, d) over the real tokens of ``mask`` (B, T) → (B, d)."""
-    w = mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-    return (h * w).sum(1) / w.sum(1).clamp_min(1.0)
-
-
-def length_sorted_batches(seqs: Sequence[Sequence], batch_size: int, progress: bool = False, desc: str = ""):
-    """Index lists of ``batch_size`` sequences of similar length (little padding); together they
-    cover every index once, so results written to ``out[idx]`` come back in the input order."""
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    for s in _batches(len(seqs), batch_size, progress, desc):
-        yield order[s: s + batch_size]
-
-
 def _need_items(items, what: str):
     if items is None:
         raise BadInput(f"{what}: a text-interface model renders items as text; pass the catalogue's items")
     return items
-
-
-def pad_right(seqs: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token lists with ``value`` → (ids (B, T), mask (B, T)); the marker stays at len-1."""
-    T = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), T), value, dtype=torch.long)
-    mask = torch.zeros((len(seqs), T), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
-def _batches(n: int, size: int, progress: bool, desc: str):
-    starts = range(0, n, size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        return tqdm(starts, desc=desc, unit="batch", leave=False)
-    return starts
 
 
 # ---------------------------------------------------------------------- building and loading

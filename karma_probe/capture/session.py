@@ -54,7 +54,7 @@ def encode(tokenizer, texts: list[str], max_len: int, *, keep_end: bool) -> tupl
 
 def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """→ input_ids (B, T), attention_mask (B, T), lengths (B,): the retriever's padding, plus lengths."""
-    from karma_probe.retriever import pad_right as pad
+    from karma_probe.tensors import pad_right as pad
 
     ids, mask = pad(seqs, pad_id)
     return ids, mask, mask.sum(1)
