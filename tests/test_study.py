@@ -203,3 +203,42 @@ def test_trajectory_figures_one_line_per_condition_and_the_untouched_model(tmp_p
     drawn = {n.removeprefix("trajectory_").removesuffix(".png") for n in written if n.startswith("trajectory_")}
     assert "sink_mass" in drawn and drawn <= set(study.TRAJECTORY_METRICS)
     assert drawn == {m for m in study.TRAJECTORY_METRICS if m in traj["conditions"]["action"]}
+
+
+def test_reproduce_threads_reach_every_stage(tmp_path, monkeypatch):
+    """``reproduce --threads N`` sets torch's thread count for training, capture and analysis alike
+    (a study left to share a 2-core CPU must not spin two threads in any stage)."""
+    import torch
+
+    import karma_probe.analyze as analyze
+    import karma_probe.capture.run as capture_run
+    import karma_probe.train as train
+    from karma_probe import pipeline
+    from karma_probe.cli import main
+
+    seen = {}
+
+    def stage(name):
+        def fake(*a, **kw):
+            seen[name] = (kw.get("threads"), torch.get_num_threads())
+            if name == "train":
+                out = a[1]
+                out.mkdir(parents=True)
+                for f in ("metrics.json", "checkpoint/config.json"):
+                    (out / f).parent.mkdir(parents=True, exist_ok=True)
+                    (out / f).write_text("{}")
+            return {}
+        return fake
+
+    monkeypatch.setattr(train, "train_run", stage("train"))
+    monkeypatch.setattr(capture_run, "capture_run", stage("capture"))
+    monkeypatch.setattr(capture_run, "create_base_run", stage("base"))
+    monkeypatch.setattr(analyze, "analyze_run", stage("analyze"))
+    monkeypatch.setattr(pipeline, "write_outputs", lambda plan, dirs: {})
+    before = torch.get_num_threads()
+    assert main(["reproduce", "--preset", "tiny", "--conditions", "action", "--runs-root", str(tmp_path),
+                 "--threads", "3", "--no-progress"]) == 0  # 3: no machine's default, so the check can fail
+    assert seen["train"][0] == 3 and seen["analyze"][0] == 3  # they set (and restore) torch's threads themselves
+    assert seen["capture"][1] == 3 and seen["base"][1] == 3
+    assert torch.get_num_threads() == before
+    assert main(["reproduce", "--threads", "0"]) == 2
