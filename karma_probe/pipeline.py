@@ -2,6 +2,10 @@
 
 Every stage is skipped when its output is already there (a training run resumes from its last
 checkpoint), so an interrupted reproduction continues where it stopped when started again.
+Each run is claimed (an OS file lock under ``RUNS_ROOT/.reproduce-locks/``, released when the
+process ends, however it ends) while its stages run, so two reproductions of one study started
+side by side share the runs out instead of training the same one twice: on a machine with idle
+cores, start the same command twice with ``--threads 1`` each.
 Output under ``report_dir``: ``summary.json``, ``report.pdf`` (every run, action-only first so
 deltas read "vs action-only") and the key figures as PNG.
 
@@ -14,6 +18,7 @@ How each CI is obtained (seeds, users or probes) is in karma_probe.study.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,11 +56,8 @@ def _stage(i: int, n: int, what: str) -> None:
 
 
 def reproduce(plan: Plan, progress: bool = True) -> dict:
-    from karma_probe.analyze import analyze_run
-    from karma_probe.capture.run import CaptureOptions, capture_run, create_base_run
+    from karma_probe.capture.run import CaptureOptions
     from karma_probe.config import make_config
-    from karma_probe.cpu import torch_threads
-    from karma_probe.train import train_run
 
     unknown = [c for c in plan.conditions if c not in ALL_CONDITIONS]
     if unknown:
@@ -66,52 +68,37 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
     i, t0 = 0, time.perf_counter()
     timings: dict[str, float] = {}
     run_dirs: list[Path] = []
+    busy: list[Path] = []  # runs another reproduction is working on
     for cond, seed in jobs:
         fields = {"seed": seed} | ({"steps": plan.steps} if plan.steps is not None else {})  # 0 is refused, not "the default"
         cfg = make_config(plan.preset, cond, dict(plan.overrides), **fields)
         out = plan.runs_root / plan.run_name(cond, seed)
         run_dirs.append(out)
-        i += 1
-        _stage(i, n, f"train {out}")
-        t = time.perf_counter()
-        paths = RunPaths(out)
-        done_before = paths.metrics.is_file() and (paths.checkpoint / layout.CONFIG).is_file()
-        train_run(cfg, out, preset=plan.preset, progress=progress, threads=plan.threads)
-        if not done_before:
-            timings[f"train {out.name}"] = time.perf_counter() - t
-        i += 1
-        _stage(i, n, f"capture {out}")
-        t = time.perf_counter()
-        if not _fresh(paths.manifest, paths.state):
-            with torch_threads(plan.threads):
-                capture_run(out, opts)
-            timings[f"capture {out.name}"] = time.perf_counter() - t
-        i += 1
-        _stage(i, n, f"analyze {out}")
-        t = time.perf_counter()
-        if not _fresh(paths.analysis, paths.manifest):
-            analyze_run(out, all_checkpoints=plan.trajectory, progress=progress, threads=plan.threads)
-            timings[f"analyze {out.name}"] = time.perf_counter() - t
+        with claim(out) as mine:
+            if not mine:
+                i += 3
+                _stage(i, n, f"skip {out}: another reproduction is working on it")
+                busy.append(out)
+                continue
+            i = _run_stages(plan, cfg, out, i, n, opts, timings, progress)
     if plan.base:
         base = plan.runs_root / f"{plan.preset}-base"
-        base_cfg = make_config(plan.preset, "action", dict(plan.overrides))
-        i += 1
-        _stage(i, n, f"capture {base} (untouched {BASE_MODEL[plan.preset]})")
-        t = time.perf_counter()
-        if not RunPaths(base).manifest.is_file():
-            # the same prompts as the trained runs: same dataset, same number of history items
-            with torch_threads(plan.threads):
-                create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=base_cfg.dataset,
-                                max_items=base_cfg.max_history, cfg=base_cfg)
-            timings[f"capture {base.name}"] = time.perf_counter() - t
-        i += 1
-        _stage(i, n, f"analyze {base}")
-        t = time.perf_counter()
-        if not _fresh(RunPaths(base).analysis, RunPaths(base).manifest):
-            analyze_run(base, progress=progress, threads=plan.threads)
-            timings[f"analyze {base.name}"] = time.perf_counter() - t
+        with claim(base) as mine:
+            if mine:
+                i = _base_stages(plan, base, i, n, opts, timings, progress)
+            else:
+                i += 2
+                _stage(i, n, f"skip {base}: another reproduction is working on it")
+                busy.append(base)
         run_dirs.append(base)
     i += 1
+    if busy:
+        run_dirs = [d for d in run_dirs if RunPaths(d).analysis.is_file()]
+        print(f"{len(busy)} run(s) are being worked on by another reproduction ({', '.join(d.name for d in busy)}): "
+              f"the report covers the {len(run_dirs)} analyzed so far; run the command again when they are done",
+              flush=True)
+        if not run_dirs:
+            return {}
     _stage(i, n, f"report {plan.report_dir}")
     summary = write_outputs(plan, run_dirs)
     timings["report"] = time.perf_counter() - t0 - sum(timings.values())
@@ -128,6 +115,86 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
     print(f"done in {summary['wall_time_s']['this_invocation']:.0f} s: {plan.report_dir / 'summary.json'}, "
           f"{plan.report_dir / 'report.pdf'}", flush=True)
     return summary
+
+
+@contextmanager
+def claim(run_dir: Path):
+    """Yield True when this process holds the exclusive claim on ``run_dir`` (for the block), False
+    when another process holds it. An ``flock`` on ``RUNS_ROOT/.reproduce-locks/<name>.lock``: the
+    OS drops it when the process exits or is killed, so a stale claim cannot outlive its owner.
+    Without ``fcntl`` (Windows) every claim succeeds: one reproduction at a time there."""
+    try:
+        import fcntl
+    except ImportError:
+        yield True
+        return
+    locks = run_dir.parent / ".reproduce-locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{run_dir.name}.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # closing the file releases the lock
+
+
+def _run_stages(plan: Plan, cfg, out: Path, i: int, n: int, opts, timings: dict, progress: bool) -> int:
+    """Train, capture and analyze one run, each only if its output is missing or stale; returns the stage count."""
+    from karma_probe.analyze import analyze_run
+    from karma_probe.capture.run import capture_run
+    from karma_probe.cpu import torch_threads
+    from karma_probe.train import train_run
+
+    paths = RunPaths(out)
+    i += 1
+    _stage(i, n, f"train {out}")
+    t = time.perf_counter()
+    done_before = paths.metrics.is_file() and (paths.checkpoint / layout.CONFIG).is_file()
+    train_run(cfg, out, preset=plan.preset, progress=progress, threads=plan.threads)
+    if not done_before:
+        timings[f"train {out.name}"] = time.perf_counter() - t
+    i += 1
+    _stage(i, n, f"capture {out}")
+    t = time.perf_counter()
+    if not _fresh(paths.manifest, paths.state):
+        with torch_threads(plan.threads):
+            capture_run(out, opts)
+        timings[f"capture {out.name}"] = time.perf_counter() - t
+    i += 1
+    _stage(i, n, f"analyze {out}")
+    t = time.perf_counter()
+    if not _fresh(paths.analysis, paths.manifest):
+        analyze_run(out, all_checkpoints=plan.trajectory, progress=progress, threads=plan.threads)
+        timings[f"analyze {out.name}"] = time.perf_counter() - t
+    return i
+
+
+def _base_stages(plan: Plan, base: Path, i: int, n: int, opts, timings: dict, progress: bool) -> int:
+    """Capture and analyze the untouched backbone as the study's reference run; returns the stage count."""
+    from karma_probe.analyze import analyze_run
+    from karma_probe.capture.run import create_base_run
+    from karma_probe.config import make_config
+    from karma_probe.cpu import torch_threads
+
+    paths = RunPaths(base)
+    base_cfg = make_config(plan.preset, "action", dict(plan.overrides))
+    i += 1
+    _stage(i, n, f"capture {base} (untouched {BASE_MODEL[plan.preset]})")
+    t = time.perf_counter()
+    if not paths.manifest.is_file():
+        # the same prompts as the trained runs: same dataset, same number of history items
+        with torch_threads(plan.threads):
+            create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=base_cfg.dataset,
+                            max_items=base_cfg.max_history, cfg=base_cfg)
+        timings[f"capture {base.name}"] = time.perf_counter() - t
+    i += 1
+    _stage(i, n, f"analyze {base}")
+    t = time.perf_counter()
+    if not _fresh(paths.analysis, paths.manifest):
+        analyze_run(base, progress=progress, threads=plan.threads)
+        timings[f"analyze {base.name}"] = time.perf_counter() - t
+    return i
 
 
 def _fresh(output: Path, source: Path) -> bool:

@@ -242,3 +242,42 @@ def test_reproduce_threads_reach_every_stage(tmp_path, monkeypatch):
     assert seen["capture"][1] == 3 and seen["base"][1] == 3
     assert torch.get_num_threads() == before
     assert main(["reproduce", "--threads", "0"]) == 2
+
+
+def test_two_reproductions_share_the_runs_out(tmp_path, monkeypatch, capsys):
+    """A run claimed by another reproduction is skipped (not trained twice); the report then covers
+    the runs analyzed so far, and says which ones are still being worked on."""
+    import karma_probe.analyze as analyze
+    import karma_probe.capture.run as capture_run
+    import karma_probe.train as train
+    from karma_probe import pipeline
+
+    worked = []
+    monkeypatch.setattr(train, "train_run", lambda cfg, out, **kw: worked.append(out.name) or {})
+    monkeypatch.setattr(capture_run, "capture_run", lambda out, opts: None)
+    monkeypatch.setattr(analyze, "analyze_run",
+                        lambda out, **kw: (out / "analysis.json").parent.mkdir(parents=True, exist_ok=True)
+                        or (out / "analysis.json").write_text("{}"))
+    reported = []
+    monkeypatch.setattr(pipeline, "write_outputs", lambda plan, dirs: reported.append([d.name for d in dirs]) or {})
+    plan = pipeline.Plan(preset="tiny", conditions=("action", "karma"), runs_root=tmp_path, report_dir=tmp_path / "r",
+                         base=False)
+    with pipeline.claim(tmp_path / "tiny-karma-s0") as mine:  # "another process" holds KARMA
+        assert mine
+        with pipeline.claim(tmp_path / "tiny-karma-s0") as again:
+            assert again is False  # a second claim on a held run fails, even from the same process
+        pipeline.reproduce(plan, progress=False)
+    assert worked == ["tiny-action-s0"] and reported == [["tiny-action-s0"]]
+    out = capsys.readouterr().out
+    assert "skip " in out and "1 run(s) are being worked on by another reproduction (tiny-karma-s0)" in out
+    # released (the holder ended): the next reproduction takes it
+    worked.clear()
+    pipeline.reproduce(plan, progress=False)
+    assert worked == ["tiny-action-s0", "tiny-karma-s0"] and reported[-1] == ["tiny-action-s0", "tiny-karma-s0"]
+
+
+def test_background_argv_drops_its_own_options():
+    from karma_probe.commands.reproduce import _without
+
+    argv = ["reproduce", "--preset", "smollm2", "--background", "--log", "a.log", "--threads", "1", "--log=b.log"]
+    assert _without(argv, "--background", "--log") == ["reproduce", "--preset", "smollm2", "--threads", "1"]

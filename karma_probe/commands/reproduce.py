@@ -9,6 +9,9 @@ EXAMPLES = """examples:
   karma-probe reproduce --preset tiny --conditions action gen rec karma --seeds 0 1 2
   karma-probe reproduce --preset smollm2 --report-dir reports/smollm2-ml100k --background
   tail -f runs/reproduce-smollm2.log                           # follow a background reproduction
+  # two cores: start the same study twice, one thread each; the second takes the runs the first has not claimed
+  karma-probe reproduce --preset smollm2 --threads 1 --background
+  karma-probe reproduce --preset smollm2 --threads 1 --background --log runs/reproduce-smollm2-2.log
   accelerate launch -m karma_probe reproduce --preset smollm2  # the same on GPUs
 """
 
@@ -28,7 +31,8 @@ def add_arguments(p):
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field (repeatable)")
     p.add_argument("--threads", type=int, help="torch CPU threads for every stage (default: the idle cores, by the "
                                                "1-minute load average; pass 1 when other jobs will share the CPU)")
-    p.add_argument("--background", action="store_true", help="run detached; log to RUNS_ROOT/reproduce-<preset>.log")
+    p.add_argument("--background", action="store_true", help="run detached; log to --log")
+    p.add_argument("--log", help="the log of a --background run (default RUNS_ROOT/reproduce-<preset>.log)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -48,9 +52,9 @@ def run(args) -> int:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")
     report_dir = Path(args.report_dir or Path(args.runs_root) / f"{args.preset}-report")
     if args.background:
-        log = Path(args.runs_root) / f"reproduce-{args.preset}.log"
+        log = Path(args.log or Path(args.runs_root) / f"reproduce-{args.preset}.log")
         log.parent.mkdir(parents=True, exist_ok=True)
-        argv = [a for a in sys.argv[1:] if a != "--background"] + ["--no-progress"]
+        argv = _without(sys.argv[1:], "--background", "--log") + ["--no-progress"]
         with open(log, "ab") as f:
             proc = subprocess.Popen([sys.executable, "-m", "karma_probe", *argv], stdout=f, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
@@ -61,3 +65,18 @@ def run(args) -> int:
                 max_len=args.max_len, base=not args.no_base, trajectory=args.trajectory, overrides=parse_sets(args.set), threads=args.threads)
     reproduce(plan, progress=not args.no_progress)
     return 0
+
+
+def _without(argv: list[str], flag: str, option: str) -> list[str]:
+    """``argv`` without ``flag`` and without ``option`` and its value (``--log F`` or ``--log=F``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag or a.startswith(option + "="):
+            continue
+        elif a == option:
+            skip = True
+        else:
+            out.append(a)
+    return out
