@@ -51,8 +51,7 @@ def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_toke
     from karma_probe.capture.backends import make_backend
     from karma_probe.capture.session import capture_probes
 
-    if kmodel.catalogue is not None:
-        kmodel.check_catalogue(len(dataset.items), f"{run.get('checkpoint', 'the model')}")
+    kmodel.check_catalogue(len(dataset.items), f"{run.get('checkpoint', 'the model')}")
     full = build_probe_set(dataset, opts.probes, n_text=opts.text_probes, seed=opts.seed, max_items=max_items)
     probes = shard(full, *opts.shard)
     if not len(probes):
