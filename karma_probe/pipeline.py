@@ -11,7 +11,9 @@ deltas read "vs action-only") and the key figures as PNG.
 
 summary.json: ``table`` (per condition and metric: mean, std, n, per-seed values and the 95 % CI
 ``ci_low`` / ``ci_high`` / ``half_width``), ``verdict`` (per claim: effect, CI, holds),
-``retrieval_vs_baselines`` (each condition minus the popularity / markov rankers, with CIs).
+``retrieval_vs_baselines`` (each condition minus the popularity / markov rankers, with CIs),
+``retrieval_vs_reference`` (each condition's HR@10 without history exclusion minus a published
+SASRec figure, with the run's CI), ``trajectory`` (metrics and claims over training checkpoints).
 How each CI is obtained (seeds, users or probes) is in karma_probe.study.
 """
 
@@ -229,6 +231,7 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
         "table": study.table(runs, metrics),
         "verdict": study.verdict(runs),
         "retrieval_vs_baselines": study.vs_baselines(runs),
+        "retrieval_vs_reference": study.vs_reference(runs),
         "trajectory": trajectory,
         "uncertainty": study.METHOD,
         "report": {"pdf": str(written.path), "pages": written.pages, "figures": figures},

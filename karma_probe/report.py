@@ -346,6 +346,45 @@ def _retrieval(pages: _Pages, runs: Sequence[Run]) -> None:
         pages.note("Retrieval", "Not available: no metrics.json and no hr@K in the analysis summaries.")
         return
     pages.grid("Retrieval: full-catalogue ranking (test split)", specs)
+    _retrieval_nulls(pages, runs)
+
+
+NULL_COLUMNS = ("condition", "against", "metric", "run", "null", "run - null", "95 % CI", "verdict", "CI from")
+NULL_WIDTHS = [0.10, 0.17, 0.06, 0.07, 0.07, 0.08, 0.13, 0.12, 0.20]
+NULL_METRICS = ("hr@10", "mrr")
+
+
+def retrieval_null_rows(runs: Sequence[Run]) -> list[list[str]]:
+    """Each condition's retrieval beside its nulls, as table rows (:data:`NULL_COLUMNS`): the popularity
+    and Markov rankers on the same users (test split), and the fixed reference figures (study.REFERENCES)."""
+    rows = []
+    baselines, references = study.vs_baselines(runs), study.vs_reference(runs)
+    for cond in study.by_condition(runs):
+        entries = [(name, metric, e) for name, by_metric in (baselines.get(cond) or {}).items()
+                   for metric, e in by_metric.items() if metric in NULL_METRICS]
+        entries += [(f"{e['label']}, {e['split']}", e["metric"], e | {"baseline": e["reference"]})
+                    for e in (references.get(cond) or {}).values()]
+        for against, metric, e in entries:
+            ci = "no CI" if e["ci_low"] is None else f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
+            rows.append([study.CONDITION_NAMES.get(cond, cond), against, metric, format_value(e["run"]),
+                         format_value(e["baseline"]), format_delta(e["diff"]), ci, e["status"], e["basis"]])
+    return rows
+
+
+def _retrieval_nulls(pages: _Pages, runs: Sequence[Run]) -> None:
+    rows = retrieval_null_rows(runs)
+    if not rows:
+        return  # no metrics.json baselines (older runs)
+    with pages.page("Retrieval against its nulls: popularity, Markov, SASRec", layout=None) as fig:
+        intro = ("Test split: the user's history is excluded from the ranking; the popularity and first-order "
+                 "Markov rankers are scored on the same users. The SASRec figure is a reference measured "
+                 "elsewhere on the same leave-one-out split with nothing excluded (test_all): it has no CI of "
+                 "its own. 'better' / 'worse' only when the 95 % CI of run - null excludes 0 (how each CI is "
+                 "obtained: the claims page).")
+        fig.text(0.01, 0.925, _plain("\n".join(textwrap.wrap(intro, 190))), fontsize=8, va="top", color="dimgray")
+        ax = fig.add_axes([0.01, 0.04, 0.98, 0.82])
+        ax.axis("off")
+        _table(ax, list(NULL_COLUMNS), rows[:TABLE_ROWS], widths=NULL_WIDTHS, left_columns=(0, 1, 2, 7, 8))
 
 
 def _training(pages: _Pages, runs: Sequence[Run]) -> None:

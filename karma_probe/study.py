@@ -228,6 +228,49 @@ def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> d
     return out
 
 
+# A published-protocol reference a reader compares against: a number measured elsewhere, so it has no
+# per-user ranks and no CI of its own; the run's CI (over seeds, or over users for one seed) is the
+# only uncertainty. MovieLens-100k, leave-one-out, full sort with nothing excluded = our test_all.
+REFERENCES = ({"name": "sasrec", "label": "SASRec (RecBole)", "split": "test_all", "metric": "hr@10", "value": 0.136,
+               "source": "RecBole's SASRec on MovieLens-100k, leave-one-out split, full sort without history "
+                         "exclusion; a reference figure, not re-run here"},)
+
+
+def vs_reference(runs: Sequence[Run], references: Sequence[dict] = REFERENCES) -> dict:
+    """Each condition's ``split`` ``metric`` (from metrics.json) minus each fixed reference figure.
+
+    ``{condition: {reference name: {"label", "source", "split", "metric", "reference", "run", "diff",
+    "ci_low", "ci_high", "status", "basis", "seeds"}}}``. Several seeds: the t-interval over the
+    per-seed values minus the reference; one seed: the bootstrap over users of that split's ranks.
+    ``status`` as :func:`vs_baselines`. Conditions whose metrics.json lacks the split are left out.
+    """
+    out: dict = {}
+    for cond, rs in by_condition(runs).items():
+        for ref in references:
+            split, metric, value = ref["split"], ref["metric"], float(ref["value"])
+            have = [(r, v) for r in rs
+                    if math.isfinite(v := (((r.metrics or {}).get(split) or {}).get(metric, math.nan)))]
+            if not have:
+                continue
+            if len(have) > 1:
+                ci = stats.t_interval([v - value for _, v in have], unit="seeds")
+                run_value = statistics.fmean(v for _, v in have)
+            else:
+                run, run_value = have[0]
+                ranks = run.ranks(split)
+                boot = stats.rank_metric_ci(ranks, metric) if ranks is not None and stats.is_rank_metric(metric) else None
+                ci = (stats.Interval(boot.estimate - value, boot.low - value, boot.high - value, boot.n, boot.method)
+                      if boot else None)
+                run_value = boot.estimate if boot else run_value
+            word = status(ci, len(have) == 1).replace("holds", "better").replace("does not hold", "worse")
+            out.setdefault(cond, {})[ref["name"]] = {
+                "label": ref["label"], "source": ref["source"], "split": split, "metric": metric,
+                "reference": value, "run": run_value, "diff": run_value - value,
+                "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None, "status": word,
+                "basis": ci.method if ci else "no CI: no per-user ranks", "seeds": len(have)}
+    return out
+
+
 # --------------------------------------------------------------------------- over training
 
 # Followed over the analyzed checkpoints (reproduce --trajectory): the attention and geometry

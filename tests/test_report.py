@@ -236,6 +236,25 @@ def test_claims_page_shows_effect_ci_and_verdict(tmp_path):
     assert "[" in next(line for line in page.splitlines() if line.startswith("sink_mass "))  # probe CI
 
 
+def test_retrieval_is_shown_beside_its_nulls(tmp_path):
+    from karma_probe import study
+
+    runs = [load_run(make_run(tmp_path, c, c, users=200, n_items=400, **LIGHT)) for c in ("action", "karma")]
+    written = report.write_report(runs, tmp_path / "nulls.pdf")
+    (i,) = [i for i, t in enumerate(written.pages) if t.startswith("Retrieval against its nulls")]
+    assert written.pages[i - 1].startswith("Retrieval: full-catalogue ranking")
+    page = _texts(written.path)[i]
+    e = study.vs_baselines(runs)["karma"]["popularity"]["hr@10"]
+    line = next(x for x in page.splitlines() if x.startswith("KARMA popularity hr@10 "))
+    assert format_value(e["run"]) in line and format_value(e["baseline"]) in line and e["status"] in line, line
+    assert f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]" in line
+    ref = study.vs_reference(runs)["action"]["sasrec"]
+    line = next(x for x in page.splitlines() if x.startswith("action-only SASRec (RecBole), test_all hr@10 "))
+    assert format_value(ref["reference"]) in line and ref["status"] in line, line
+    plain = [load_run(make_run(tmp_path / "old", c, c, **LIGHT)) for c in ("action", "karma")]  # no ranks
+    assert not any(t.startswith("Retrieval against") for t in report.write_report(plain, tmp_path / "o.pdf").pages)
+
+
 @pytest.mark.slow
 def test_no_claims_page_without_both_conditions(tmp_path):
     runs = [load_run(make_run(tmp_path, c, c, **LIGHT)) for c in ("gen", "karma")]

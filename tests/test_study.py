@@ -128,6 +128,25 @@ def test_retrieval_vs_baselines(tmp_path):
     assert study.vs_baselines(_runs(tmp_path / "old")) == {}  # no baselines in metrics.json
 
 
+def test_retrieval_vs_a_fixed_reference_figure(tmp_path):
+    ref = {"name": "ref", "label": "R", "source": "elsewhere", "split": "test_all", "metric": "hr@10", "value": 0.05}
+    one = study.vs_reference(_runs(tmp_path / "one", users=300, n_items=400), [ref])
+    e = one["karma"]["ref"]  # one seed: the bootstrap over users of the test_all ranks, shifted by the figure
+    boot = study.stats.rank_metric_ci(load_run(tmp_path / "one" / "karma-s0").ranks("test_all"), "hr@10")
+    assert e["run"] == pytest.approx(boot.estimate) and e["diff"] == pytest.approx(boot.estimate - 0.05)
+    assert (e["ci_low"], e["ci_high"]) == pytest.approx((boot.low - 0.05, boot.high - 0.05))
+    assert e["status"].endswith("(one seed)") and e["seeds"] == 1
+    high = study.vs_reference(_runs(tmp_path / "one", users=300, n_items=400), [ref | {"value": 0.9}])
+    assert high["karma"]["ref"]["status"] == "worse (one seed)"  # a figure far above every bootstrap draw
+    runs = _runs(tmp_path / "three", seeds=(0, 1, 2), users=300, n_items=400)
+    e = study.vs_reference(runs, [ref])["action"]["ref"]  # several seeds: t-interval over seeds
+    values = [r.metrics["test_all"]["hr@10"] - 0.05 for r in runs if r.condition == "action"]
+    ci = study.stats.t_interval(values)
+    assert (e["diff"], e["ci_low"], e["ci_high"]) == pytest.approx((ci.estimate, ci.low, ci.high))
+    assert e["seeds"] == 3 and "t-interval over 3 seeds" in e["basis"]
+    assert study.vs_reference(_runs(tmp_path / "old")) == {}  # no test_all in metrics.json
+
+
 def test_write_outputs_summary_json(tmp_path, monkeypatch):
     from karma_probe import pipeline
 
@@ -142,6 +161,7 @@ def test_write_outputs_summary_json(tmp_path, monkeypatch):
     assert summary["verdict"] and all(set(e) == VERDICT_KEYS for e in summary["verdict"])
     assert {"ci_low", "ci_high", "half_width"} <= set(summary["table"]["karma"]["sink_mass"])
     assert "popularity" in summary["retrieval_vs_baselines"]["karma"]
+    assert summary["retrieval_vs_reference"]["karma"]["sasrec"]["split"] == "test_all"
     assert "probe_decode_acc_gain" in summary["table"]["karma"]
     assert [r["step"] for r in summary["trajectory"]["claims"]["sink_mass"]] == [10, 20, 30]
 
