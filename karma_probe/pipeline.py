@@ -26,7 +26,7 @@ from pathlib import Path
 
 from karma_probe.analyzers import catalogue
 from karma_probe.errors import BadInput
-from karma_probe.rundir import RunPaths, layout
+from karma_probe.rundir import RunPaths
 
 MAIN_CONDITIONS = ("action", "karma")
 ALL_CONDITIONS = ("action", "gen", "rec", "karma")
@@ -68,7 +68,6 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
     jobs = [(c, s) for s in plan.seeds for c in plan.conditions]
     n = len(jobs) * 3 + (2 if plan.base else 0) + 1
     i, t0 = 0, time.perf_counter()
-    timings: dict[str, float] = {}
     run_dirs: list[Path] = []
     busy: list[Path] = []  # runs another reproduction is working on
     for cond, seed in jobs:
@@ -82,12 +81,12 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
                 _stage(i, n, f"skip {out}: another reproduction is working on it")
                 busy.append(out)
                 continue
-            i = _run_stages(plan, cfg, out, i, n, opts, timings, progress)
+            i = _run_stages(plan, cfg, out, i, n, opts, progress)
     if plan.base:
         base = plan.runs_root / f"{plan.preset}-base"
         with claim(base) as mine:
             if mine:
-                i = _base_stages(plan, base, i, n, opts, timings, progress)
+                i = _base_stages(plan, base, i, n, opts, progress)
             else:
                 i += 2
                 _stage(i, n, f"skip {base}: another reproduction is working on it")
@@ -102,16 +101,13 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         if not run_dirs:
             return {}
     _stage(i, n, f"report {plan.report_dir}")
+    t = time.perf_counter()
     summary = write_outputs(plan, run_dirs)
-    timings["report"] = time.perf_counter() - t0 - sum(timings.values())
-    from karma_probe.rundir import read_json, write_json
+    from karma_probe.rundir import write_json
 
-    # Stages skipped on a re-run keep the time they took when they ran (measured, not re-measured).
-    previous = plan.report_dir / "summary.json"
-    stages = dict(read_json(previous).get("wall_time_s", {}).get("stages", {})) if previous.is_file() else {}
-    stages |= {k: round(v, 1) for k, v in timings.items()}
-    summary["wall_time_s"] = {"stages": stages, "total": round(sum(stages.values()), 1),
-                              "this_invocation": round(time.perf_counter() - t0, 1)}
+    stages = summary.get("wall_time_s", {}).get("stages", {}) | {"report": round(time.perf_counter() - t, 1)}
+    summary["wall_time_s"] = summary.get("wall_time_s", {}) | {
+        "stages": stages, "total": round(sum(stages.values()), 1), "this_invocation": round(time.perf_counter() - t0, 1)}
 
     write_json(plan.report_dir / "summary.json", summary)
     print(f"done in {summary['wall_time_s']['this_invocation']:.0f} s: {plan.report_dir / 'summary.json'}, "
@@ -141,7 +137,7 @@ def claim(run_dir: Path):
         yield True  # closing the file releases the lock
 
 
-def _run_stages(plan: Plan, cfg, out: Path, i: int, n: int, opts, timings: dict, progress: bool) -> int:
+def _run_stages(plan: Plan, cfg, out: Path, i: int, n: int, opts, progress: bool) -> int:
     """Train, capture and analyze one run, each only if its output is missing or stale; returns the stage count."""
     from karma_probe.analyze import analyze_run
     from karma_probe.capture.run import capture_run
@@ -151,28 +147,20 @@ def _run_stages(plan: Plan, cfg, out: Path, i: int, n: int, opts, timings: dict,
     paths = RunPaths(out)
     i += 1
     _stage(i, n, f"train {out}")
-    t = time.perf_counter()
-    done_before = paths.metrics.is_file() and (paths.checkpoint / layout.CONFIG).is_file()
-    train_run(cfg, out, preset=plan.preset, progress=progress, threads=plan.threads)
-    if not done_before:
-        timings[f"train {out.name}"] = time.perf_counter() - t
+    train_run(cfg, out, preset=plan.preset, progress=progress, threads=plan.threads)  # resumes, or returns when done
     i += 1
     _stage(i, n, f"capture {out}")
-    t = time.perf_counter()
     if not _fresh(paths.manifest, paths.state):
         with torch_threads(plan.threads):
             capture_run(out, opts)
-        timings[f"capture {out.name}"] = time.perf_counter() - t
     i += 1
     _stage(i, n, f"analyze {out}")
-    t = time.perf_counter()
     if not _fresh(paths.analysis, paths.manifest):
         analyze_run(out, all_checkpoints=plan.trajectory, progress=progress, threads=plan.threads)
-        timings[f"analyze {out.name}"] = time.perf_counter() - t
     return i
 
 
-def _base_stages(plan: Plan, base: Path, i: int, n: int, opts, timings: dict, progress: bool) -> int:
+def _base_stages(plan: Plan, base: Path, i: int, n: int, opts, progress: bool) -> int:
     """Capture and analyze the untouched backbone as the study's reference run; returns the stage count."""
     from karma_probe.analyze import analyze_run
     from karma_probe.capture.run import create_base_run
@@ -183,19 +171,15 @@ def _base_stages(plan: Plan, base: Path, i: int, n: int, opts, timings: dict, pr
     base_cfg = make_config(plan.preset, "action", dict(plan.overrides))
     i += 1
     _stage(i, n, f"capture {base} (untouched {BASE_MODEL[plan.preset]})")
-    t = time.perf_counter()
     if not paths.manifest.is_file():
         # the same prompts as the trained runs: same dataset, same number of history items
         with torch_threads(plan.threads):
             create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=base_cfg.dataset,
                             max_items=base_cfg.max_history, cfg=base_cfg)
-        timings[f"capture {base.name}"] = time.perf_counter() - t
     i += 1
     _stage(i, n, f"analyze {base}")
-    t = time.perf_counter()
     if not _fresh(paths.analysis, paths.manifest):
         analyze_run(base, progress=progress, threads=plan.threads)
-        timings[f"analyze {base.name}"] = time.perf_counter() - t
     return i
 
 
@@ -234,6 +218,9 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
         "retrieval_vs_reference": study.vs_reference(runs),
         "trajectory": trajectory,
         "uncertainty": study.METHOD,
+        # each stage's time as its run directory recorded it, so a stage skipped on a re-run, or run by
+        # another reproduction sharing the runs, keeps the time it took when it ran
+        "wall_time_s": {"stages": study.stage_seconds(runs), "recorded_as": study.STAGE_SOURCES},
         "report": {"pdf": str(written.path), "pages": written.pages, "figures": figures},
         "provenance": {"git_sha": git_sha(), "versions": versions(), "created": now()},
     }

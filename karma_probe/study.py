@@ -271,6 +271,41 @@ def vs_reference(runs: Sequence[Run], references: Sequence[dict] = REFERENCES) -
     return out
 
 
+# --------------------------------------------------------------------------- wall times
+
+STAGE_SOURCES = ("train: train_log.jsonl's last elapsed_s (the training loop); evaluate: metrics.json eval_s; "
+                 "capture: the capture manifest's elapsed_s (model loading not included); analyze: analysis.json's "
+                 "analyzer seconds, final and trajectory checkpoints; report: this invocation")
+
+
+def stage_seconds(runs: Sequence[Run]) -> dict[str, float]:
+    """``{"<stage> <run>": seconds}`` as each run directory recorded them, whichever process ran the
+    stage and however often it was resumed: train = ``train_log.jsonl``'s last ``elapsed_s`` (the
+    training loop; a resume continues the count from its checkpoint), evaluate = metrics.json
+    ``eval_s``, capture = the manifest's ``elapsed_s`` (probes + embeddings, model loading not
+    included), analyze = analysis.json's analyzer seconds (final + trajectory checkpoints). A
+    stage a run did not record (an older file, a base run that never trained) is left out."""
+    from karma_probe.errors import BadInput
+    from karma_probe.rundir.capture import read_manifest
+
+    def number(v) -> float | None:
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+    out: dict[str, float] = {}
+    for r in runs:
+        try:
+            capture = sum(v for v in (read_manifest(r.capture_dir).get("elapsed_s") or {}).values()
+                          if number(v) is not None)
+        except BadInput:  # no capture (or of another version): nothing recorded
+            capture = None
+        recorded = {"train": number(next((row.get("elapsed_s") for row in reversed(r.train_log)
+                                          if "elapsed_s" in row), None)),
+                    "evaluate": number((r.metrics or {}).get("eval_s")),
+                    "capture": capture or None, "analyze": r.analysis.seconds}
+        out |= {f"{stage} {r.name}": round(v, 1) for stage, v in recorded.items() if v is not None}
+    return out
+
+
 # --------------------------------------------------------------------------- over training
 
 # Followed over the analyzed checkpoints (reproduce --trajectory): the attention and geometry

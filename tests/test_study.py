@@ -9,6 +9,7 @@ from fakeruns import make_run
 
 from karma_probe import study
 from karma_probe.results import load_run
+from karma_probe.rundir.layout import CAPTURE_SCHEMA
 
 CONDITIONS = ("action", "karma")
 
@@ -145,6 +146,25 @@ def test_retrieval_vs_a_fixed_reference_figure(tmp_path):
     assert (e["diff"], e["ci_low"], e["ci_high"]) == pytest.approx((ci.estimate, ci.low, ci.high))
     assert e["seeds"] == 3 and "t-interval over 3 seeds" in e["basis"]
     assert study.vs_reference(_runs(tmp_path / "old")) == {}  # no test_all in metrics.json
+
+
+def test_stage_seconds_come_from_what_each_run_directory_recorded(tmp_path):
+    path = make_run(tmp_path, "karma-s0", "karma", users=20, n_items=400)
+    steps = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
+    metrics = json.loads((path / "metrics.json").read_text()) | {"eval_s": 12.5}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    manifest = {"schema": CAPTURE_SCHEMA, "elapsed_s": {"probes": 3.0, "embeddings": 1.5}}  # fakeruns writes none
+    (path / "capture" / "manifest.json").write_text(json.dumps(manifest))
+    analysis = json.loads((path / "analysis.json").read_text())
+    analysis["analyzed"] = {"seconds": {"sink_mass": 2.0, "load_model": 1.0}}
+    analysis["trajectory"][0]["seconds"] = {"sink_mass": 4.0, "odd": "n/a"}  # a non-number is ignored
+    (path / "analysis.json").write_text(json.dumps(analysis))
+    run = load_run(path)
+    assert run.analysis.seconds == 7.0
+    assert study.stage_seconds([run]) == {"train karma-s0": round(steps[-1]["elapsed_s"], 1),
+                                          "evaluate karma-s0": 12.5, "capture karma-s0": 4.5, "analyze karma-s0": 7.0}
+    bare = load_run(make_run(tmp_path, "base", "base", capture=False, metrics=False, train_log=False))
+    assert study.stage_seconds([bare]) == {}  # nothing recorded: nothing claimed
 
 
 def test_write_outputs_summary_json(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ the CI gate read it back as an :class:`Analysis` with :func:`read_analysis`, whi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ class Analysis:
     trajectory: tuple[dict, ...] = ()  # ({"step": int, "summary": {metric: float}}, ...)
     # 95 % bootstrap CI over probes of one run's metric: {metric: (low, high)}; {} when not written
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # seconds its analyzers took (final checkpoint + every trajectory checkpoint); None when not recorded
+    seconds: float | None = None
 
     def by_layer(self, metric: str) -> dict[int, float]:
         """``metric`` per layer: the per-layer records if any, else the mean of its per-head records."""
@@ -132,7 +135,17 @@ def parse_analysis(obj: Any, where: str) -> Analysis:
         intervals[metric] = (low, high)
     return Analysis(run=run, records=records, summary=summary, higher_is_better=dict(hib),
                     samples=samples, trajectory=tuple(sorted(trajectory, key=lambda t: t["step"])),
-                    intervals=intervals)
+                    intervals=intervals, seconds=_seconds(obj))
+
+
+def _seconds(obj: dict) -> float | None:
+    """The analyzers' recorded seconds (``analyzed.seconds`` and each ``trajectory[].seconds``), summed;
+    a bookkeeping field, so a missing or odd one gives None instead of refusing the file."""
+    blocks = [(obj.get("analyzed") or {}).get("seconds")] + [t.get("seconds") for t in obj.get("trajectory") or []
+                                                             if isinstance(t, dict)]
+    values = [v for b in blocks if isinstance(b, dict) for v in b.values()
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    return round(float(sum(values)), 1) if values else None
 
 
 def read_analysis(run_dir: str | Path) -> Analysis:
