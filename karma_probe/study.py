@@ -40,7 +40,7 @@ from karma_probe.results import Run
 # in catalogue order: both are facts of analyzers/catalogue.py.
 CLAIMS = catalogue.CLAIMS
 RETRIEVAL = catalogue.RETRIEVAL
-BASELINES = ("popularity", "markov")
+BASELINES = ("random", "popularity", "markov")  # rankers in metrics.json "baselines"; random has no ranks
 ONE_SEED = " (one seed)"
 METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and baseline gaps: over the "
                "per-seed paired differences). One seed: paired percentile bootstrap over test users "
@@ -386,4 +386,43 @@ def markdown(summary: dict, metrics: Sequence[str] | None = None) -> str:
         word = f"**{e['status']}**" if e.get("holds") else e["status"]
         lines.append(f"- `{e['metric']}`: {e['claim']} — {word} (effect {format_value(e['effect'])}, {ci}; "
                      f"action {format_value(e['action'])}, karma {format_value(e['karma'])})")
+    return "\n".join(lines)
+
+
+def markdown_retrieval(summary: dict, metric: str = "hr@10") -> str:
+    """Each condition's test ``metric`` beside its nulls (summary.json ``retrieval_vs_baselines`` and
+    ``retrieval_vs_reference``) as a Markdown table for the README: the run (mean ± CI half-width),
+    then per null "run − null [95 % CI] verdict"; the header gives each null's value."""
+    from karma_probe.results import format_delta, format_value
+
+    table = summary.get("table") or {}
+    base = summary.get("retrieval_vs_baselines") or {}
+    ref = summary.get("retrieval_vs_reference") or {}
+    conditions = [c for c in CONDITION_NAMES if c in base or c in ref]
+    # (header, {condition: entry}) per null: the baseline rankers, then the fixed reference figures
+    columns = []
+    for name in dict.fromkeys(n for c in conditions for n in base.get(c, {})):
+        entries = {c: base[c][name][metric] for c in conditions if metric in base.get(c, {}).get(name, {})}
+        if entries:
+            first = next(iter(entries.values()))
+            columns.append((f"{name} {format_value(first['baseline'])}", entries))
+    for name in dict.fromkeys(n for c in conditions for n in ref.get(c, {})):
+        entries = {c: ref[c][name] for c in conditions if name in ref.get(c, {})}
+        first = next(iter(entries.values()))
+        columns.append((f"{first['label']} {format_value(first['reference'])} ({first['split']} {first['metric']})",
+                        entries))
+
+    def gap(e: dict | None, show_run: bool) -> str:
+        if not e:
+            return "–"
+        ci = "" if e.get("ci_low") is None else f" [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
+        return (f"{format_value(e['run'])}: " if show_run else "") + f"{format_delta(e['diff'])}{ci} {e['status']}"
+
+    lines = [f"| condition | test {metric} | " + " | ".join(h for h, _ in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for c in conditions:
+        cells = [mean_ci((table.get(c) or {}).get(metric) or {})]
+        # a reference on another split shows the run's value on that split first
+        cells += [gap(entries.get(c), show_run="split" in next(iter(entries.values()))) for _, entries in columns]
+        lines.append(f"| {CONDITION_NAMES.get(c, c)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import pytest
 from fakeruns import make_run
 
 from karma_probe import study
-from karma_probe.results import load_run
+from karma_probe.results import format_value, load_run
 from karma_probe.rundir.layout import CAPTURE_SCHEMA
 
 CONDITIONS = ("action", "karma")
@@ -321,3 +321,18 @@ def test_background_argv_drops_its_own_options():
 
     argv = ["reproduce", "--preset", "smollm2", "--background", "--log", "a.log", "--threads", "1", "--log=b.log"]
     assert _without(argv, "--background", "--log") == ["reproduce", "--preset", "smollm2", "--threads", "1"]
+
+
+def test_markdown_retrieval_puts_each_condition_beside_its_nulls(tmp_path):
+    runs = _runs(tmp_path, seeds=(0, 1), users=300, n_items=400)
+    summary = {"table": study.table(runs, ["hr@10"]), "retrieval_vs_baselines": study.vs_baselines(runs),
+               "retrieval_vs_reference": study.vs_reference(runs)}
+    lines = study.markdown_retrieval(summary).splitlines()
+    assert lines[0].startswith("| condition | test hr@10 | popularity ") and "SASRec (RecBole) 0.136 (test_all hr@10)" in lines[0]
+    row = next(line for line in lines if line.startswith("| KARMA |"))
+    e = summary["retrieval_vs_baselines"]["karma"]["popularity"]["hr@10"]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == study.mean_ci(summary["table"]["karma"]["hr@10"])
+    assert cells[2].endswith(e["status"]) and f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]" in cells[2]
+    ref = summary["retrieval_vs_reference"]["karma"]["sasrec"]
+    assert cells[-1].startswith(f"{format_value(ref['run'])}: ") and cells[-1].endswith(ref["status"])
