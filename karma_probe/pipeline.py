@@ -45,9 +45,14 @@ class Plan:
     probes: int = 64
     max_len: int = 256
     base: bool = True  # analyze the untouched backbone as the "before fine-tuning" reference
-    trajectory: bool = False  # analyze intermediate checkpoints too (slower)
+    # analyze intermediate checkpoints too (slower): of every condition (True) or of those named
+    trajectory: bool | tuple[str, ...] = False
     threads: int | None = None  # torch threads for every stage (None: the idle cores, cpu.auto_threads)
     overrides: dict = field(default_factory=dict)
+
+    def follows(self, condition: str) -> bool:
+        """Whether ``condition``'s runs are analyzed at every checkpoint (the trajectory)."""
+        return self.trajectory is True or (isinstance(self.trajectory, tuple) and condition in self.trajectory)
 
     def run_name(self, condition: str, seed: int) -> str:
         return f"{self.preset}-{condition}-s{seed}"
@@ -156,7 +161,7 @@ def _run_stages(plan: Plan, cfg, out: Path, i: int, n: int, opts, progress: bool
     i += 1
     _stage(i, n, f"analyze {out}")
     if not _fresh(paths.analysis, paths.manifest):
-        analyze_run(out, all_checkpoints=plan.trajectory, progress=progress, threads=plan.threads)
+        analyze_run(out, all_checkpoints=plan.follows(cfg.condition), progress=progress, threads=plan.threads)
     return i
 
 

@@ -336,3 +336,31 @@ def test_markdown_retrieval_puts_each_condition_beside_its_nulls(tmp_path):
     assert cells[2].endswith(e["status"]) and f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]" in cells[2]
     ref = summary["retrieval_vs_reference"]["karma"]["sasrec"]
     assert cells[-1].startswith(f"{format_value(ref['run'])}: ") and cells[-1].endswith(ref["status"])
+
+
+def test_trajectory_follows_the_conditions_named(tmp_path, monkeypatch):
+    """``--trajectory action karma`` analyzes every checkpoint of those conditions only; a bare
+    ``--trajectory`` follows every condition; a condition not in the study is refused."""
+    import karma_probe.analyze as analyze
+    import karma_probe.capture.run as capture_run
+    import karma_probe.train as train
+    from karma_probe import pipeline
+    from karma_probe.cli import main
+
+    followed = {}
+    monkeypatch.setattr(train, "train_run", lambda cfg, out, **kw: {})
+    monkeypatch.setattr(capture_run, "capture_run", lambda out, opts: None)
+    monkeypatch.setattr(analyze, "analyze_run", lambda out, **kw: followed.__setitem__(out.name, kw["all_checkpoints"]))
+    monkeypatch.setattr(pipeline, "write_outputs", lambda plan, dirs: {})
+    study_args = ["reproduce", "--preset", "tiny", "--conditions", "action", "gen", "karma", "--no-base",
+                  "--no-progress", "--threads", "1"]
+    assert main(study_args + ["--runs-root", str(tmp_path / "a"), "--trajectory", "action", "karma"]) == 0
+    assert followed == {"tiny-action-s0": True, "tiny-gen-s0": False, "tiny-karma-s0": True}
+    followed.clear()
+    assert main(study_args + ["--runs-root", str(tmp_path / "b"), "--trajectory"]) == 0
+    assert set(followed.values()) == {True} and len(followed) == 3
+    followed.clear()
+    assert main(study_args + ["--runs-root", str(tmp_path / "c")]) == 0
+    assert set(followed.values()) == {False}
+    assert main(study_args + ["--runs-root", str(tmp_path / "d"), "--trajectory", "rec"]) == 2
+    assert not (tmp_path / "d").exists()

@@ -8,6 +8,8 @@ EXAMPLES = """examples:
   karma-probe reproduce --preset tiny                          # action + karma, tiny -> runs/tiny-report/
   karma-probe reproduce --preset tiny --conditions action gen rec karma --seeds 0 1 2
   karma-probe reproduce --preset smollm2 --report-dir reports/smollm2-ml100k --background
+  # the SmolLM2 study: four conditions, three seeds, action-only and KARMA followed over training
+  karma-probe reproduce --preset smollm2 --conditions action gen rec karma --seeds 0 1 2 --trajectory action karma --background
   tail -f runs/reproduce-smollm2.log                           # follow a background reproduction
   # two cores: start the same study twice, one thread each; the second takes the runs the first has not claimed
   karma-probe reproduce --preset smollm2 --threads 1 --background
@@ -27,7 +29,9 @@ def add_arguments(p):
     p.add_argument("--probes", type=int, default=64, help="history probes per capture (default 64)")
     p.add_argument("--max-len", type=int, default=256, help="tokens per probe (default 256)")
     p.add_argument("--no-base", action="store_true", help="skip the untouched-backbone reference run")
-    p.add_argument("--trajectory", action="store_true", help="also analyze intermediate checkpoints")
+    p.add_argument("--trajectory", nargs="*", metavar="CONDITION",
+                   help="also analyze intermediate checkpoints, to follow the metrics over training: of every "
+                        "condition, or only of the conditions named (e.g. --trajectory action karma)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field (repeatable)")
     p.add_argument("--threads", type=int, help="torch CPU threads for every stage (default: the idle cores, by the "
                                                "1-minute load average; pass 1 when other jobs will share the CPU)")
@@ -60,9 +64,13 @@ def run(args) -> int:
                                     stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
         print(f"started in the background (pid {proc.pid}); follow it with: tail -f {log}")
         return 0
+    trajectory: bool | tuple[str, ...] = False if args.trajectory is None else tuple(args.trajectory) or True
+    if isinstance(trajectory, tuple) and (missing := [c for c in trajectory if c not in args.conditions]):
+        raise BadInput(f"--trajectory {' '.join(missing)}: not among --conditions {' '.join(args.conditions)}")
     plan = Plan(preset=args.preset, conditions=tuple(args.conditions), seeds=tuple(args.seeds),
                 runs_root=Path(args.runs_root), report_dir=report_dir, steps=args.steps, probes=args.probes,
-                max_len=args.max_len, base=not args.no_base, trajectory=args.trajectory, overrides=parse_sets(args.set), threads=args.threads)
+                max_len=args.max_len, base=not args.no_base, trajectory=trajectory, overrides=parse_sets(args.set),
+                threads=args.threads)
     reproduce(plan, progress=not args.no_progress)
     return 0
 
