@@ -1,7 +1,10 @@
 """The PDF diagnostic report: a verdict table, one section per metric family, and an appendix.
 
 Page one answers "did this run collapse less than that one?": each headline metric of every run,
-its change against the first run, and better / worse by the metric's own declared direction.
+its change against the first run, and better / worse by the metric's own declared direction. A
+study with several seeds of a condition gets the condition table instead (mean ± 95 % CI over
+seeds, karma_probe.study), condition bars, and the per-run pages (layers, heads, maps, embeddings,
+decoded samples, losses) for one run of each condition, its lowest seed.
 With an action-only and a KARMA run among them, page two gives each of the paper's claims with
 its effect, 95 % CI and holds / does not hold / within noise (karma_probe.study, the same entries
 as summary.json's ``verdict``); bar charts carry each run's CI as error bars. The sections then show the evidence, drawn by the same figure functions as the dashboard
@@ -56,16 +59,20 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
         with PdfPages(tmp, metadata={"Title": "karma_probe diagnostic report",
                                      "Subject": ", ".join(r.name for r in runs), "Creator": "karma-probe report"}) as pdf:
             pages = _Pages(pdf, runs)
-            _verdict(pages, runs)
+            shown = representatives(runs)  # the runs of the per-run pages
+            if len(shown) < len(runs):
+                _study_table(pages, runs, shown)
+            else:
+                _verdict(pages, runs)
             _claims(pages, runs)
-            _attention(pages, runs, probes, layer, head)
-            _geometry(pages, runs)
-            _decodability(pages, runs, samples)
+            _attention(pages, runs, shown, probes, layer, head)
+            _geometry(pages, runs, shown)
+            _decodability(pages, runs, shown, samples)
             _family_overview(pages, runs, "Knowledge")
-            _retrieval(pages, runs)
+            _retrieval(pages, runs, shown)
             if _family_metrics(runs, "Other"):  # metrics the catalogue does not know (an older or newer analysis.json)
                 _family_overview(pages, runs, "Other")
-            _training(pages, runs)
+            _training(pages, runs, shown)
             _appendix(pages, runs)
     return Written(path=out, pages=tuple(pages.titles))
 
@@ -77,7 +84,10 @@ class _Pages:
 
     def __init__(self, pdf, runs: Sequence[Run]):
         self.pdf, self.titles = pdf, []
-        self.header = "karma_probe report · " + " vs ".join(r.name for r in runs)
+        names = " vs ".join(r.name for r in runs)
+        if len(representatives(runs)) < len(runs):  # a study of several seeds: say what it is, not every run
+            names = f"{len(runs)} runs: " + ", ".join(f"{c} ×{len(rs)}" for c, rs in study.by_condition(runs).items())
+        self.header = "karma_probe report · " + names
 
     @contextmanager
     def page(self, title: str, layout: str | None = "constrained") -> Iterator:
@@ -149,6 +159,55 @@ def verdict_rows(runs: Sequence[Run]) -> list[list[str]]:
                 row += [format_value(v), format_delta(delta), _verdict_word(delta, hib.get(metric))]
             rows.append(row)
     return rows
+
+
+def representatives(runs: Sequence[Run]) -> list[Run]:
+    """The runs the per-run pages show: all of them, or, where a condition has several runs (seeds),
+    its lowest seed, in the order the conditions first appear."""
+    groups = study.by_condition(runs)
+    if all(len(rs) == 1 for rs in groups.values()):
+        return list(runs)
+    return [min(rs, key=lambda r: (r.seed is None, r.seed or 0)) for rs in groups.values()]
+
+
+def study_rows(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
+    """Page one of a study: the header (metric, better, one column per condition with its run count)
+    and, per family, each headline metric's mean ± 95 % CI half-width per condition (study.table)."""
+    hib = {}
+    for run in reversed(runs):
+        hib.update(run.analysis.higher_is_better)
+    groups = study.by_condition(runs)
+    conditions = [c for c in study.CONDITION_NAMES if c in groups] + [c for c in groups if c not in study.CONDITION_NAMES]
+    families = _families(runs)
+    table = study.table(runs, [m for _, metrics in families for m in metrics])
+    header = ["metric", "better"] + [f"{study.CONDITION_NAMES.get(c, c)} (n={len(groups[c])})" for c in conditions]
+    rows = []
+    for family, metrics in families:
+        rows.append([family] + [""] * (1 + len(conditions)))
+        for m in metrics:
+            rows.append([m, {True: "higher", False: "lower"}.get(hib.get(m), "?")]
+                        + [study.mean_ci(table[c][m]) for c in conditions])
+    return header, rows
+
+
+def _study_table(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
+    header, rows = study_rows(runs)
+    n = len(header) - 2
+    widths = [0.17, 0.06] + [min(0.19, 0.77 / n)] * n
+    seeds = "; ".join(f"{study.CONDITION_NAMES.get(c, c)}: seeds {', '.join(str(r.seed) for r in rs)}"
+                      for c, rs in study.by_condition(runs).items())
+    intro = (f"Created {now()}. Each cell: the condition's mean over its runs ± the half-width of the 95 % "
+             f"t-interval over seeds (one run: its own bootstrap CI, or the value alone). {seeds}. The per-run "
+             f"pages below show {', '.join(r.name for r in shown)}; every run's config is in the appendix.")
+    for start in range(0, len(rows), TABLE_ROWS):
+        title = "Study" + (" (continued)" if start else f": {len(runs)} runs, mean ± 95 % CI over seeds per condition")
+        with pages.page(title, layout=None) as fig:
+            if not start:
+                fig.text(0.01, 0.925, _plain("\n".join(textwrap.wrap(intro, 190))), fontsize=8, va="top",
+                         color="dimgray")
+            ax = fig.add_axes([0.01, 0.04, 0.98, 0.85])
+            ax.axis("off")
+            _table(ax, header, rows[start:start + TABLE_ROWS], widths=widths)
 
 
 def _verdict_word(delta: float, higher_is_better: bool | None) -> str:
@@ -255,7 +314,9 @@ def _family_overview(pages: _Pages, runs: Sequence[Run], family: str) -> None:
     if not metrics:
         pages.note(f"{family}", f"No {family.lower()} metrics in these runs' analysis.json.")
         return
-    pages.grid(f"{family}: headline metrics", [figures.metric_bars(runs, m) for m in metrics])
+    several = len(representatives(runs)) < len(runs)
+    bars = figures.condition_bars if several else figures.metric_bars
+    pages.grid(f"{family}: headline metrics" + (" by condition" if several else ""), [bars(runs, m) for m in metrics])
 
 
 def _by_layer(pages: _Pages, runs: Sequence[Run], family: str) -> None:
@@ -265,18 +326,19 @@ def _by_layer(pages: _Pages, runs: Sequence[Run], family: str) -> None:
         pages.grid(f"{family}: by layer", specs, cols=2 if len(specs) <= 4 else 3)
 
 
-def _attention(pages: _Pages, runs: Sequence[Run], probes: int, layer: int | None, head: int | None) -> None:
+def _attention(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run], probes: int, layer: int | None,
+               head: int | None) -> None:
     _family_overview(pages, runs, "Attention")
-    _by_layer(pages, runs, "Attention")
-    for metric in _family_metrics(runs, "Attention"):
-        maps = figures.head_heatmaps(runs, metric)
+    _by_layer(pages, shown, "Attention")
+    for metric in _family_metrics(shown, "Attention"):
+        maps = figures.head_heatmaps(shown, metric)
         if any(not s.empty for s in maps):
-            pages.grid(f"Attention: {metric} by layer and head (one colour scale)", maps, **_per_run_grid(len(runs)))
+            pages.grid(f"Attention: {metric} by layer and head (one colour scale)", maps, **_per_run_grid(len(shown)))
     if layer is None or head is None:
-        strongest = figures.strongest_sink(runs[0]) or (0, 0)
+        strongest = figures.strongest_sink(shown[0]) or (0, 0)
         layer = strongest[0] if layer is None else layer
         head = strongest[1] if head is None else head
-    for run in runs:
+    for run in shown:
         title = f"Attention maps: {run.name}, layer {layer}, head {head}"
         try:
             chosen = load_maps(run)[:probes]
@@ -287,11 +349,11 @@ def _attention(pages: _Pages, runs: Sequence[Run], probes: int, layer: int | Non
         pages.grid(title, specs, cols=len(specs), rows=1)
 
 
-def _geometry(pages: _Pages, runs: Sequence[Run]) -> None:
+def _geometry(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
     _family_overview(pages, runs, "Geometry")
-    _by_layer(pages, runs, "Geometry")
+    _by_layer(pages, shown, "Geometry")
     hidden, missing = {}, []
-    for run in runs:
+    for run in shown:
         try:
             hidden[run.name] = load_hidden(run)
         except BadInput as e:
@@ -323,10 +385,10 @@ def _geometry_specs(hidden: dict) -> tuple[list[FigureSpec], list[FigureSpec]]:
     return specs, scatters
 
 
-def _decodability(pages: _Pages, runs: Sequence[Run], samples: int) -> None:
+def _decodability(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run], samples: int) -> None:
     _family_overview(pages, runs, "Decodability")
     lines = []
-    for run in runs:
+    for run in shown:
         decoded = run.analysis.samples.get("decoded") or []
         lines.append(f"== {run.name} ({run.condition}): {len(decoded)} decoded samples, first {min(samples, len(decoded))}")
         for i, s in enumerate(decoded[:samples]):
@@ -334,14 +396,15 @@ def _decodability(pages: _Pages, runs: Sequence[Run], samples: int) -> None:
             mark = "exact" if exact(truth, got) else "differs"  # recon_exact's rule
             lines += [f"[{i}] history: {s.get('history', '')}", f"    truth:   {truth}", f"    decoded: {got}   ({mark})", ""]
         lines.append("")
-    if not any(r.analysis.samples.get("decoded") for r in runs):
+    if not any(r.analysis.samples.get("decoded") for r in shown):
         pages.note("Decodability: samples", "Not available: no samples.decoded in these runs' analysis.json.")
         return
     pages.text("Decodability: the interest embedding decoded back to text", lines)
 
 
-def _retrieval(pages: _Pages, runs: Sequence[Run]) -> None:
-    specs = [figures.hr_at_k(runs)] + [figures.metric_bars(runs, m) for m in _family_metrics(runs, "Retrieval")]
+def _retrieval(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
+    bars = figures.condition_bars if len(shown) < len(runs) else figures.metric_bars
+    specs = [figures.hr_at_k(shown)] + [bars(runs, m) for m in _family_metrics(runs, "Retrieval")]
     if all(s.empty for s in specs):
         pages.note("Retrieval", "Not available: no metrics.json and no hr@K in the analysis summaries.")
         return
@@ -387,10 +450,10 @@ def _retrieval_nulls(pages: _Pages, runs: Sequence[Run]) -> None:
         _table(ax, list(NULL_COLUMNS), rows[:TABLE_ROWS], widths=NULL_WIDTHS, left_columns=(0, 1, 2, 7, 8))
 
 
-def _training(pages: _Pages, runs: Sequence[Run]) -> None:
+def _training(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
     from karma_probe.results import direction
 
-    specs = [figures.loss_curves([r]) for r in runs if r.train_log]
+    specs = [figures.loss_curves([r]) for r in shown if r.train_log]
     groups = study.by_condition(r for r in runs if r.analysis.trajectory)
     if any(len(rs) > 1 for rs in groups.values()):  # several seeds: one line per condition, mean ± CI
         traj = study.trajectory(runs)

@@ -268,6 +268,23 @@ def test_metric_bars_carry_each_runs_ci_and_both_renderers_draw_it(ci_runs):
     assert trace.error_y.array == pytest.approx((0.05, 0.05)) and trace.error_y.arrayminus == pytest.approx((0.05, 0.05))
 
 
+def test_condition_bars_are_the_mean_over_seeds_with_its_t_interval(tmp_path):
+    from karma_probe import stats
+
+    runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, capture=False, train_log=False))
+            for s in (0, 1, 2) for c in ("action", "karma")]
+    runs.append(load_run(make_run(tmp_path, "base", "base", capture=False, train_log=False, users=20, n_items=400)))
+    spec = figures.condition_bars(runs, "sink_mass")
+    (bars,) = spec.series
+    assert list(bars.x) == ["action", "karma", "base"]
+    action = [r.summary["sink_mass"] for r in runs if r.condition == "action"]
+    ci = stats.t_interval(action)
+    assert (bars.y[0], bars.low[0], bars.high[0]) == pytest.approx((np.mean(action), ci.low, ci.high))
+    base = runs[-1].summary["sink_mass"]
+    assert (bars.low[2], bars.high[2]) == pytest.approx((base - 0.02, base + 0.02))  # one run: its own CI
+    assert spec.note == "lower is better; mean of 3 seeds ± 95 % CI (base: 1)"
+
+
 def test_bars_without_any_ci_draw_no_error_bars(two_runs):
     spec = figures.metric_bars(two_runs, "sink_mass")  # runs from before issue 13
     assert spec.series[0].low is None and "CI" not in spec.note

@@ -283,3 +283,27 @@ def test_several_seeds_follow_each_condition_over_training(tmp_path):
     text = "\n".join(t for title, t in zip(written.pages, _texts(written.path)) if title.startswith("Training"))
     assert "key_concentration over training" in text and "erank over training" in text  # one figure per metric
     assert "error bars: 95 % CI" in text  # condition means over seeds carry their t-interval
+
+
+def test_a_study_of_several_seeds_is_reported_by_condition(tmp_path):
+    """Page one is the condition table (mean ± CI over seeds, as study.table), bars are per
+    condition, the per-run pages show each condition's lowest seed, the appendix every run."""
+    from karma_probe import study
+
+    runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, train_log=False))
+            for s in (2, 1) for c in ("action", "karma")] + [load_run(make_run(tmp_path, "base", "base", metrics=False))]
+    assert [r.name for r in report.representatives(runs)] == ["action-s1", "karma-s1", "base"]
+    written = report.write_report(runs, tmp_path / "study.pdf")
+    texts = dict(zip(written.pages, _texts(written.path)))
+    assert written.pages[0].startswith("Study: 5 runs, mean ± 95 % CI over seeds per condition")
+    header, rows = report.study_rows(runs)
+    assert header[2:] == ["base (untouched) (n=1)", "action-only (n=2)", "KARMA (n=2)"]
+    sink = next(r for r in rows if r[0] == "sink_mass")
+    assert sink[3] == study.mean_ci(study.table(runs, ["sink_mass"])["action"]["sink_mass"]) and "±" in sink[3]
+    assert f"sink_mass lower {sink[2]} {sink[3]} {sink[4]}" in texts[written.pages[0]]
+    attention = texts[next(t for t in written.pages if t.startswith("Attention: headline metrics"))]
+    assert "by condition" in attention and "mean of 2 seeds ± 95 % CI (base: 1)" in attention
+    maps = [t for t in written.pages if t.startswith("Attention maps:")]
+    assert [t.split(",")[0] for t in maps] == ["Attention maps: action-s1", "Attention maps: karma-s1", "Attention maps: base"]
+    assert sum(t.startswith("Appendix:") for t in written.pages) == 5
+    assert "5 runs: action ×2, karma ×2, base ×1" in texts[written.pages[-1]]  # the footer names the study, not 5 runs

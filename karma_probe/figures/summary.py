@@ -1,4 +1,4 @@
-"""Headline numbers across runs: one bar per run for one summary metric."""
+"""Headline numbers across runs: one bar per run (or per condition, over its seeds) for one summary metric."""
 
 from __future__ import annotations
 
@@ -19,3 +19,21 @@ def metric_bars(runs: Sequence[Run], metric: str) -> FigureSpec:
                    low=[c.low if c else None for c in cis], high=[c.high if c else None for c in cis]),) if have else ()
     return FigureSpec(kind="bar", title=metric, y_label=metric, series=bars,
                       note=join_notes(direction_note(direction(runs, metric)), ci_note(bars)))
+
+
+def condition_bars(runs: Sequence[Run], metric: str) -> FigureSpec:
+    """``summary[metric]`` per condition: the mean over its runs (seeds) as a bar named by the
+    condition, the 95 % t-interval over seeds as error bars (a condition of one run keeps
+    that run's own CI, as in :func:`metric_bars`); the numbers are ``study.table``'s."""
+    from karma_probe import study
+
+    have = [r for r in runs if math.isfinite(r.summary.get(metric, math.nan))]
+    cells = {c: study.cell(rs, metric) for c, rs in study.by_condition(have).items()}
+    bars = (series(metric, list(cells), [x["mean"] for x in cells.values()], low=[x["ci_low"] for x in cells.values()],
+                   high=[x["ci_high"] for x in cells.values()]),) if cells else ()
+    most = max((x["n"] for x in cells.values()), default=0)
+    fewer = ", ".join(f"{c}: {x['n']}" for c, x in cells.items() if x["n"] != most)
+    runs_note = (f"mean of {most} seeds" + (" ± 95 % CI" if ci_note(bars) else "") + (f" ({fewer})" if fewer else "")
+                 if cells else "")
+    return FigureSpec(kind="bar", title=metric, y_label=metric, series=bars,
+                      note=join_notes(direction_note(direction(runs, metric)), runs_note))
