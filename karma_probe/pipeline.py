@@ -108,15 +108,18 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
     _stage(i, n, f"report {plan.report_dir}")
     t = time.perf_counter()
     summary = write_outputs(plan, run_dirs)
-    from karma_probe.rundir import write_json
+    from karma_probe.rundir import write_json, write_text
 
     stages = summary.get("wall_time_s", {}).get("stages", {}) | {"report": round(time.perf_counter() - t, 1)}
     summary["wall_time_s"] = summary.get("wall_time_s", {}) | {
         "stages": stages, "total": round(sum(stages.values()), 1), "this_invocation": round(time.perf_counter() - t0, 1)}
 
     write_json(plan.report_dir / "summary.json", summary)
+    from karma_probe.study import summary_markdown
+
+    write_text(plan.report_dir / "summary.md", summary_markdown(summary))
     print(f"done in {summary['wall_time_s']['this_invocation']:.0f} s: {plan.report_dir / 'summary.json'}, "
-          f"{plan.report_dir / 'report.pdf'}", flush=True)
+          f"summary.md, {plan.report_dir / 'report.pdf'}", flush=True)
     return summary
 
 

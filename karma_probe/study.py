@@ -426,3 +426,73 @@ def markdown_retrieval(summary: dict, metric: str = "hr@10") -> str:
         cells += [gap(entries.get(c), show_run="split" in next(iter(entries.values()))) for _, entries in columns]
         lines.append(f"| {CONDITION_NAMES.get(c, c)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def markdown_trajectory(summary: dict) -> str:
+    """Each claim's effect (action-only − KARMA, signed: > 0 is the claimed direction) at every analyzed
+    checkpoint, with its 95 % CI over seeds, as a Markdown table: is the collapse there early, late, never?"""
+    from karma_probe.results import format_delta, format_value
+
+    claims = (summary.get("trajectory") or {}).get("claims") or {}
+    steps = sorted({row["step"] for rows in claims.values() for row in rows})
+    if not steps:
+        return ""
+    lines = ["| claim (effect > 0: the paper's direction) | " + " | ".join(f"step {s}" for s in steps) + " |",
+             "|---|" + "---|" * len(steps)]
+    expected = dict(CLAIMS)
+    for metric, rows in claims.items():
+        at = {row["step"]: row for row in rows}
+        cells = []
+        for s in steps:
+            row = at.get(s)
+            if row is None:
+                cells.append("–")
+            elif row.get("ci_low") is None:
+                cells.append(format_delta(row["effect"]))
+            else:
+                mark = "**" if row["ci_low"] > 0 else ""
+                cells.append(f"{mark}{format_delta(row['effect'])}{mark} [{format_value(row['ci_low'])}, "
+                             f"{format_value(row['ci_high'])}]")
+        lines.append(f"| `{metric}` action-only {expected.get(metric, '?')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_wall_times(summary: dict) -> str:
+    """Per condition, each stage's mean seconds over its runs (summary.json ``wall_time_s``)."""
+    stages = (summary.get("wall_time_s") or {}).get("stages") or {}
+    runs = summary.get("runs") or {}
+    per: dict[str, dict[str, list[float]]] = {}
+    for key, seconds in stages.items():
+        stage, _, name = key.partition(" ")
+        if name in runs:
+            per.setdefault(runs[name]["condition"], {}).setdefault(stage, []).append(seconds)
+    if not per:
+        return ""
+    order = ("train", "evaluate", "capture", "analyze")
+    lines = ["| condition | runs | " + " | ".join(f"{s} (mean s)" for s in order) + " |", "|---|---|" + "---|" * len(order)]
+    for cond in [c for c in CONDITION_NAMES if c in per] + [c for c in per if c not in CONDITION_NAMES]:
+        n = max(len(v) for v in per[cond].values())
+        cells = [f"{statistics.fmean(per[cond][s]):,.0f}" if s in per[cond] else "–" for s in order]
+        lines.append(f"| {CONDITION_NAMES.get(cond, cond)} | {n} | " + " | ".join(cells) + " |")
+    total = (summary.get("wall_time_s") or {}).get("total")
+    if total is not None:
+        lines += ["", f"All stages together: {total:,.0f} s ({total / 3600:.1f} h) of recorded time."]
+    return "\n".join(lines)
+
+
+def summary_markdown(summary: dict) -> str:
+    """summary.md: the study in Markdown, every number from summary.json (what the README quotes)."""
+    runs = summary.get("runs") or {}
+    parts = [f"# Study: preset {summary.get('preset')}, {len(runs)} runs, seeds {summary.get('seeds')}",
+             "", f"Written by `karma-probe reproduce` from summary.json ({(summary.get('provenance') or {}).get('created', '?')}, "
+             f"git {str((summary.get('provenance') or {}).get('git_sha', '?'))[:10]}). Uncertainty: {summary.get('uncertainty', '')}",
+             "", "## Every condition: mean ± 95 % CI half-width over seeds", "", markdown(summary),
+             "", "## Retrieval beside its nulls (test split; SASRec on test_all)", "", markdown_retrieval(summary)]
+    if traj := markdown_trajectory(summary):
+        parts += ["", "## The claims over training (bold: the CI excludes 0 in the paper's direction)", "", traj]
+    if times := markdown_wall_times(summary):
+        parts += ["", "## Wall time per stage, as each run directory recorded it", "", times,
+                  "", f"Recorded as: {(summary.get('wall_time_s') or {}).get('recorded_as', '')}"]
+    parts += ["", "## Runs", "", "| run | condition | steps | config hash |", "|---|---|---|---|"]
+    parts += [f"| {name} | {r.get('condition')} | {r.get('steps')} | `{r.get('config_hash')}` |" for name, r in runs.items()]
+    return "\n".join(parts) + "\n"

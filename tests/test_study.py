@@ -364,3 +364,27 @@ def test_trajectory_follows_the_conditions_named(tmp_path, monkeypatch):
     assert set(followed.values()) == {False}
     assert main(study_args + ["--runs-root", str(tmp_path / "d"), "--trajectory", "rec"]) == 2
     assert not (tmp_path / "d").exists()
+
+
+def test_summary_markdown_quotes_summary_json(tmp_path, monkeypatch):
+    from karma_probe import pipeline
+
+    root = tmp_path / "runs"
+    dirs = [make_run(root, f"tiny-{c}-s{s}", c, seed=s, users=40, n_items=400, probes=1, layers=2, heads=2)
+            for s in (0, 1) for c in CONDITIONS]
+    monkeypatch.setattr("karma_probe.report.write_report",
+                        lambda runs, out: type("W", (), {"path": out, "pages": ("Verdict",)})())
+    monkeypatch.setattr(pipeline, "_write_figures", lambda runs, out, *rest: [])
+    summary = pipeline.write_outputs(pipeline.Plan(preset="tiny", seeds=(0, 1), report_dir=tmp_path / "rep"), dirs)
+    summary["wall_time_s"] = {"stages": {"train tiny-action-s0": 100.0, "train tiny-action-s1": 200.0,
+                                         "analyze tiny-karma-s0": 30.0, "report": 5.0}, "total": 335.0}
+    md = study.summary_markdown(summary)
+    assert md.startswith("# Study: preset tiny, 4 runs, seeds [0, 1]")
+    assert study.markdown(summary) in md and study.markdown_retrieval(summary) in md
+    traj = study.markdown_trajectory(summary)
+    assert traj in md and traj.splitlines()[0].endswith("| step 10 | step 20 | step 30 |")
+    e = summary["trajectory"]["claims"]["sink_mass"][-1]
+    row = next(line for line in traj.splitlines() if line.startswith("| `sink_mass` action-only higher |"))
+    assert f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]" in row.split("|")[-2]
+    assert "| action-only | 2 | 150 | – | – | – |" in md  # mean train seconds of the two action-only runs
+    assert "| KARMA | 1 | – | – | – | 30 |" in md and "335 s (0.1 h)" in md

@@ -20,7 +20,7 @@ from karma_probe.rundir.capture import (Capture, Hidden, ProbeMap, capture_dir, 
                                         read_hidden, read_maps, write_capture)
 from karma_probe.rundir.io import (PACKAGES, append_jsonl, atomic_dir, atomic_path, check_writable, config_hash,
                                    git_sha, load_arrays, load_tensors, now, read_json, read_jsonl, save_arrays,
-                                   save_tensors, versions, write_json)
+                                   save_tensors, versions, write_json, write_text)
 from karma_probe.rundir.layout import (ANALYSIS, ANALYSIS_SCHEMA, CAPTURE, CAPTURE_PARTS, CAPTURE_SCHEMA, CHECKPOINT,
                                        CHECKPOINTS, CONFIG, HIDDEN_FILE, MANIFEST, MAPS_FILE, METRICS, PROBE_SETS,
                                        RESUME, RUN_FILES, RUN_MARKERS, STAGES, STATE, STATS_FILE, TOKENIZER,

@@ -94,6 +94,11 @@ def check_writable(path: str | Path, *, directory: bool = False) -> Path:
     return path
 
 
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path, Path(path).suffix) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_json(path: str | Path, obj) -> None:
     with atomic_path(path, ".json") as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
