@@ -14,7 +14,8 @@ summary.json: ``table`` (per condition and metric: mean, std, n, per-seed values
 ``retrieval_vs_baselines`` (each condition minus the popularity / markov rankers, with CIs),
 ``retrieval_vs_reference`` (each condition's HR@10 without history exclusion minus a published
 SASRec figure, with the run's CI), ``trajectory`` (metrics and claims over training checkpoints).
-How each CI is obtained (seeds, users or probes) is in karma_probe.study.
+How each CI is obtained (seeds, users or probes) is in karma_probe.study. summary.md gives the
+same numbers as Markdown tables (karma_probe.study.summary_markdown).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class Plan:
 
 
 def _stage(i: int, n: int, what: str) -> None:
-    print(f"[{i}/{n}] {what}", flush=True)
+    # the clock time, so a background log shows how long each stage took
+    print(f"[{i}/{n}] {time.strftime('%Y-%m-%d %H:%M:%S')} {what}", flush=True)
 
 
 def reproduce(plan: Plan, progress: bool = True) -> dict:
