@@ -146,10 +146,10 @@ def test_metrics_outside_the_known_families_get_their_own_section(tmp_path):
 
 @pytest.mark.slow
 def test_duplicate_run_names_are_told_apart(tmp_path):
-    a = load_run(make_run(tmp_path / "seed0", "karma", "karma", seed=0, **LIGHT))
-    b = load_run(make_run(tmp_path / "seed1", "karma", "karma", seed=1, **LIGHT))
+    a = load_run(make_run(tmp_path / "root0", "run", "action", **LIGHT))
+    b = load_run(make_run(tmp_path / "root1", "run", "karma", **LIGHT))
     written = report.write_report([a, b], tmp_path / "dup.pdf")
-    assert "seed0/karma" in _texts(written.path)[0] and "seed1/karma" in _texts(written.path)[0]
+    assert "root0/run" in _texts(written.path)[0] and "root1/run" in _texts(written.path)[0]
 
 
 def test_a_failing_section_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
