@@ -60,7 +60,7 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
                                      "Subject": ", ".join(r.name for r in runs), "Creator": "karma-probe report"}) as pdf:
             pages = _Pages(pdf, runs)
             shown = representatives(runs)  # the runs of the per-run pages
-            if len(shown) < len(runs):
+            if is_study(runs):
                 _study_table(pages, runs, shown)
             else:
                 _verdict(pages, runs)
@@ -85,7 +85,7 @@ class _Pages:
     def __init__(self, pdf, runs: Sequence[Run]):
         self.pdf, self.titles = pdf, []
         names = " vs ".join(r.name for r in runs)
-        if len(representatives(runs)) < len(runs):  # a study of several seeds: say what it is, not every run
+        if is_study(runs):  # say what it is, not every run
             names = f"{len(runs)} runs: " + ", ".join(f"{c} ×{len(rs)}" for c, rs in study.by_condition(runs).items())
         self.header = "karma_probe report · " + names
 
@@ -161,13 +161,17 @@ def verdict_rows(runs: Sequence[Run]) -> list[list[str]]:
     return rows
 
 
+def is_study(runs: Sequence[Run]) -> bool:
+    """Several runs (seeds) of one condition: the report then speaks per condition."""
+    return any(len(rs) > 1 for rs in study.by_condition(runs).values())
+
+
 def representatives(runs: Sequence[Run]) -> list[Run]:
-    """The runs the per-run pages show: all of them, or, where a condition has several runs (seeds),
-    its lowest seed, in the order the conditions first appear."""
-    groups = study.by_condition(runs)
-    if all(len(rs) == 1 for rs in groups.values()):
+    """The runs the per-run pages show: all of them, or in a study each condition's lowest seed, in
+    the order the conditions first appear."""
+    if not is_study(runs):
         return list(runs)
-    return [min(rs, key=lambda r: (r.seed is None, r.seed or 0)) for rs in groups.values()]
+    return [min(rs, key=lambda r: (r.seed is None, r.seed or 0)) for rs in study.by_condition(runs).values()]
 
 
 def study_rows(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
@@ -314,9 +318,8 @@ def _family_overview(pages: _Pages, runs: Sequence[Run], family: str) -> None:
     if not metrics:
         pages.note(f"{family}", f"No {family.lower()} metrics in these runs' analysis.json.")
         return
-    several = len(representatives(runs)) < len(runs)
-    bars = figures.condition_bars if several else figures.metric_bars
-    pages.grid(f"{family}: headline metrics" + (" by condition" if several else ""), [bars(runs, m) for m in metrics])
+    bars = figures.condition_bars if is_study(runs) else figures.metric_bars
+    pages.grid(f"{family}: headline metrics" + (" by condition" if is_study(runs) else ""), [bars(runs, m) for m in metrics])
 
 
 def _by_layer(pages: _Pages, runs: Sequence[Run], family: str) -> None:
@@ -403,7 +406,7 @@ def _decodability(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run], samp
 
 
 def _retrieval(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
-    bars = figures.condition_bars if len(shown) < len(runs) else figures.metric_bars
+    bars = figures.condition_bars if is_study(runs) else figures.metric_bars
     specs = [figures.hr_at_k(shown)] + [bars(runs, m) for m in _family_metrics(runs, "Retrieval")]
     if all(s.empty for s in specs):
         pages.note("Retrieval", "Not available: no metrics.json and no hr@K in the analysis summaries.")
@@ -454,8 +457,7 @@ def _training(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
     from karma_probe.results import direction
 
     specs = [figures.loss_curves([r]) for r in shown if r.train_log]
-    groups = study.by_condition(r for r in runs if r.analysis.trajectory)
-    if any(len(rs) > 1 for rs in groups.values()):  # several seeds: one line per condition, mean ± CI
+    if is_study([r for r in runs if r.analysis.trajectory]):  # several seeds: one line per condition, mean ± CI
         traj = study.trajectory(runs)
         base = next((r for r in runs if r.condition == "base"), None)
         specs += [s for s in (figures.condition_trajectory(traj, m, base.summary.get(m) if base else None,

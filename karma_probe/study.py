@@ -201,6 +201,11 @@ def _signed(ci: stats.Interval | None, sign: int) -> stats.Interval | None:
 
 # --------------------------------------------------------------------------- retrieval vs baselines
 
+def gap_status(ci: stats.Interval | None, one_seed: bool) -> str:
+    """A run-minus-null gap in words: "better" / "worse" (CI excludes 0), "within noise", "no CI"."""
+    return status(ci, one_seed).replace("does not hold", "worse").replace("holds", "better")
+
+
 def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> dict:
     """Each trained condition's test retrieval minus each baseline ranker's, with a 95 % CI.
 
@@ -220,7 +225,7 @@ def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> d
                     continue
                 base_values = [v for r in have if math.isfinite(v := r.metrics["baselines"][name].get("test", {})
                                                                 .get(metric, math.nan))]
-                word = status(ci, seeds == 1).replace("holds", "better").replace("does not hold", "worse")
+                word = gap_status(ci, seeds == 1)
                 out.setdefault(cond, {}).setdefault(name, {})[metric] = {
                     "run": cell(have, metric)["mean"], "baseline": statistics.fmean(base_values) if base_values else None,
                     "diff": diff, "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
@@ -262,7 +267,7 @@ def vs_reference(runs: Sequence[Run], references: Sequence[dict] = REFERENCES) -
                 ci = (stats.Interval(boot.estimate - value, boot.low - value, boot.high - value, boot.n, boot.method)
                       if boot else None)
                 run_value = boot.estimate if boot else run_value
-            word = status(ci, len(have) == 1).replace("holds", "better").replace("does not hold", "worse")
+            word = gap_status(ci, len(have) == 1)
             out.setdefault(cond, {})[ref["name"]] = {
                 "label": ref["label"], "source": ref["source"], "split": split, "metric": metric,
                 "reference": value, "run": run_value, "diff": run_value - value,
@@ -399,18 +404,19 @@ def markdown_retrieval(summary: dict, metric: str = "hr@10") -> str:
     base = summary.get("retrieval_vs_baselines") or {}
     ref = summary.get("retrieval_vs_reference") or {}
     conditions = [c for c in CONDITION_NAMES if c in base or c in ref]
-    # (header, {condition: entry}) per null: the baseline rankers, then the fixed reference figures
+    # (header, {condition: entry}, show the run's own value) per null: the baseline rankers (on the
+    # test split, whose run value is the second column), then the fixed reference figures (on their split)
     columns = []
     for name in dict.fromkeys(n for c in conditions for n in base.get(c, {})):
         entries = {c: base[c][name][metric] for c in conditions if metric in base.get(c, {}).get(name, {})}
         if entries:
             first = next(iter(entries.values()))
-            columns.append((f"{name} {format_value(first['baseline'])}", entries))
+            columns.append((f"{name} {format_value(first['baseline'])}", entries, False))
     for name in dict.fromkeys(n for c in conditions for n in ref.get(c, {})):
         entries = {c: ref[c][name] for c in conditions if name in ref.get(c, {})}
         first = next(iter(entries.values()))
         columns.append((f"{first['label']} {format_value(first['reference'])} ({first['split']} {first['metric']})",
-                        entries))
+                        entries, True))
 
     def gap(e: dict | None, show_run: bool) -> str:
         if not e:
@@ -418,12 +424,11 @@ def markdown_retrieval(summary: dict, metric: str = "hr@10") -> str:
         ci = "" if e.get("ci_low") is None else f" [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
         return (f"{format_value(e['run'])}: " if show_run else "") + f"{format_delta(e['diff'])}{ci} {e['status']}"
 
-    lines = [f"| condition | test {metric} | " + " | ".join(h for h, _ in columns) + " |",
+    lines = [f"| condition | test {metric} | " + " | ".join(h for h, _, _ in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for c in conditions:
         cells = [mean_ci((table.get(c) or {}).get(metric) or {})]
-        # a reference on another split shows the run's value on that split first
-        cells += [gap(entries.get(c), show_run="split" in next(iter(entries.values()))) for _, entries in columns]
+        cells += [gap(entries.get(c), show_run) for _, entries, show_run in columns]
         lines.append(f"| {CONDITION_NAMES.get(c, c)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
