@@ -59,8 +59,8 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
         with PdfPages(tmp, metadata={"Title": "karma_probe diagnostic report",
                                      "Subject": ", ".join(r.name for r in runs), "Creator": "karma-probe report"}) as pdf:
             pages = _Pages(pdf, runs)
-            shown = representatives(runs)  # the runs of the per-run pages
-            if is_study(runs):
+            shown = study.representatives(runs)  # the runs of the per-run pages
+            if study.is_study(runs):
                 _study_table(pages, runs, shown)
             else:
                 _verdict(pages, runs)
@@ -85,7 +85,7 @@ class _Pages:
     def __init__(self, pdf, runs: Sequence[Run]):
         self.pdf, self.titles = pdf, []
         names = " vs ".join(r.name for r in runs)
-        if is_study(runs):  # say what it is, not every run
+        if study.is_study(runs):  # say what it is, not every run
             names = f"{len(runs)} runs: " + ", ".join(f"{c} ×{len(rs)}" for c, rs in study.by_condition(runs).items())
         self.header = "karma_probe report · " + names
 
@@ -161,41 +161,8 @@ def verdict_rows(runs: Sequence[Run]) -> list[list[str]]:
     return rows
 
 
-def is_study(runs: Sequence[Run]) -> bool:
-    """Several runs (seeds) of one condition: the report then speaks per condition."""
-    return any(len(rs) > 1 for rs in study.by_condition(runs).values())
-
-
-def representatives(runs: Sequence[Run]) -> list[Run]:
-    """The runs the per-run pages show: all of them, or in a study each condition's lowest seed, in
-    the order the conditions first appear."""
-    if not is_study(runs):
-        return list(runs)
-    return [min(rs, key=lambda r: (r.seed is None, r.seed or 0)) for rs in study.by_condition(runs).values()]
-
-
-def study_rows(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
-    """Page one of a study: the header (metric, better, one column per condition with its run count)
-    and, per family, each headline metric's mean ± 95 % CI half-width per condition (study.table)."""
-    hib = {}
-    for run in reversed(runs):
-        hib.update(run.analysis.higher_is_better)
-    groups = study.by_condition(runs)
-    conditions = [c for c in study.CONDITION_NAMES if c in groups] + [c for c in groups if c not in study.CONDITION_NAMES]
-    families = _families(runs)
-    table = study.table(runs, [m for _, metrics in families for m in metrics])
-    header = ["metric", "better"] + [f"{study.CONDITION_NAMES.get(c, c)} (n={len(groups[c])})" for c in conditions]
-    rows = []
-    for family, metrics in families:
-        rows.append([family] + [""] * (1 + len(conditions)))
-        for m in metrics:
-            rows.append([m, {True: "higher", False: "lower"}.get(hib.get(m), "?")]
-                        + [study.mean_ci(table[c][m]) for c in conditions])
-    return header, rows
-
-
 def _study_table(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
-    header, rows = study_rows(runs)
+    header, rows = study.condition_rows(runs)
     n = len(header) - 2
     widths = [0.17, 0.06] + [min(0.19, 0.77 / n)] * n
     seeds = "; ".join(f"{study.CONDITION_NAMES.get(c, c)}: seeds {', '.join(str(r.seed) for r in rs)}"
@@ -318,8 +285,8 @@ def _family_overview(pages: _Pages, runs: Sequence[Run], family: str) -> None:
     if not metrics:
         pages.note(f"{family}", f"No {family.lower()} metrics in these runs' analysis.json.")
         return
-    bars = figures.condition_bars if is_study(runs) else figures.metric_bars
-    pages.grid(f"{family}: headline metrics" + (" by condition" if is_study(runs) else ""), [bars(runs, m) for m in metrics])
+    bars = figures.condition_bars if study.is_study(runs) else figures.metric_bars
+    pages.grid(f"{family}: headline metrics" + (" by condition" if study.is_study(runs) else ""), [bars(runs, m) for m in metrics])
 
 
 def _by_layer(pages: _Pages, runs: Sequence[Run], family: str) -> None:
@@ -406,7 +373,7 @@ def _decodability(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run], samp
 
 
 def _retrieval(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
-    bars = figures.condition_bars if is_study(runs) else figures.metric_bars
+    bars = figures.condition_bars if study.is_study(runs) else figures.metric_bars
     specs = [figures.hr_at_k(shown)] + [bars(runs, m) for m in _family_metrics(runs, "Retrieval")]
     if all(s.empty for s in specs):
         pages.note("Retrieval", "Not available: no metrics.json and no hr@K in the analysis summaries.")
@@ -415,30 +382,11 @@ def _retrieval(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None
     _retrieval_nulls(pages, runs)
 
 
-NULL_COLUMNS = ("condition", "against", "metric", "run", "null", "run - null", "95 % CI", "verdict", "CI from")
 NULL_WIDTHS = [0.10, 0.17, 0.06, 0.07, 0.07, 0.08, 0.13, 0.12, 0.20]
-NULL_METRICS = ("hr@10", "mrr")
-
-
-def retrieval_null_rows(runs: Sequence[Run]) -> list[list[str]]:
-    """Each condition's retrieval beside its nulls, as table rows (:data:`NULL_COLUMNS`): the popularity
-    and Markov rankers on the same users (test split), and the fixed reference figures (study.REFERENCES)."""
-    rows = []
-    baselines, references = study.vs_baselines(runs), study.vs_reference(runs)
-    for cond in study.by_condition(runs):
-        entries = [(name, metric, e) for name, by_metric in (baselines.get(cond) or {}).items()
-                   for metric, e in by_metric.items() if metric in NULL_METRICS]
-        entries += [(f"{e['label']}, {e['split']}", e["metric"], e | {"baseline": e["reference"]})
-                    for e in (references.get(cond) or {}).values()]
-        for against, metric, e in entries:
-            ci = "no CI" if e["ci_low"] is None else f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
-            rows.append([study.CONDITION_NAMES.get(cond, cond), against, metric, format_value(e["run"]),
-                         format_value(e["baseline"]), format_delta(e["diff"]), ci, e["status"], e["basis"]])
-    return rows
 
 
 def _retrieval_nulls(pages: _Pages, runs: Sequence[Run]) -> None:
-    rows = retrieval_null_rows(runs)
+    rows = study.null_rows(runs)
     if not rows:
         return  # no metrics.json baselines (older runs)
     with pages.page("Retrieval against its nulls: popularity, Markov, SASRec", layout=None) as fig:
@@ -450,14 +398,14 @@ def _retrieval_nulls(pages: _Pages, runs: Sequence[Run]) -> None:
         fig.text(0.01, 0.925, _plain("\n".join(textwrap.wrap(intro, 190))), fontsize=8, va="top", color="dimgray")
         ax = fig.add_axes([0.01, 0.04, 0.98, 0.82])
         ax.axis("off")
-        _table(ax, list(NULL_COLUMNS), rows[:TABLE_ROWS], widths=NULL_WIDTHS, left_columns=(0, 1, 2, 7, 8))
+        _table(ax, list(study.NULL_COLUMNS), rows[:TABLE_ROWS], widths=NULL_WIDTHS, left_columns=(0, 1, 2, 7, 8))
 
 
 def _training(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
     from karma_probe.results import direction
 
     specs = [figures.loss_curves([r]) for r in shown if r.train_log]
-    if is_study([r for r in runs if r.analysis.trajectory]):  # several seeds: one line per condition, mean ± CI
+    if study.is_study([r for r in runs if r.analysis.trajectory]):  # several seeds: one line per condition, mean ± CI
         traj = study.trajectory(runs)
         base = next((r for r in runs if r.condition == "base"), None)
         specs += [s for s in (figures.condition_trajectory(traj, m, base.summary.get(m) if base else None,

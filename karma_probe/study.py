@@ -40,6 +40,8 @@ from karma_probe.results import Run
 # in catalogue order: both are facts of analyzers/catalogue.py.
 CLAIMS = catalogue.CLAIMS
 RETRIEVAL = catalogue.RETRIEVAL
+CONDITION_NAMES = {"base": "base (untouched)", "action": "action-only", "gen": "gen only", "rec": "rec only",
+                   "karma": "KARMA"}
 BASELINES = ("random", "popularity", "markov")  # rankers in metrics.json "baselines"; random has no ranks
 ONE_SEED = " (one seed)"
 METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and baseline gaps: over the "
@@ -89,6 +91,40 @@ def mean_ci(c: dict) -> str:
     if c.get("half_width") is None:
         return format_value(c["mean"])
     return f"{format_value(c['mean'])} ± {format_value(c['half_width'])}"
+
+
+def is_study(runs: Sequence[Run]) -> bool:
+    """Several runs (seeds) of one condition: the report and the dashboard then speak per condition."""
+    return any(len(rs) > 1 for rs in by_condition(runs).values())
+
+
+def representatives(runs: Sequence[Run]) -> list[Run]:
+    """The runs a per-run view shows: all of them, or in a study each condition's lowest seed, in
+    the order the conditions first appear."""
+    if not is_study(runs):
+        return list(runs)
+    return [min(rs, key=lambda r: (r.seed is None, r.seed or 0)) for rs in by_condition(runs).values()]
+
+
+def condition_rows(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
+    """The study's table as strings: the header (metric, better, one column per condition with its
+    run count) and, per metric family (a row of its name alone), each summary metric's mean ± 95 %
+    CI half-width per condition (:func:`table`)."""
+    hib: dict = {}
+    for run in reversed(runs):  # the first run's declaration wins
+        hib.update(run.analysis.higher_is_better)
+    groups = by_condition(runs)
+    conditions = [c for c in CONDITION_NAMES if c in groups] + [c for c in groups if c not in CONDITION_NAMES]
+    families = catalogue.by_family(m for r in runs for m in r.summary)
+    cells = table(runs, [m for _, metrics in families for m in metrics])
+    header = ["metric", "better"] + [f"{CONDITION_NAMES.get(c, c)} (n={len(groups[c])})" for c in conditions]
+    rows = []
+    for family, metrics in families:
+        rows.append([family] + [""] * (1 + len(conditions)))
+        for m in metrics:
+            rows.append([m, {True: "higher", False: "lower"}.get(hib.get(m), "?")]
+                        + [mean_ci(cells[c][m]) for c in conditions])
+    return header, rows
 
 
 # --------------------------------------------------------------------------- differences
@@ -311,6 +347,30 @@ def stage_seconds(runs: Sequence[Run]) -> dict[str, float]:
     return out
 
 
+NULL_COLUMNS = ("condition", "against", "metric", "run", "null", "run - null", "95 % CI", "verdict", "CI from")
+NULL_METRICS = ("hr@10", "mrr")
+
+
+def null_rows(runs: Sequence[Run]) -> list[list[str]]:
+    """Each condition's retrieval beside its nulls as table rows of strings (:data:`NULL_COLUMNS`), as
+    the PDF and the dashboard show them: the baseline rankers on the same users (test split,
+    :func:`vs_baselines`) and the fixed reference figures (:func:`vs_reference`)."""
+    from karma_probe.results import format_delta, format_value
+
+    rows = []
+    baselines, references = vs_baselines(runs), vs_reference(runs)
+    for cond in by_condition(runs):
+        entries = [(name, metric, e) for name, by_metric in (baselines.get(cond) or {}).items()
+                   for metric, e in by_metric.items() if metric in NULL_METRICS]
+        entries += [(f"{e['label']}, {e['split']}", e["metric"], e | {"baseline": e["reference"]})
+                    for e in (references.get(cond) or {}).values()]
+        for against, metric, e in entries:
+            ci = "no CI" if e["ci_low"] is None else f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
+            rows.append([CONDITION_NAMES.get(cond, cond), against, metric, format_value(e["run"]),
+                         format_value(e["baseline"]), format_delta(e["diff"]), ci, e["status"], e["basis"]])
+    return rows
+
+
 # --------------------------------------------------------------------------- over training
 
 # Followed over the analyzed checkpoints (reproduce --trajectory): the attention and geometry
@@ -365,9 +425,6 @@ def trajectory(runs: Sequence[Run], metrics: Sequence[str] = TRAJECTORY_METRICS)
 
 
 # --------------------------------------------------------------------------- README tables
-
-CONDITION_NAMES = {"base": "base (untouched)", "action": "action-only", "gen": "gen only", "rec": "rec only",
-                   "karma": "KARMA"}
 
 
 def markdown(summary: dict, metrics: Sequence[str] | None = None) -> str:

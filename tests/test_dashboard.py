@@ -462,3 +462,30 @@ def test_retrieval_page_draws_user_bootstrap_error_bars(ci_root, monkeypatch):
     runs = [t for t in at_k["data"] if t["name"] in ("action", "karma")]
     assert runs and all(t["error_y"]["arrayminus"] for t in runs)
     assert {"popularity", "markov"} <= {t["name"] for t in at_k["data"]}
+
+
+def test_retrieval_page_puts_each_run_beside_its_nulls(ci_root, monkeypatch):
+    from karma_probe import study
+
+    at = open_page(app(ci_root, monkeypatch), "retrieval")
+    assert_clean(at)
+    table = at.dataframe[-1].value
+    assert list(table.columns) == list(study.NULL_COLUMNS)
+    expected = study.null_rows(list(results.list_runs(ci_root).ok))
+    assert table.values.tolist() == expected and any("SASRec" in row[1] for row in expected)
+
+
+def test_a_study_selection_gets_the_condition_table_and_condition_bars(tmp_path, monkeypatch):
+    from karma_probe import study
+
+    root = tmp_path / "study"
+    for seed in (0, 1):
+        for cond in ("action", "karma"):
+            make_run(root, f"{cond}-s{seed}", cond, seed=seed, users=50, n_items=400, capture=False)
+    at = open_page(app(root, monkeypatch), "overview")
+    assert_clean(at)
+    header, rows = study.condition_rows(list(results.list_runs(root).ok))
+    table = at.dataframe[1].value  # after the per-run table
+    assert list(table.columns) == header and table.values.tolist() == [r for r in rows if any(r[1:])]
+    bars = charts(at)[-1]["data"][0]
+    assert list(bars["x"]) == ["action", "karma"] and len(bars["error_y"]["array"]) == 2

@@ -292,11 +292,11 @@ def test_a_study_of_several_seeds_is_reported_by_condition(tmp_path):
 
     runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, train_log=False))
             for s in (2, 1) for c in ("action", "karma")] + [load_run(make_run(tmp_path, "base", "base", metrics=False))]
-    assert [r.name for r in report.representatives(runs)] == ["action-s1", "karma-s1", "base"]
+    assert [r.name for r in study.representatives(runs)] == ["action-s1", "karma-s1", "base"]
     written = report.write_report(runs, tmp_path / "study.pdf")
     texts = dict(zip(written.pages, _texts(written.path)))
     assert written.pages[0].startswith("Study: 5 runs, mean ± 95 % CI over seeds per condition")
-    header, rows = report.study_rows(runs)
+    header, rows = study.condition_rows(runs)
     assert header[2:] == ["base (untouched) (n=1)", "action-only (n=2)", "KARMA (n=2)"]
     sink = next(r for r in rows if r[0] == "sink_mass")
     assert sink[3] == study.mean_ci(study.table(runs, ["sink_mass"])["action"]["sink_mass"]) and "±" in sink[3]

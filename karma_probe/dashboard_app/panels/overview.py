@@ -1,4 +1,5 @@
-"""Overview: every run's headline metrics, each one's change against the reference run, and with
+"""Overview: every run's headline metrics, each one's change against the reference run, with several
+seeds of a condition selected the per-condition table (mean ± 95 % CI over seeds), and with
 action-only and KARMA runs selected the paper's claims with effect, 95 % CI and verdict (the same
 entries as summary.json's ``verdict``: karma_probe.study)."""
 
@@ -47,6 +48,13 @@ st.dataframe(table.style.apply(lambda _: styles, axis=None), hide_index=True,
 for broken in view.listing.broken:
     st.warning(f"**{broken.name}** was not loaded: {broken.reason}")
 
+if study.is_study(view.runs):  # several seeds of a condition: the same table as the study's PDF page one
+    st.subheader("By condition: mean ± 95 % CI over seeds")
+    st.caption("Each cell: the condition's mean over its selected runs ± the half-width of the 95 % t-interval "
+               "over seeds (one run: its own bootstrap CI, or the value alone).")
+    header, rows = study.condition_rows(view.runs)
+    st.dataframe(pd.DataFrame([r for r in rows if any(r[1:])], columns=header), hide_index=True)
+
 claims = study.claim_rows(view.runs)
 if claims:
     st.subheader("Claims: action-only vs KARMA")
@@ -60,4 +68,5 @@ if claims:
 
 if metrics:
     metric = st.selectbox("compare one metric", metrics, index=metrics.index("sink_mass") if "sink_mass" in metrics else 0)
-    dashboard.plot(figures.metric_bars(view.runs, metric), "overview-bars")
+    bars = figures.condition_bars if study.is_study(view.runs) else figures.metric_bars
+    dashboard.plot(bars(view.runs, metric), "overview-bars")

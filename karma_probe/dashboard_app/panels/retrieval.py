@@ -1,8 +1,10 @@
-"""Retrieval: does the model still find the next item? HR@K / NDCG@K over the whole catalogue."""
+"""Retrieval: does the model still find the next item? HR@K / NDCG@K over the whole catalogue, and
+each condition beside its nulls (random, popularity, Markov, the SASRec figure) with 95 % CIs."""
 
+import pandas as pd
 import streamlit as st
 
-from karma_probe import dashboard, figures
+from karma_probe import dashboard, figures, study
 from karma_probe.analyzers.catalogue import by_family
 from karma_probe.results import metric_names
 
@@ -20,4 +22,14 @@ if present:
     st.subheader("Headline numbers (test split, analysis.json summary)")
     columns = st.columns(min(len(present), 3))
     for i, metric in enumerate(present):
-        dashboard.plot(figures.metric_bars(view.runs, metric), f"bars-{i}", columns[i % len(columns)])
+        bars = figures.condition_bars if study.is_study(view.runs) else figures.metric_bars
+        dashboard.plot(bars(view.runs, metric), f"bars-{i}", columns[i % len(columns)])
+
+nulls = study.null_rows(view.runs)
+if nulls:
+    st.subheader("Beside its nulls")
+    st.caption("Test split (the user's history excluded): the baseline rankers scored on the same users. The "
+               "SASRec figure is a reference measured elsewhere on the same split with nothing excluded "
+               "(test_all), without a CI of its own. 'better' / 'worse' only when the 95 % CI of run − null "
+               "excludes 0.")
+    st.dataframe(pd.DataFrame(nulls, columns=list(study.NULL_COLUMNS)), hide_index=True)
