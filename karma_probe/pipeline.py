@@ -220,7 +220,9 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
         "seeds": list(plan.seeds),
         "conditions": list(study.by_condition(runs)),
         "runs": {r.name: {"condition": r.condition, "path": str(d), "config_hash": r.config.get("config_hash"),
-                          "steps": (r.config.get("train") or {}).get("steps")} for r, d in zip(runs, run_dirs)},
+                          # the untouched reference carries the trained runs' config, but never trained
+                          "steps": 0 if r.condition == "base" else (r.config.get("train") or {}).get("steps")}
+                 for r, d in zip(runs, run_dirs)},
         "higher_is_better": {m: directions.get(m) for m in metrics},
         "table": study.table(runs, metrics),
         "verdict": study.verdict(runs),

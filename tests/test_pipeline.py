@@ -15,6 +15,8 @@ def test_study_writes_summary_report_and_figures(tiny_study):
     root, report = tiny_study
     summary = json.loads((report / "summary.json").read_text())
     assert set(summary["table"]) == {"action", "karma", "base"}
+    assert summary["runs"]["tiny-base"]["steps"] == 0 and summary["runs"]["tiny-karma-s0"]["steps"] > 0
+    assert (report / "summary.md").read_text().startswith("# Study: preset tiny")
     for cond in ("action", "karma"):
         row = summary["table"][cond]
         for metric in ("sink_mass", "key_concentration", "erank", "probe_genre_f1", "probe_decode_acc", "fact_acc", "hr@10"):

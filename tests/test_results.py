@@ -177,3 +177,10 @@ def test_malformed_ranks_name_the_field(tmp_path):
     (path / "metrics.json").write_text(json.dumps(m))
     with pytest.raises(BadInput, match="ranks.test"):
         load_run(path)
+
+
+def test_zeros_print_as_zero():
+    from karma_probe.results import format_delta
+
+    assert format_value(-0.0) == "0" and format_delta(4.16e-17) == "+0" and format_delta(-3e-13) == "+0"
+    assert format_delta(-0.0123) == "-0.0123" and format_value(1e-13) == "1e-13"  # only deltas are rounded

@@ -184,6 +184,7 @@ def test_write_outputs_summary_json(tmp_path, monkeypatch):
     assert summary["retrieval_vs_reference"]["karma"]["sasrec"]["split"] == "test_all"
     assert "probe_decode_acc_gain" in summary["table"]["karma"]
     assert [r["step"] for r in summary["trajectory"]["claims"]["sink_mass"]] == [10, 20, 30]
+    assert {r["steps"] for r in summary["runs"].values()} == {load_run(dirs[0]).config["train"]["steps"]}
 
 
 def test_markdown_rows_are_mean_plus_minus_half_width_and_only_holds_is_bold(tmp_path):

@@ -178,8 +178,12 @@ def format_value(v: float | None) -> str:
     """One way to print a metric value, so the report, ``check``, ``ls`` and the dashboard read alike."""
     if v is None or not math.isfinite(v):
         return "n/a" if v is None else str(v)
-    return f"{v:.4g}"
+    return f"{v + 0.0:.4g}"  # + 0.0: a negative zero (e.g. a sign-flipped 0 effect) prints as 0
 
 
 def format_delta(d: float) -> str:
-    return f"{d:+.3g}" if math.isfinite(d) else str(d)
+    """A change, signed; below 1e-12 in size it is the float noise of equal values (a mean of x - x
+    over seeds), printed as +0."""
+    if not math.isfinite(d):
+        return str(d)
+    return f"{(d if abs(d) >= 1e-12 else 0.0):+.3g}"
