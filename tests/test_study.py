@@ -167,7 +167,8 @@ def test_stage_seconds_come_from_what_each_run_directory_recorded(tmp_path):
     assert study.stage_seconds([bare]) == {}  # nothing recorded: nothing claimed
 
 
-def test_write_outputs_summary_json(tmp_path, monkeypatch):
+def _two_seed_summary(tmp_path, monkeypatch):
+    """summary.json's content for two seeds of both conditions (fake runs; report and figures stubbed)."""
     from karma_probe import pipeline
 
     root = tmp_path / "runs"
@@ -177,6 +178,11 @@ def test_write_outputs_summary_json(tmp_path, monkeypatch):
                         lambda runs, out: type("W", (), {"path": out, "pages": ("Verdict",)})())
     monkeypatch.setattr(pipeline, "_write_figures", lambda runs, out, *rest: [])
     summary = pipeline.write_outputs(pipeline.Plan(preset="tiny", seeds=(0, 1), report_dir=tmp_path / "rep"), dirs)
+    return dirs, summary
+
+
+def test_write_outputs_summary_json(tmp_path, monkeypatch):
+    dirs, summary = _two_seed_summary(tmp_path, monkeypatch)
     json.dumps(summary, allow_nan=False)  # strict JSON: no NaN anywhere
     assert summary["verdict"] and all(set(e) == VERDICT_KEYS for e in summary["verdict"])
     assert {"ci_low", "ci_high", "half_width"} <= set(summary["table"]["karma"]["sink_mass"])
@@ -368,15 +374,7 @@ def test_trajectory_follows_the_conditions_named(tmp_path, monkeypatch):
 
 
 def test_summary_markdown_quotes_summary_json(tmp_path, monkeypatch):
-    from karma_probe import pipeline
-
-    root = tmp_path / "runs"
-    dirs = [make_run(root, f"tiny-{c}-s{s}", c, seed=s, users=40, n_items=400, probes=1, layers=2, heads=2)
-            for s in (0, 1) for c in CONDITIONS]
-    monkeypatch.setattr("karma_probe.report.write_report",
-                        lambda runs, out: type("W", (), {"path": out, "pages": ("Verdict",)})())
-    monkeypatch.setattr(pipeline, "_write_figures", lambda runs, out, *rest: [])
-    summary = pipeline.write_outputs(pipeline.Plan(preset="tiny", seeds=(0, 1), report_dir=tmp_path / "rep"), dirs)
+    _, summary = _two_seed_summary(tmp_path, monkeypatch)
     summary["wall_time_s"] = {"stages": {"train tiny-action-s0": 100.0, "train tiny-action-s1": 200.0,
                                          "analyze tiny-karma-s0": 30.0, "report": 5.0}, "total": 335.0}
     md = study.summary_markdown(summary)
