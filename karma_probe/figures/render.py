@@ -72,7 +72,8 @@ def to_matplotlib(spec: FigureSpec, ax=None):
     if spec.integer_x:
         from matplotlib.ticker import MaxNLocator
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # steps 1-2-5-10: checkpoints every 100 steps tick at 0, 100, 200 rather than 0, 60, 120
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     if len(spec.series) > 1 or (spec.series and spec.kind == "scatter"):
         ax.legend(fontsize=7, frameon=False, ncol=1 if len(spec.series) <= 8 else 2)
     ax.grid(alpha=0.3, linewidth=0.5)
