@@ -393,8 +393,8 @@ def _retrieval_nulls(pages: _Pages, runs: Sequence[Run]) -> None:
         intro = ("Test split: the user's history is excluded from the ranking; the popularity and first-order "
                  "Markov rankers are scored on the same users, the random ranker by its expected value. The "
                  "SASRec figure is a reference measured elsewhere on the same leave-one-out split with nothing "
-                 "excluded (test_all): it has no CI of its own. 'better' / 'worse' only when the 95 % CI of run - null excludes 0 (how each CI is "
-                 "obtained: the claims page).")
+                 "excluded (test_all): it has no CI of its own. 'better' / 'worse' only when the 95 % CI of "
+                 "run - null excludes 0 (how each CI is obtained: the claims page).")
         fig.text(0.01, 0.925, _plain("\n".join(textwrap.wrap(intro, 190))), fontsize=8, va="top", color="dimgray")
         ax = fig.add_axes([0.01, 0.04, 0.98, 0.82])
         ax.axis("off")
