@@ -226,6 +226,7 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
         "higher_is_better": {m: directions.get(m) for m in metrics},
         "table": study.table(runs, metrics),
         "verdict": study.verdict(runs),
+        "ablations": study.ablations(runs),
         "retrieval_vs_baselines": study.vs_baselines(runs),
         "retrieval_vs_reference": study.vs_reference(runs),
         "trajectory": trajectory,

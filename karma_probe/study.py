@@ -191,25 +191,79 @@ def verdict(runs: Sequence[Run]) -> list[dict]:
     ``holds`` (True only when ``ci_low > 0``), ``status``, ``basis`` (how the CI was obtained),
     ``seeds`` (seed pairs behind it). [] unless both conditions are among ``runs``.
     """
+    return claims_against(runs, "karma")
+
+
+def claims_against(runs: Sequence[Run], other: str) -> list[dict]:
+    """:func:`verdict` with condition ``other`` in KARMA's place: "action-only is <higher|lower> than
+    ``other``", the mean of ``other`` under the key ``other``. [] unless both conditions are among ``runs``."""
     groups = by_condition(runs)
-    if "action" not in groups or "karma" not in groups:
+    if "action" not in groups or other not in groups:
         return []
     out = []
     for metric, expected in CLAIMS:
-        a, k = cell(groups["action"], metric), cell(groups["karma"], metric)
+        a, k = cell(groups["action"], metric), cell(groups[other], metric)
         if a["mean"] is None or k["mean"] is None:
             continue
-        diff, ci, seeds = difference(groups["action"], groups["karma"], metric)
+        diff, ci, seeds = difference(groups["action"], groups[other], metric)
         if diff is None:
             continue
         sign = 1 if expected == "higher" else -1
         ci = _signed(ci, sign)
-        out.append({"metric": metric, "claim": f"action-only {expected} than karma", "action": a["mean"],
-                    "karma": k["mean"], "effect": sign * diff,
+        out.append({"metric": metric, "claim": f"action-only {expected} than {other}", "action": a["mean"],
+                    other: k["mean"], "effect": sign * diff,
                     "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
                     "holds": bool(ci and ci.low > 0), "status": status(ci, seeds == 1),
                     "basis": ci.method if ci else "no CI: no ranks, no probe intervals", "seeds": seeds})
     return out
+
+
+ABLATIONS = ("gen", "rec")  # one regularizer each: which of KARMA's two does what it does?
+
+
+def ablations(runs: Sequence[Run]) -> dict[str, list[dict]]:
+    """Each one-regularizer condition (gen only, rec only) against action-only, claim by claim, as
+    :func:`claims_against` scores it (effect > 0: the regularizer moves the metric the way the paper
+    says KARMA does). ``{condition: [entry, ...]}`` for the conditions among ``runs``; set beside
+    :func:`verdict` it says whether one regularizer alone explains KARMA's effect."""
+    return {c: rows for c in ABLATIONS if (rows := claims_against(runs, c))}
+
+
+def ablation_rows(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
+    """Action-only against each regularized condition (gen only, rec only, KARMA) as one table of
+    strings: per claim, action-only's mean, then per condition its mean, the signed effect with its
+    95 % CI, and the verdict. ([], []) without a one-regularizer condition beside action-only."""
+    return _ablation_table(ablations(runs), verdict(runs))
+
+
+def _ablation_table(per: dict[str, list[dict]], karma: list[dict], bold: bool = False) -> tuple[list[str], list[list[str]]]:
+    from karma_probe.results import format_value
+
+    if not per:
+        return [], []
+    per = {**per, "karma": karma}
+    conditions = [c for c in (*ABLATIONS, "karma") if per.get(c)]
+    header = ["metric", "action-only is", "action-only"]
+    for c in conditions:
+        name = CONDITION_NAMES[c]
+        header += [name, f"{name}: effect [95 % CI]", f"{name}: verdict"]
+    by_metric = {c: {e["metric"]: e for e in per[c]} for c in conditions}
+    rows = []
+    for metric, expected in CLAIMS:
+        entries = [by_metric[c].get(metric) for c in conditions]
+        first = next((e for e in entries if e), None)
+        if first is None:
+            continue
+        row = [metric, expected, format_value(first["action"])]
+        for c, e in zip(conditions, entries):
+            if e is None:
+                row += ["–", "–", "–"]
+                continue
+            ci = "" if e["ci_low"] is None else f" [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
+            word = f"**{e['status']}**" if bold and e["holds"] else e["status"]
+            row += [format_value(e[c]), format_value(e["effect"]) + ci, word]
+        rows.append(row)
+    return header, rows
 
 
 CLAIM_COLUMNS = ("metric", "action-only is", "action-only", "karma", "effect", "95 % CI", "verdict", "CI from")
@@ -490,6 +544,18 @@ def markdown_retrieval(summary: dict, metric: str = "hr@10") -> str:
     return "\n".join(lines)
 
 
+def markdown_ablations(summary: dict) -> str:
+    """summary.json's ``ablations`` beside its ``verdict`` as a Markdown table: each claim against gen
+    only, rec only and KARMA (effect > 0: the paper's direction; bold: the CI excludes 0 that way).
+    "" when the study has no one-regularizer condition."""
+    header, rows = _ablation_table(summary.get("ablations") or {}, summary.get("verdict") or [], bold=True)
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| `" + row[0] + "` | " + " | ".join(row[1:]) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def markdown_trajectory(summary: dict) -> str:
     """Each claim's effect (action-only − KARMA, signed: > 0 is the claimed direction) at every analyzed
     checkpoint, with its 95 % CI over seeds, as a Markdown table: is the collapse there early, late, never?"""
@@ -550,6 +616,10 @@ def summary_markdown(summary: dict) -> str:
              f"git {str((summary.get('provenance') or {}).get('git_sha', '?'))[:10]}). Uncertainty: {summary.get('uncertainty', '')}",
              "", "## Every condition: mean ± 95 % CI half-width over seeds", "", markdown(summary),
              "", "## Retrieval beside its nulls (test split; SASRec on test_all)", "", markdown_retrieval(summary)]
+    if abl := markdown_ablations(summary):
+        parts += ["", "## Each regularizer alone: action-only against gen only, rec only and KARMA", "",
+                  "effect > 0: the regularized run sits where the paper says KARMA does; bold: the 95 % CI "
+                  "excludes 0 that way.", "", abl]
     if traj := markdown_trajectory(summary):
         parts += ["", "## The claims over training (bold: the CI excludes 0 in the paper's direction)", "", traj]
     if times := markdown_wall_times(summary):

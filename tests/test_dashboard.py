@@ -489,3 +489,16 @@ def test_a_study_selection_gets_the_condition_table_and_condition_bars(tmp_path,
     assert list(table.columns) == header and table.values.tolist() == [r for r in rows if any(r[1:])]
     bars = charts(at)[-1]["data"][0]
     assert list(bars["x"]) == ["action", "karma"] and len(bars["error_y"]["array"]) == 2
+
+
+def test_overview_sets_each_regularizer_beside_karma(tmp_path, monkeypatch):
+    from karma_probe import study
+
+    root = tmp_path / "ablation-runs"
+    for cond in ("action", "gen", "rec", "karma"):
+        make_run(root, cond, cond, users=100, n_items=400, interval_half=0.01)
+    at = open_page(app(root, monkeypatch), "overview")
+    assert_clean(at)
+    header, rows = study.ablation_rows(list(results.list_runs(root).ok))
+    table = next(d.value for d in at.dataframe if "gen only: verdict" in d.value.columns)
+    assert list(table.columns) == header and table.values.tolist() == rows

@@ -307,3 +307,21 @@ def test_a_study_of_several_seeds_is_reported_by_condition(tmp_path):
     assert [t.split(",")[0] for t in maps] == ["Attention maps: action-s1", "Attention maps: karma-s1", "Attention maps: base"]
     assert sum(t.startswith("Appendix:") for t in written.pages) == 5
     assert "5 runs: action ×2, karma ×2, base ×1" in texts[written.pages[-1]]  # the footer names the study, not 5 runs
+
+
+def test_ablation_page_sets_each_regularizer_beside_karma(tmp_path):
+    from karma_probe import study
+
+    runs = [load_run(make_run(tmp_path, c, c, users=200, n_items=400, interval_half=0.01, **LIGHT))
+            for c in ("action", "gen", "rec", "karma")]
+    written = report.write_report(runs, tmp_path / "ablations.pdf")
+    (i,) = [i for i, t in enumerate(written.pages) if t.startswith("Each regularizer alone")]
+    assert written.pages[i - 1].startswith("Claims: action-only vs KARMA")
+    page = _texts(written.path)[i]
+    gen = {e["metric"]: e for e in study.ablations(runs)["gen"]}
+    karma = {e["metric"]: e for e in study.verdict(runs)}
+    line = next(x for x in page.splitlines() if x.startswith("sink_mass "))
+    for value in (gen["sink_mass"]["gen"], gen["sink_mass"]["effect"], karma["sink_mass"]["effect"]):
+        assert format_value(value) in line, line
+    without = [r for r in runs if r.condition in ("action", "karma")]
+    assert not any(t.startswith("Each regularizer") for t in report.write_report(without, tmp_path / "w.pdf").pages)

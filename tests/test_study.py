@@ -387,3 +387,43 @@ def test_summary_markdown_quotes_summary_json(tmp_path, monkeypatch):
     assert f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]" in row.split("|")[-2]
     assert "| action-only | 2 | 150 | – | – | – |" in md  # mean train seconds of the two action-only runs
     assert "| KARMA | 1 | – | – | – | 30 |" in md and "335 s (0.1 h)" in md
+
+
+def test_ablations_score_each_regularizer_alone_against_action_only(tmp_path):
+    runs = _runs(tmp_path, seeds=(0, 1, 2), conditions=("action", "gen", "rec", "karma"), users=40, n_items=400)
+    abl = study.ablations(runs)
+    assert set(abl) == {"gen", "rec"}
+    by = {(r.condition, r.seed): r.summary["sink_mass"] for r in runs}
+    diffs = [by["action", s] - by["gen", s] for s in (0, 1, 2)]  # claim: action-only higher
+    sink = _claim(abl["gen"], "sink_mass")
+    assert sink["claim"] == "action-only higher than gen" and sink["gen"] == pytest.approx(np.mean([by["gen", s] for s in (0, 1, 2)]))
+    assert sink["effect"] == pytest.approx(np.mean(diffs)) and sink["seeds"] == 3
+    assert {e["metric"] for e in abl["rec"]} == {e["metric"] for e in study.verdict(runs)}
+    header, rows = study.ablation_rows(runs)
+    assert header[:3] == ["metric", "action-only is", "action-only"] and len(header) == 3 + 3 * 3
+    assert header[3::3] == ["gen only", "rec only", "KARMA"]
+    row = next(r for r in rows if r[0] == "sink_mass")
+    karma = _claim(study.verdict(runs), "sink_mass")
+    assert row[1] == "higher" and row[-1] == karma["status"] and row[-2].startswith(format_value(karma["effect"]))
+    assert row[5] == sink["status"] and f"[{format_value(sink['ci_low'])}, {format_value(sink['ci_high'])}]" in row[4]
+
+
+def test_no_ablation_table_without_a_one_regularizer_condition(tmp_path):
+    runs = _runs(tmp_path, seeds=(0, 1), users=20, n_items=100)
+    assert study.ablations(runs) == {} and study.ablation_rows(runs) == ([], [])
+    assert study.markdown_ablations({"verdict": study.verdict(runs), "ablations": {}}) == ""
+    only_gen = _runs(tmp_path / "g", seeds=(0,), conditions=("gen", "karma"))
+    assert study.ablations(only_gen) == {}  # nothing to hold gen against
+
+
+def test_markdown_ablations_quote_summary_json_and_bold_only_what_holds(tmp_path):
+    runs = _runs(tmp_path, seeds=(0, 1), conditions=("action", "rec", "karma"), users=40, n_items=400)
+    summary = json.loads(json.dumps({"verdict": study.verdict(runs), "ablations": study.ablations(runs),
+                                     "runs": {}}))
+    md = study.markdown_ablations(summary)
+    lines = md.splitlines()
+    assert lines[0].startswith("| metric | action-only is | action-only | rec only |") and "gen only" not in lines[0]
+    for e in summary["ablations"]["rec"]:
+        row = next(line for line in lines if line.startswith(f"| `{e['metric']}` |"))
+        assert format_value(e["rec"]) in row and (f"**{e['status']}**" in row) == e["holds"]
+    assert md in study.summary_markdown(summary)

@@ -66,6 +66,16 @@ if claims:
                                  for _, row in claim_table.iterrows()], columns=columns)
     st.dataframe(claim_table.style.apply(lambda _: claim_styles, axis=None), hide_index=True)
 
+header, rows = study.ablation_rows(view.runs)
+if rows:
+    st.subheader("Each regularizer alone: action-only vs gen only, rec only and KARMA")
+    st.caption("The claims again, against each regularized condition: effect > 0 is the paper's direction. "
+               "If one regularizer alone matches KARMA's columns, it explains KARMA's effect.")
+    ablation_table = pd.DataFrame(rows, columns=header)
+    ablation_styles = pd.DataFrame([[fill(v) if c.endswith("verdict") else "" for c, v in row.items()]
+                                    for _, row in ablation_table.iterrows()], columns=header)
+    st.dataframe(ablation_table.style.apply(lambda _: ablation_styles, axis=None), hide_index=True)
+
 if metrics:
     metric = st.selectbox("compare one metric", metrics, index=metrics.index("sink_mass") if "sink_mass" in metrics else 0)
     bars = figures.condition_bars if study.is_study(view.runs) else figures.metric_bars
