@@ -216,13 +216,20 @@ def _claims(pages: _Pages, runs: Sequence[Run]) -> None:
     if not rows:
         return  # needs both an action-only and a KARMA run
     header = list(study.CLAIM_COLUMNS)
-    with pages.page("Claims: action-only vs KARMA, effect and 95 % CI", layout=None) as fig:
-        intro = ("Each claim: action-only collapses relative to KARMA. effect > 0 is the claimed direction; "
-                 "'holds' only when the whole 95 % CI is above 0. " + study.METHOD)
+    intro = ("Each claim: action-only collapses relative to KARMA. effect > 0 is the claimed direction; "
+             "'holds' only when the whole 95 % CI is above 0. " + study.METHOD)
+    _table_page(pages, "Claims: action-only vs KARMA, effect and 95 % CI", intro, header, rows,
+                widths=CLAIM_WIDTHS, left_columns=(0, 1, 6, 7))
+
+
+def _table_page(pages: _Pages, title: str, intro: str, header: list[str], rows: list[list[str]],
+                widths: list[float], left_columns: Sequence[int]) -> None:
+    """One page: a grey introduction, then the first :data:`TABLE_ROWS` rows of a table."""
+    with pages.page(title, layout=None) as fig:
         fig.text(0.01, 0.925, _plain("\n".join(textwrap.wrap(intro, 190))), fontsize=8, va="top", color="dimgray")
         ax = fig.add_axes([0.01, 0.04, 0.98, 0.82])
         ax.axis("off")
-        _table(ax, header, rows[:TABLE_ROWS], widths=CLAIM_WIDTHS, left_columns=(0, 1, 6, 7))
+        _table(ax, header, rows[:TABLE_ROWS], widths=widths, left_columns=left_columns)
 
 
 def _ablations(pages: _Pages, runs: Sequence[Run]) -> None:
@@ -230,18 +237,14 @@ def _ablations(pages: _Pages, runs: Sequence[Run]) -> None:
     header, rows = study.ablation_rows(runs)
     if not rows:
         return  # needs action-only and a one-regularizer run
-    n = (len(header) - 3) // 3
-    widths = [0.13, 0.05, 0.06] + [0.06, 0.14, 0.09] * n
-    with pages.page("Each regularizer alone: action-only vs gen only, rec only and KARMA", layout=None) as fig:
-        intro = ("Each cell pair: the regularized condition's mean and the claim's effect against action-only, signed "
-                 "as on the claims page (> 0: the regularized run sits where the paper says KARMA does). Gen only "
-                 "trains the action loss plus history-conditioned generation, rec only plus embedding-conditioned "
-                 "reconstruction, KARMA both. If one regularizer alone matches KARMA's column, it explains KARMA's "
-                 "effect. Same CIs as the claims page.")
-        fig.text(0.01, 0.925, _plain("\n".join(textwrap.wrap(intro, 190))), fontsize=8, va="top", color="dimgray")
-        ax = fig.add_axes([0.01, 0.04, 0.98, 0.82])
-        ax.axis("off")
-        _table(ax, header, rows[:TABLE_ROWS], widths=widths, left_columns=(0, 1, *range(5, len(header), 3)))
+    intro = ("Each cell pair: the regularized condition's mean and the claim's effect against action-only, signed "
+             "as on the claims page (> 0: the regularized run sits where the paper says KARMA does). Gen only "
+             "trains the action loss plus history-conditioned generation, rec only plus embedding-conditioned "
+             "reconstruction, KARMA both. If one regularizer alone matches KARMA's column, it explains KARMA's "
+             "effect. Same CIs as the claims page.")
+    _table_page(pages, "Each regularizer alone: action-only vs gen only, rec only and KARMA", intro, header, rows,
+                widths=[0.13, 0.05, 0.06] + [0.06, 0.14, 0.09] * ((len(header) - 3) // 3),
+                left_columns=(0, 1, *range(5, len(header), 3)))
 
 
 def _fill(text: str) -> str:
@@ -409,16 +412,13 @@ def _retrieval_nulls(pages: _Pages, runs: Sequence[Run]) -> None:
     rows = study.null_rows(runs)
     if not rows:
         return  # no metrics.json baselines (older runs)
-    with pages.page("Retrieval against its nulls: random, popularity, Markov, SASRec", layout=None) as fig:
-        intro = ("Test split: the user's history is excluded from the ranking; the popularity and first-order "
-                 "Markov rankers are scored on the same users, the random ranker by its expected value. The "
-                 "SASRec figure is a reference measured elsewhere on the same leave-one-out split with nothing "
-                 "excluded (test_all): it has no CI of its own. 'better' / 'worse' only when the 95 % CI of "
-                 "run - null excludes 0 (how each CI is obtained: the claims page).")
-        fig.text(0.01, 0.925, _plain("\n".join(textwrap.wrap(intro, 190))), fontsize=8, va="top", color="dimgray")
-        ax = fig.add_axes([0.01, 0.04, 0.98, 0.82])
-        ax.axis("off")
-        _table(ax, list(study.NULL_COLUMNS), rows[:TABLE_ROWS], widths=NULL_WIDTHS, left_columns=(0, 1, 2, 7, 8))
+    intro = ("Test split: the user's history is excluded from the ranking; the popularity and first-order "
+             "Markov rankers are scored on the same users, the random ranker by its expected value. The "
+             "SASRec figure is a reference measured elsewhere on the same leave-one-out split with nothing "
+             "excluded (test_all): it has no CI of its own. 'better' / 'worse' only when the 95 % CI of "
+             "run - null excludes 0 (how each CI is obtained: the claims page).")
+    _table_page(pages, "Retrieval against its nulls: random, popularity, Markov, SASRec", intro,
+                list(study.NULL_COLUMNS), rows, widths=NULL_WIDTHS, left_columns=(0, 1, 2, 7, 8))
 
 
 def _training(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
