@@ -55,26 +55,28 @@ if study.is_study(view.runs):  # several seeds of a condition: the same table as
     header, rows = study.condition_rows(view.runs)
     st.dataframe(pd.DataFrame([r for r in rows if any(r[1:])], columns=header), hide_index=True)
 
+
+def verdict_table(rows: list[list[str]], columns: list[str]) -> None:
+    """A table of strings whose verdict columns (named "verdict" or "…: verdict") are coloured."""
+    frame = pd.DataFrame(rows, columns=columns)
+    styles = pd.DataFrame([[fill(v) if c.endswith("verdict") else "" for c, v in row.items()]
+                           for _, row in frame.iterrows()], columns=columns)
+    st.dataframe(frame.style.apply(lambda _: styles, axis=None), hide_index=True)
+
+
 claims = study.claim_rows(view.runs)
 if claims:
     st.subheader("Claims: action-only vs KARMA")
     st.caption("effect > 0 is the claimed direction (action-only collapses relative to KARMA); a claim holds "
                "only when its whole 95 % CI is above 0. " + study.METHOD)
-    columns = list(study.CLAIM_COLUMNS)
-    claim_table = pd.DataFrame(claims, columns=columns)
-    claim_styles = pd.DataFrame([[fill(v) if c == "verdict" else "" for c, v in row.items()]
-                                 for _, row in claim_table.iterrows()], columns=columns)
-    st.dataframe(claim_table.style.apply(lambda _: claim_styles, axis=None), hide_index=True)
+    verdict_table(claims, list(study.CLAIM_COLUMNS))
 
 header, rows = study.ablation_rows(view.runs)
 if rows:
     st.subheader("Each regularizer alone: action-only vs gen only, rec only and KARMA")
     st.caption("The claims again, against each regularized condition: effect > 0 is the paper's direction. "
                "If one regularizer alone matches KARMA's columns, it explains KARMA's effect.")
-    ablation_table = pd.DataFrame(rows, columns=header)
-    ablation_styles = pd.DataFrame([[fill(v) if c.endswith("verdict") else "" for c, v in row.items()]
-                                    for _, row in ablation_table.iterrows()], columns=header)
-    st.dataframe(ablation_table.style.apply(lambda _: ablation_styles, axis=None), hide_index=True)
+    verdict_table(rows, header)
 
 if metrics:
     metric = st.selectbox("compare one metric", metrics, index=metrics.index("sink_mass") if "sink_mass" in metrics else 0)
