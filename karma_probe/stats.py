@@ -158,6 +158,23 @@ def t_interval(values: Sequence[float], level: float = LEVEL, unit: str = "seeds
     return Interval(mean, mean - half, mean + half, len(v), f"t-interval over {len(v)} {unit}")
 
 
+def mean_of_independent(intervals: Sequence[Interval], method: str) -> Interval:
+    """CI of the mean of independent estimates, each with its own interval.
+
+    Each side's distance from the estimate adds in quadrature and is divided by the count:
+    low = m - sqrt(sum (e_i - low_i)²) / n, high = m + sqrt(sum (high_i - e_i)²) / n, m = mean e_i.
+    The study uses it where seed-paired differences agree exactly, so that their t-interval has
+    zero width and says nothing about noise: what is left is the sampling noise within each run.
+    """
+    if not intervals:
+        raise ValueError("mean_of_independent: no intervals")
+    n = len(intervals)
+    m = sum(i.estimate for i in intervals) / n
+    low = m - math.sqrt(sum((i.estimate - i.low) ** 2 for i in intervals)) / n
+    high = m + math.sqrt(sum((i.high - i.estimate) ** 2 for i in intervals)) / n
+    return Interval(m, low, high, min(i.n for i in intervals), method)
+
+
 def combine_independent(a: Interval, b: Interval, method: str) -> Interval:
     """CI of ``a - b`` from two intervals estimated independently (e.g. per-run probe bootstraps).
 

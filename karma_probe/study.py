@@ -15,6 +15,11 @@ Torch-free (results + stats), so the PDF report and the dashboard compute the sa
   ``ranks``: the same users resampled for both runs); attention / geometry / decodability
   metrics use the two runs' probe bootstraps (analysis.json ``intervals``) combined as
   independent (:func:`stats.combine_independent`). The status then says "(one seed)".
+- *seeds that agree exactly* (every paired difference the same, which happens with two or three
+  seeds on a metric counted in whole users): the t-interval would have zero width, so the
+  within-run intervals above are used instead, one per seed pair, combined
+  (:func:`stats.mean_of_independent`); at trajectory checkpoints, which have no within-run
+  interval, there is then no CI.
 - neither: no CI, and the claim is never called "holds".
 
 **Claims** are the paper's: action-only collapses relative to KARMA. ``effect`` is signed so
@@ -47,7 +52,9 @@ ONE_SEED = " (one seed)"
 METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and baseline gaps: over the "
                "per-seed paired differences). One seed: paired percentile bootstrap over test users "
                "(2000 resamples, seed 0) for retrieval; for probe metrics the two runs' bootstraps over "
-               "probes (analysis.json intervals) combined as independent. A claim holds only when its CI "
+               "probes (analysis.json intervals) combined as independent. Seeds whose paired differences "
+               "agree exactly (a zero-width t-interval): those within-run intervals of every pair, combined. "
+               "A claim holds only when its CI "
                "excludes zero on the claimed side. Raw recon_token_acc / recon_exact are not claims "
                "(action-only never trains the reconstruction adapter); decodability claims use *_gain.")
 
@@ -152,15 +159,31 @@ def difference(a: Sequence[Run], b: Sequence[Run], metric: str,
             return run.summary.get(metric, math.nan)
         return ((((run.metrics or {}).get("baselines") or {}).get(baseline) or {}).get("test") or {}).get(metric, math.nan)
 
-    diffs = [value(x, None) - value(y, b_baseline) for x, y in pairs]
-    diffs = [d for d in diffs if math.isfinite(d)]
+    kept = [(x, y, d) for x, y in pairs if math.isfinite(d := value(x, None) - value(y, b_baseline))]
+    diffs = [d for _, _, d in kept]
     if not diffs:
         return None, None, 0
     if len(diffs) > 1:
-        return statistics.fmean(diffs), stats.t_interval(diffs, unit="seeds (paired by seed)"), len(diffs)
+        ci = seed_interval(diffs, unit="seeds (paired by seed)")
+        if ci is None:  # every seed pair differs by the same amount: fall back to the noise within runs
+            within = [_one_seed(x, y, metric, b_baseline) for x, y, _ in kept]
+            ci = (stats.mean_of_independent(within, f"seed pairs agree exactly; within-run intervals of the "
+                                                    f"{len(within)} pairs, combined")
+                  if all(within) else None)
+        return statistics.fmean(diffs), ci, len(diffs)
     x, y = pairs[0]
     ci = _one_seed(x, y, metric, b_baseline)
     return (ci.estimate if ci else diffs[0]), ci, 1
+
+
+def seed_interval(values: Sequence[float], unit: str = "seeds") -> stats.Interval | None:
+    """:func:`stats.t_interval` over seeds, but None when the values agree exactly (to rounding): a
+    zero-width interval from a zero sample spread (two or three seeds, a metric counted in whole
+    users) would call any nonzero difference significant."""
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if len(v) > 1 and max(v) - min(v) <= 1e-9 * max(abs(x) for x in v):
+        return None
+    return stats.t_interval(v, unit=unit)
 
 
 def _one_seed(x: Run, y: Run, metric: str, baseline: str | None) -> stats.Interval | None:
@@ -347,16 +370,22 @@ def vs_reference(runs: Sequence[Run], references: Sequence[dict] = REFERENCES) -
                     if math.isfinite(v := (((r.metrics or {}).get(split) or {}).get(metric, math.nan)))]
             if not have:
                 continue
-            if len(have) > 1:
-                ci = stats.t_interval([v - value for _, v in have], unit="seeds")
-                run_value = statistics.fmean(v for _, v in have)
-            else:
-                run, run_value = have[0]
+            def over_users(run: Run) -> stats.Interval | None:
                 ranks = run.ranks(split)
                 boot = stats.rank_metric_ci(ranks, metric) if ranks is not None and stats.is_rank_metric(metric) else None
-                ci = (stats.Interval(boot.estimate - value, boot.low - value, boot.high - value, boot.n, boot.method)
-                      if boot else None)
-                run_value = boot.estimate if boot else run_value
+                return (stats.Interval(boot.estimate - value, boot.low - value, boot.high - value, boot.n, boot.method)
+                        if boot else None)
+
+            if len(have) > 1:
+                ci = seed_interval([v - value for _, v in have], unit="seeds")
+                run_value = statistics.fmean(v for _, v in have)
+                if ci is None:  # the seeds agree exactly: fall back to each run's bootstrap over users
+                    within = [over_users(r) for r, _ in have]
+                    ci = (stats.mean_of_independent(within, f"seeds agree exactly; bootstraps over users of the "
+                                                            f"{len(within)} runs, combined") if all(within) else None)
+            else:
+                ci = over_users(have[0][0])
+                run_value = ci.estimate + value if ci else have[0][1]
             word = gap_status(ci, len(have) == 1)
             out.setdefault(cond, {})[ref["name"]] = {
                 "label": ref["label"], "source": ref["source"], "split": split, "metric": metric,
@@ -470,7 +499,7 @@ def trajectory(runs: Sequence[Run], metrics: Sequence[str] = TRAJECTORY_METRICS)
             for s in steps:
                 diffs = [d for a, k in pairs if math.isfinite(d := sign * (at(a, s, m) - at(k, s, m)))]
                 if diffs:
-                    ci = stats.t_interval(diffs, unit="seeds (paired by seed)")
+                    ci = seed_interval(diffs, unit="seeds (paired by seed)")
                     rows.append({"step": s, "effect": statistics.fmean(diffs), "ci_low": ci.low if ci else None,
                                  "ci_high": ci.high if ci else None, "seeds": len(diffs)})
             if rows:

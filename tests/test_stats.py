@@ -102,3 +102,14 @@ def test_stats_imports_no_torch():
     code = "import karma_probe.stats, sys; assert 'torch' not in sys.modules"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_mean_of_independent_divides_the_quadrature_sum_by_the_count():
+    a = stats.Interval(1.0, 0.7, 1.4, 10, "a")
+    b = stats.Interval(3.0, 2.6, 3.3, 12, "b")
+    m = stats.mean_of_independent([a, b], "m")
+    assert m.estimate == 2.0 and m.n == 10
+    assert m.low == pytest.approx(2.0 - math.hypot(0.3, 0.4) / 2)
+    assert m.high == pytest.approx(2.0 + math.hypot(0.4, 0.3) / 2)
+    one = stats.mean_of_independent([a], "one")
+    assert (one.low, one.high) == pytest.approx((a.low, a.high))

@@ -99,6 +99,21 @@ def test_several_seeds_use_a_t_interval_over_paired_seed_differences(tmp_path):
     assert hr["seeds"] == 3 and "(one seed)" not in hr["status"] and "t-interval over 3 seeds" in hr["basis"]
 
 
+def test_seeds_that_agree_exactly_fall_back_to_the_noise_within_runs(tmp_path):
+    # the SmolLM2 study: two seed pairs both 5/943 apart on hr@10 gave a zero-width t-interval
+    # that called the gap significant; the fallback is the within-run intervals, combined
+    values = {("action", 0): 0.30, ("karma", 0): 0.20, ("action", 1): 0.40, ("karma", 1): 0.30}
+    runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, users=20, n_items=100, interval_half=0.15,
+                              summary={"sink_mass": v})) for (c, s), v in values.items()]
+    sink = _claim(study.verdict(runs), "sink_mass")
+    half = math.hypot(math.hypot(0.15, 0.15), math.hypot(0.15, 0.15)) / 2  # each pair's CI, then their mean
+    assert sink["effect"] == pytest.approx(0.1) and sink["seeds"] == 2
+    assert (sink["ci_low"], sink["ci_high"]) == pytest.approx((0.1 - half, 0.1 + half))
+    assert sink["status"] == "within noise" and "agree exactly" in sink["basis"]
+    assert study.seed_interval([0.1, 0.1 + 1e-17]) is None
+    assert study.seed_interval([0.1, 0.2]).half_width > 0
+
+
 def test_seeds_pair_by_seed_not_by_order(tmp_path):
     runs = _runs(tmp_path / "a", seeds=(0, 1), users=20, n_items=100)
     shuffled = [runs[3], runs[0], runs[1], runs[2]]  # karma-s1 first
@@ -146,6 +161,20 @@ def test_retrieval_vs_a_fixed_reference_figure(tmp_path):
     assert (e["diff"], e["ci_low"], e["ci_high"]) == pytest.approx((ci.estimate, ci.low, ci.high))
     assert e["seeds"] == 3 and "t-interval over 3 seeds" in e["basis"]
     assert study.vs_reference(_runs(tmp_path / "old")) == {}  # no test_all in metrics.json
+
+
+def test_a_fixed_reference_against_seeds_that_agree_exactly_uses_their_user_bootstraps(tmp_path):
+    ref = {"name": "ref", "label": "R", "source": "elsewhere", "split": "test_all", "metric": "hr@10", "value": 0.05}
+    for s in (0, 1):
+        make_run(tmp_path, f"action-s{s}", "action", seed=s, users=300, n_items=400)
+    (tmp_path / "action-s1" / "metrics.json").write_text((tmp_path / "action-s0" / "metrics.json").read_text())
+    runs = [load_run(tmp_path / f"action-s{s}") for s in (0, 1)]
+    e = study.vs_reference(runs, [ref])["action"]["ref"]
+    boot = study.stats.rank_metric_ci(runs[0].ranks("test_all"), "hr@10")
+    shifted = study.stats.Interval(boot.estimate - 0.05, boot.low - 0.05, boot.high - 0.05, boot.n, "")
+    both = study.stats.mean_of_independent([shifted, shifted], "")
+    assert (e["diff"], e["ci_low"], e["ci_high"]) == pytest.approx((both.estimate, both.low, both.high))
+    assert e["ci_high"] - e["ci_low"] > 0 and "agree exactly" in e["basis"] and e["seeds"] == 2
 
 
 def test_stage_seconds_come_from_what_each_run_directory_recorded(tmp_path):
