@@ -247,15 +247,16 @@ def _write_figures(runs, out_dir: Path, trajectory: dict | None = None, directio
     from karma_probe import study
 
     trained = [r for r in runs if r.condition != "base"]
+    bars = F.condition_bars if study.is_study(runs) else F.metric_bars  # several seeds: one bar per condition
     specs = {
         "sink_mass_by_layer.png": lambda: F.sink_mass_by_layer(runs),
         "key_concentration_by_layer.png": lambda: F.metric_by_layer(runs, "key_concentration"),
         "hr_at_k.png": lambda: F.hr_at_k(trained),
         "loss_curves.png": lambda: F.loss_curves(trained),
         # the gain over the shuffled-embedding null is the headline; runs analyzed before it have the raw value
-        "decodability.png": lambda: F.metric_bars(runs, "probe_decode_acc_gain" if any(
+        "decodability.png": lambda: bars(runs, "probe_decode_acc_gain" if any(
             "probe_decode_acc_gain" in r.summary for r in runs) else "probe_decode_acc"),
-        "fact_acc.png": lambda: F.metric_bars(runs, "fact_acc"),
+        "fact_acc.png": lambda: bars(runs, "fact_acc"),
     }
     base = next((r for r in runs if r.condition == "base"), None)
     for m in study.TRAJECTORY_METRICS if trajectory and trajectory.get("conditions") else ():

@@ -281,6 +281,21 @@ def test_trajectory_figures_one_line_per_condition_and_the_untouched_model(tmp_p
     assert drawn == {m for m in study.TRAJECTORY_METRICS if m in traj["conditions"]["action"]}
 
 
+def test_a_study_draws_its_bar_figures_per_condition_not_per_run(tmp_path, monkeypatch):
+    # thirteen runs as thirteen bars had unreadable labels; a study's bars are condition means ± CI
+    from karma_probe import figures as F
+    from karma_probe import pipeline
+
+    drawn = {}
+    real = F.to_matplotlib
+    monkeypatch.setattr(F, "to_matplotlib", lambda spec, ax=None: drawn.setdefault(spec.title, spec) and real(spec, ax))
+    pipeline._write_figures(_runs(tmp_path / "study", seeds=(0, 1), users=30, n_items=100), tmp_path)
+    assert list(drawn["fact_acc"].series[0].x) == ["action", "karma"]
+    drawn.clear()
+    pipeline._write_figures(_runs(tmp_path / "one", users=30, n_items=100), tmp_path)
+    assert list(drawn["fact_acc"].series[0].x) == ["action-s0", "karma-s0"]
+
+
 def test_reproduce_threads_reach_every_stage(tmp_path, monkeypatch):
     """``reproduce --threads N`` sets torch's thread count for training, capture and analysis alike
     (a study left to share a 2-core CPU must not spin two threads in any stage)."""
