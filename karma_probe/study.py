@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Sequence
+from typing import Callable, Sequence
 
 from karma_probe import stats
 from karma_probe.analyzers import catalogue
@@ -164,12 +164,7 @@ def difference(a: Sequence[Run], b: Sequence[Run], metric: str,
     if not diffs:
         return None, None, 0
     if len(diffs) > 1:
-        ci = seed_interval(diffs, unit="seeds (paired by seed)")
-        if ci is None:  # every seed pair differs by the same amount: fall back to the noise within runs
-            within = [_one_seed(x, y, metric, b_baseline) for x, y, _ in kept]
-            ci = (stats.mean_of_independent(within, f"seed pairs agree exactly; within-run intervals of the "
-                                                    f"{len(within)} pairs, combined")
-                  if all(within) else None)
+        ci = across_seeds(diffs, "seeds (paired by seed)", lambda: [_one_seed(x, y, metric, b_baseline) for x, y, _ in kept])
         return statistics.fmean(diffs), ci, len(diffs)
     x, y = pairs[0]
     ci = _one_seed(x, y, metric, b_baseline)
@@ -184,6 +179,19 @@ def seed_interval(values: Sequence[float], unit: str = "seeds") -> stats.Interva
     if len(v) > 1 and max(v) - min(v) <= 1e-9 * max(abs(x) for x in v):
         return None
     return stats.t_interval(v, unit=unit)
+
+
+def across_seeds(values: Sequence[float], unit: str,
+                 within: Callable[[], list[stats.Interval | None]]) -> stats.Interval | None:
+    """The t-interval over several seeds' ``values``; where they agree exactly, the within-run
+    intervals ``within()`` (one per seed or seed pair, computed only then) combined as independent,
+    or None when one of them is missing."""
+    ci = seed_interval(values, unit=unit)
+    if ci is not None or len(values) < 2:
+        return ci
+    parts = within()
+    return (stats.mean_of_independent(parts, f"{len(parts)} {unit} agree exactly; their within-run intervals, "
+                                             "combined") if parts and all(parts) else None)
 
 
 def _one_seed(x: Run, y: Run, metric: str, baseline: str | None) -> stats.Interval | None:
@@ -377,12 +385,8 @@ def vs_reference(runs: Sequence[Run], references: Sequence[dict] = REFERENCES) -
                         if boot else None)
 
             if len(have) > 1:
-                ci = seed_interval([v - value for _, v in have], unit="seeds")
+                ci = across_seeds([v - value for _, v in have], "seeds", lambda: [over_users(r) for r, _ in have])
                 run_value = statistics.fmean(v for _, v in have)
-                if ci is None:  # the seeds agree exactly: fall back to each run's bootstrap over users
-                    within = [over_users(r) for r, _ in have]
-                    ci = (stats.mean_of_independent(within, f"seeds agree exactly; bootstraps over users of the "
-                                                            f"{len(within)} runs, combined") if all(within) else None)
             else:
                 ci = over_users(have[0][0])
                 run_value = ci.estimate + value if ci else have[0][1]
