@@ -30,7 +30,7 @@ from karma_probe.train import _freeze, _optimizer
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="tiny", choices=["tiny", "smollm2"])
+    ap.add_argument("--preset", default="tiny", choices=["tiny", "smollm2", "smollm2-full"])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--conditions", nargs="+", default=["action", "gen", "rec", "karma"])
     ap.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],

@@ -17,7 +17,7 @@ import torch
 from karma_probe.config import TrainConfig
 from karma_probe.data import Dataset, Example
 from karma_probe.errors import BadInput
-from karma_probe.prompts import history_prompt, item_text, target_text
+from karma_probe.prompts import history_codes, history_prefix_ids, history_prompt, item_text, target_text
 from karma_probe.tensors import pad_right as _pad
 
 
@@ -79,9 +79,10 @@ class BatchMaker:
 class SequenceBatchMaker:
     """Continuous-interface batches. Keys, with B windows of at most T = max_history items:
 
-    items (B, T), mask (B, T): the history item indices, right-padded
-    targets (B, T): the next item after each position (−100 at padding)
-    reg_row, reg_col (P,): positions sampled for L_gen / L_rec (P ≤ B · reg_positions)
+    items (B, T), mask (B, T): the history codes, right-padded: the prefix tokens (codes < 0,
+        prompts.history_codes; none with ``first_token="none"``), then the item indices
+    targets (B, T): the next item after each item position (−100 at the prefix and padding)
+    reg_row, reg_col (P,): item positions sampled for L_gen / L_rec (P ≤ B · reg_positions)
     reg_ids, reg_mask (P, n): the text of the item each sampled position predicts (EOS last)
     """
 
@@ -90,6 +91,7 @@ class SequenceBatchMaker:
         n = cfg.max_target_tokens
         ids = tokenizer([target_text(it) for it in dataset.items], add_special_tokens=False)["input_ids"]
         self.target_tokens = [t[: n - 1] + [tokenizer.eos_token_id] for t in ids]
+        self.prefix = history_prefix_ids(tokenizer, cfg.first_token)
 
     generator = BatchMaker.generator
 
@@ -102,8 +104,9 @@ class SequenceBatchMaker:
         cfg = self.cfg
         windows = [(tuple(e.history) + (e.target,))[-(cfg.max_history + 1):] for e in exs]
         batch = {}
-        batch["items"], batch["mask"] = _pad([list(w[:-1]) for w in windows], 0)
-        batch["targets"], _ = _pad([list(w[1:]) for w in windows], -100)
+        P = len(self.prefix)
+        batch["items"], batch["mask"] = _pad([history_codes(self.prefix, w[:-1]) for w in windows], 0)
+        batch["targets"], _ = _pad([[-100] * P + list(w[1:]) for w in windows], -100)
         if cfg.lambda_gen > 0 or cfg.lambda_rec > 0:
             g = g or torch.Generator().manual_seed(0)
             rows, cols = [], []
@@ -111,9 +114,9 @@ class SequenceBatchMaker:
                 n = len(w) - 1
                 for c in torch.randperm(n, generator=g)[: cfg.reg_positions].tolist():
                     rows.append(b)
-                    cols.append(c)
+                    cols.append(P + c)
             batch["reg_row"], batch["reg_col"] = torch.tensor(rows), torch.tensor(cols)
-            picked = [self.target_tokens[windows[b][c + 1]] for b, c in zip(rows, cols)]
+            picked = [self.target_tokens[windows[b][c - P + 1]] for b, c in zip(rows, cols)]
             batch["reg_ids"], batch["reg_mask"] = _pad(picked, self.tok.pad_token_id)
         if cfg.act_loss == "inbatch" and cfg.sampled_negatives:
             g = g or torch.Generator().manual_seed(0)

@@ -23,6 +23,7 @@ from karma_probe.errors import BadInput
 
 CONDITIONS = {"action": (0.0, 0.0), "gen": (1.0, 0.0), "rec": (0.0, 1.0), "karma": (1.0, 1.0)}
 INTERFACES = ("continuous", "text")
+FIRST_TOKENS = ("bos", "none")  # what position 0 of a continuous history is (prompts.history_prefix_ids)
 ACT_LOSSES = ("softmax", "inbatch")  # full-catalogue softmax | in-batch (+ sampled negatives) InfoNCE
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast of the training forward; weights stay fp32
 
@@ -35,6 +36,11 @@ class TrainConfig:
     interface: str = "continuous"  # continuous | text (module docstring)
     act_loss: str = ""  # softmax | inbatch; "" resolves to softmax (continuous) or inbatch (text)
     reg_weight: float = 1.0  # w in the table above
+    # Balanced form: each step, a regularizer's weight is min(λ, ρ·‖g_act‖/‖g_reg‖), the gradient
+    # norms taken on the shared parameters, so its gradient there is at most ρ × the action loss's
+    # (objectives.balance). 0 = the plain λ form.
+    balance_rho: float = 0.0
+    grad_norm_every: int = 50  # log per-loss gradient norms and cosines every N steps (every step when balancing)
     lambda_gen: float = 0.0  # resolved from condition and reg_weight (see resolve)
     lambda_rec: float = 0.0
     steps: int = 300
@@ -54,6 +60,11 @@ class TrainConfig:
     reg_positions: int = 1  # continuous: history positions per sequence sampled for L_gen / L_rec
     precision: str = "fp32"  # fp32 | bf16 (autocast of the training forward)
     train_layers: int = 0  # 0: train everything; k > 0: only the top k decoder layers (+ heads)
+    freeze_embeddings: bool = False  # keep the token embedding (tied to the LM head) at its initialization
+    # continuous interface: "bos" starts every history with the tokenizer's BOS and "User history:",
+    # so position 0 is a real first token where the literature measures sinks; "none" (runs
+    # before v3) starts with the oldest item
+    first_token: str = "bos"
     checkpoint_every: int = 100
     keep_checkpoints: bool = True  # keep intermediate checkpoints to follow collapse over training
     log_every: int = 10
@@ -73,6 +84,8 @@ class TrainConfig:
         if act_loss == "softmax" and self.interface == "text":
             raise BadInput("act_loss=softmax needs interface=continuous (the text item tower would encode "
                            "the whole catalogue every step); use act_loss=inbatch")
+        if self.first_token not in FIRST_TOKENS:
+            raise BadInput(f"unknown first_token {self.first_token!r}; known: {', '.join(FIRST_TOKENS)}")
         if self.precision not in PRECISIONS:
             raise BadInput(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         g, r = CONDITIONS[self.condition]
@@ -86,7 +99,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        d = {"interface": "text"} | d  # runs written before the continuous interface existed were text runs
+        # runs written before the continuous interface existed were text runs; before v3 a history
+        # started with its oldest item
+        d = {"interface": "text", "first_token": "none"} | d
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -100,6 +115,12 @@ PRESETS = {
                            precision="bf16", checkpoint_every=100, warmup_steps=20,
                            eval_batch_size=64),
 }
+# Full fine-tune, the regime closest to the paper's: every decoder layer and the final norm train.
+# The token embedding, tied to the LM head, stays frozen: the action loss reaches it only through
+# the few first-token rows, so training it would make the conditions differ in which parameters
+# learn (the regularizers would retrain the whole vocabulary, action-only would not), and lm_ppl /
+# fact_acc then measure what the decoder layers forgot, as in the top-8 regime.
+PRESETS["smollm2-full"] = dataclasses.replace(PRESETS["smollm2"], train_layers=0, freeze_embeddings=True)
 
 
 def make_config(preset: str, condition: str, overrides: dict | None = None, **fields) -> TrainConfig:
@@ -159,6 +180,8 @@ RULES = (
     ("weight_decay", lambda v: v >= 0, ">= 0"),
     ("grad_clip", lambda v: v >= 0, ">= 0 (0 turns clipping off)"),
     ("reg_weight", lambda v: v >= 0, ">= 0"),
+    ("balance_rho", lambda v: v >= 0, ">= 0 (0 turns balancing off)"),
+    ("grad_norm_every", lambda v: v >= 0, ">= 0 (0 never logs gradient norms unless balancing)"),
     ("lambda_gen", lambda v: v >= 0, ">= 0"),
     ("lambda_rec", lambda v: v >= 0, ">= 0"),
     ("max_history", lambda v: v >= 1, ">= 1"),

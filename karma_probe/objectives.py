@@ -114,3 +114,43 @@ class KarmaObjective(nn.Module):
         out["loss"] = loss
         out["scale"] = scale.detach()
         return out
+
+
+# ---------------------------------------------------------------------- per-loss gradients
+
+REGULARIZERS = ("gen", "rec")
+
+
+def loss_gradients(terms: dict[str, torch.Tensor], params: list[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+    """Each loss term's gradient on ``params`` (the shared parameters), without touching ``.grad``:
+    ``{"act": [...], "gen": [...], "rec": [...]}`` for the terms present. The graph is kept for
+    the training backward that follows."""
+    out = {}
+    for name in ("act", *REGULARIZERS):
+        if f"l_{name}" in terms:
+            grads = torch.autograd.grad(terms[f"l_{name}"], params, retain_graph=True, allow_unused=True)
+            out[name] = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+    return out
+
+
+def gradient_stats(grads: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+    """``gn_<term>``: the L2 norm of each term's gradient on the shared parameters;
+    ``cos_<a>_<b>``: the cosine between two terms' gradients (0 when one of them is zero)."""
+    flat = {k: torch.cat([g.float().flatten() for g in v]) for k, v in grads.items()}
+    out = {f"gn_{k}": float(v.norm()) for k, v in flat.items()}
+    names = list(flat)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            den = flat[a].norm() * flat[b].norm()
+            out[f"cos_{a}_{b}"] = float(flat[a] @ flat[b] / den) if den > 0 else 0.0
+    return out
+
+
+def balanced_weights(stats: dict[str, float], lambdas: dict[str, float], rho: float) -> dict[str, float]:
+    """The balanced form's weight of each regularizer: ``w = min(λ, ρ · ‖g_act‖ / ‖g_reg‖)``, so that
+    ``w · ‖g_reg‖ ≤ ρ · ‖g_act‖`` on the shared parameters (a term with a zero gradient keeps λ)."""
+    out = {}
+    for name, lam in lambdas.items():
+        g = stats.get(f"gn_{name}", 0.0)
+        out[name] = min(lam, rho * stats["gn_act"] / g) if g > 0 else lam
+    return out

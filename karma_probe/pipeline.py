@@ -32,7 +32,12 @@ from karma_probe.rundir import RunPaths
 MAIN_CONDITIONS = ("action", "karma")
 ALL_CONDITIONS = ("action", "gen", "rec", "karma")
 HEADLINE = catalogue.HEADLINE  # the study table's rows (analyzers/catalogue.py)
-BASE_MODEL = {"tiny": "tiny", "smollm2": "smollm2-135m"}
+BASE_MODEL = {"tiny": "tiny", "smollm2": "smollm2-135m", "smollm2-full": "smollm2-135m"}
+# The study's two references, by run-name suffix: the trained runs' model at step 0 (the untouched
+# backbone reading freshly initialized item tokens, through untrained heads: the same inputs as
+# the runs) and the untouched backbone itself (text interface, no heads: its general passages,
+# facts and language are the model before any fine-tuning).
+REFERENCES = {"step0": "the trained runs' model at step 0 on", "untouched": "the untouched"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class Plan:
     steps: int | None = None
     probes: int = 64
     max_len: int = 256
-    base: bool = True  # analyze the untouched backbone as the "before fine-tuning" reference
+    base: bool = True  # analyze the two references (REFERENCES): the step-0 model and the untouched backbone
     # analyze intermediate checkpoints too (slower): of every condition (True) or of those named
     trajectory: bool | tuple[str, ...] = False
     threads: int | None = None  # torch threads for every stage (None: the idle cores, cpu.auto_threads)
@@ -73,7 +78,7 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
         raise BadInput(f"unknown condition(s) {unknown}; known: {', '.join(ALL_CONDITIONS)}")
     opts = CaptureOptions(probes=plan.probes, max_len=plan.max_len, progress=progress)
     jobs = [(c, s) for s in plan.seeds for c in plan.conditions]
-    n = len(jobs) * 3 + (2 if plan.base else 0) + 1
+    n = len(jobs) * 3 + (4 if plan.base else 0) + 1
     i, t0 = 0, time.perf_counter()
     run_dirs: list[Path] = []
     busy: list[Path] = []  # runs another reproduction is working on
@@ -89,11 +94,11 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
                 busy.append(out)
                 continue
             i = _run_stages(plan, cfg, out, i, n, opts, progress)
-    if plan.base:
-        base = plan.runs_root / f"{plan.preset}-base"
+    for kind in REFERENCES if plan.base else ():
+        base = plan.runs_root / f"{plan.preset}-{kind}"
         with claim(base) as mine:
             if mine:
-                i = _base_stages(plan, base, i, n, opts, progress)
+                i = _base_stages(plan, base, kind, i, n, opts, progress)
             else:
                 i += 2
                 _stage(i, n, f"skip {base}: another reproduction is working on it")
@@ -170,8 +175,8 @@ def _run_stages(plan: Plan, cfg, out: Path, i: int, n: int, opts, progress: bool
     return i
 
 
-def _base_stages(plan: Plan, base: Path, i: int, n: int, opts, progress: bool) -> int:
-    """Capture and analyze the untouched backbone as the study's reference run; returns the stage count."""
+def _base_stages(plan: Plan, base: Path, kind: str, i: int, n: int, opts, progress: bool) -> int:
+    """Capture and analyze one reference run (``REFERENCES``); returns the stage count."""
     from karma_probe.analyze import analyze_run
     from karma_probe.capture.run import create_base_run
     from karma_probe.config import make_config
@@ -180,12 +185,12 @@ def _base_stages(plan: Plan, base: Path, i: int, n: int, opts, progress: bool) -
     paths = RunPaths(base)
     base_cfg = make_config(plan.preset, "action", dict(plan.overrides))
     i += 1
-    _stage(i, n, f"capture {base} (untouched {BASE_MODEL[plan.preset]})")
+    _stage(i, n, f"capture {base} ({REFERENCES[kind]} {BASE_MODEL[plan.preset]})")
     if not paths.manifest.is_file():
-        # the same prompts as the trained runs: same dataset, same number of history items
+        # the same probes as the trained runs: same dataset, same number of history items
         with torch_threads(plan.threads):
             create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=base_cfg.dataset,
-                            max_items=base_cfg.max_history, cfg=base_cfg)
+                            max_items=base_cfg.max_history, cfg=base_cfg if kind == "step0" else None)
     i += 1
     _stage(i, n, f"analyze {base}")
     if not _fresh(paths.analysis, paths.manifest):

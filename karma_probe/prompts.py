@@ -47,3 +47,30 @@ def history_prompt(history: Sequence[Item], max_items: int | None = None) -> str
 def target_text(item: Item) -> str:
     """What L_gen and L_rec decode after the marker (leading space: it continues the prompt)."""
     return " " + item_text(item)
+
+
+# ---------------------------------------------------------------------- continuous histories
+
+HISTORY_PREFIX = "User history:"  # after the BOS token, before the first item of a continuous history
+
+
+def history_prefix_ids(tokenizer, first_token: str = "bos") -> list[int]:
+    """Token ids a continuous-interface history starts with: the tokenizer's BOS (when it has one)
+    and ``HISTORY_PREFIX``, so position 0 is a real first token, where the attention-sink
+    literature measures sinks; ``first_token="none"`` (runs before v3) starts with the oldest item."""
+    if first_token == "none":
+        return []
+    ids = tokenizer(HISTORY_PREFIX, add_special_tokens=False)["input_ids"]
+    return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + list(ids)
+
+
+def history_codes(prefix_ids: Sequence[int], items: Sequence[int]) -> list[int]:
+    """One continuous input sequence: prefix tokens as codes ``-(id + 1)`` (< 0), then item indices
+    (>= 0), so a sequence of mixed tokens and items pads, batches and slices like one list of ints
+    (``retriever.KarmaModel.history_inputs`` embeds each code)."""
+    return [-(t + 1) for t in prefix_ids] + [int(i) for i in items]
+
+
+def code_token(code: int) -> int:
+    """The token id of a prefix code (``history_codes``)."""
+    return -code - 1

@@ -35,8 +35,9 @@ HEADS_FILE = "heads.safetensors"
 class KarmaModel(nn.Module):
     def __init__(self, backbone, tokenizer, *, embed_dim: int | None = 64, soft_prompts: int = 4,
                  temperature: float = 0.07, learn_temperature: bool = True, heads: bool = True,
-                 interface: str = "text", content: torch.Tensor | None = None):
+                 interface: str = "text", content: torch.Tensor | None = None, prefix: Sequence[int] = ()):
         super().__init__()
+        self.prefix = tuple(int(t) for t in prefix)  # continuous: token ids before the items (prompts.history_prefix_ids)
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.interface = interface
@@ -68,9 +69,25 @@ class KarmaModel(nn.Module):
                                   use_cache=False)
         return out.last_hidden_state
 
-    def history_inputs(self, items: torch.Tensor) -> torch.Tensor:
-        """Continuous interface: item indices (B, T) → one input embedding per item (B, T, d)."""
-        return self.catalogue(items)
+    def history_inputs(self, codes: torch.Tensor) -> torch.Tensor:
+        """Continuous interface: codes (B, T) → one input embedding per position (B, T, d).
+
+        A code >= 0 is an item index (its item token, catalogue.ItemTokens); a code < 0 is the
+        prefix token ``-(code + 1)`` (prompts.history_codes), embedded by the backbone's own table.
+        """
+        emb = self.catalogue(codes.clamp(min=0))  # (B, T, d)
+        is_token = codes < 0
+        if is_token.any():
+            tokens = self.backbone.get_input_embeddings()((-codes - 1).clamp(min=0))  # (B, T, d)
+            emb = torch.where(is_token[..., None], tokens.to(emb.dtype), emb)
+        return emb
+
+    def history_sequence(self, items: Sequence[int], max_items: int | None = None) -> list[int]:
+        """The continuous input codes of a history: the prefix, then its newest ``max_items`` items."""
+        from karma_probe.prompts import history_codes
+
+        items = list(items)
+        return history_codes(self.prefix, items[-max_items:] if max_items else items)
 
     def scale(self, max_scale: float = 100.0) -> torch.Tensor:
         """The inverse temperature of the action logits."""
@@ -193,7 +210,7 @@ class KarmaModel(nn.Module):
             return self.interest_embeddings([history_prompt([items[i] for i in h], max_items) for h in histories],
                                             batch_size=batch_size, progress=progress)
         out = []
-        seqs = [list(h)[-max_items:] for h in histories]
+        seqs = [self.history_sequence(h, max_items) for h in histories]
         for i in batch_starts(len(seqs), batch_size, progress, "interest"):
             ids, mask = pad_right(seqs[i: i + batch_size], 0)
             ids, mask = ids.to(self.device), mask.to(self.device)
@@ -303,9 +320,12 @@ def build_model(cfg, *, dataset=None, progress: bool = False) -> KarmaModel:
 
     torch.manual_seed(cfg.seed)
     backbone, tok = load_backbone(cfg.model, seed=cfg.seed)
-    content = None
+    content, prefix = None, ()
     if cfg.interface == "continuous":
         from karma_probe.catalogue import cached_content_vectors
+        from karma_probe.prompts import history_prefix_ids
+
+        prefix = history_prefix_ids(tok, cfg.first_token)
         from karma_probe.prompts import item_text
 
         if dataset is None:
@@ -314,7 +334,7 @@ def build_model(cfg, *, dataset=None, progress: bool = False) -> KarmaModel:
                                          cfg.max_target_tokens, progress=progress)
     model = KarmaModel(backbone, tok, embed_dim=cfg.embed_dim, soft_prompts=cfg.soft_prompts,
                        temperature=cfg.temperature, learn_temperature=cfg.learn_temperature,
-                       interface=cfg.interface, content=content)
+                       interface=cfg.interface, content=content, prefix=prefix)
     # Heads are initialized after the backbone from their own seed, so tiny and real backbones
     # get the same head initialization for the same seed.
     torch.manual_seed(cfg.seed + 1)
@@ -371,9 +391,12 @@ def load_checkpoint(checkpoint: str | Path):
     content = heads.get("catalogue.content")
     if cfg.interface == "continuous" and content is None:
         raise BadInput(f"{heads_file}: no item content vectors (a checkpoint of the text interface?)")
+    from karma_probe.prompts import history_prefix_ids
+
     model = KarmaModel(backbone, tok, embed_dim=cfg.embed_dim, soft_prompts=cfg.soft_prompts,
                        temperature=cfg.temperature, learn_temperature=cfg.learn_temperature,
-                       interface=cfg.interface, content=content)
+                       interface=cfg.interface, content=content,
+                       prefix=history_prefix_ids(tok, cfg.first_token) if cfg.interface == "continuous" else ())
     missing, unexpected = model.load_state_dict(heads, strict=False)
     missing = [k for k in missing if not k.startswith("backbone.")]
     if missing or unexpected:

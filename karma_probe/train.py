@@ -23,7 +23,7 @@ from karma_probe.config import TrainConfig
 from karma_probe.data import load_dataset
 from karma_probe.errors import BadInput, Diverged
 from karma_probe.evaluate import baselines, evaluate_model
-from karma_probe.objectives import KarmaObjective
+from karma_probe.objectives import KarmaObjective, balanced_weights, gradient_stats, loss_gradients
 from karma_probe.retriever import HEADS_FILE, build_model
 from karma_probe.rundir import (CHECKPOINT, CHECKPOINTS, CONFIG, METRICS, RESUME, STATE, TRAIN_LOG, append_jsonl,
                                 atomic_dir, check_writable, checkpoint_state, config_hash, git_sha, load_tensors, now,
@@ -45,6 +45,8 @@ def _freeze(model, cfg: TrainConfig) -> None:
         for layer in bb.model.layers[-cfg.train_layers:]:
             layer.requires_grad_(True)
         bb.model.norm.requires_grad_(True)
+    if cfg.freeze_embeddings:
+        bb.get_input_embeddings().requires_grad_(False)  # tied to the LM head: both stay as loaded
     # An unused module would only make DDP complain; its weights stay at their initialization.
     model.rec_adapter.requires_grad_(cfg.lambda_rec > 0)
 
@@ -247,6 +249,7 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
     elapsed_before = _elapsed_before(out, start)
     objective = KarmaObjective(model, cfg.lambda_gen, cfg.lambda_rec, full_softmax=cfg.act_loss == "softmax")
     objective, opt = accel.prepare(objective, opt)
+    shared = _shared_parameters(accel.unwrap_model(objective).model)
     batches = make_batches(cfg, dataset, split.train, model.tokenizer, rank=accel.process_index)
     autocast = torch.autocast(accel.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     objective.train()
@@ -265,6 +268,9 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
             g["lr"] = g["base_lr"] * lr_factor(step, cfg)
         with autocast:
             terms = objective(batch)
+        grad_log = {}
+        if cfg.balance_rho > 0 or (cfg.grad_norm_every and (step + 1) % cfg.grad_norm_every == 0):
+            terms, grad_log = _per_loss_gradients(terms, shared, cfg)
         logged = {k: float(v.detach()) for k, v in terms.items()}
         for key in ("l_act", "l_gen", "l_rec", "loss"):
             if key in logged and not math.isfinite(logged[key]):
@@ -278,9 +284,10 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
         opt.step()
         tokens += int(batch["n_tokens"])
         done = step + 1
-        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.steps):
+        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.steps or
+                                      (grad_log and cfg.grad_norm_every and done % cfg.grad_norm_every == 0)):
             dt = time.perf_counter() - t0
-            rec = {"step": done, **{k: round(v, 5) for k, v in logged.items()},
+            rec = {"step": done, **{k: round(v, 5) for k, v in logged.items()}, **grad_log,
                    "lr": opt.param_groups[0]["lr"], "tokens_per_s": round(tokens / max(dt, 1e-9), 1),
                    "elapsed_s": round(elapsed_before + dt, 2)}
             append_jsonl(out / TRAIN_LOG, rec)
@@ -304,6 +311,32 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
     metrics = evaluate_run(model, dataset, split, cfg, progress=progress)
     write_json(out / METRICS, metrics)
     return metrics
+
+
+def _shared_parameters(model) -> list[torch.Tensor]:
+    """The parameters every loss term trains: the backbone's trainable ones (the top decoder layers
+    and the final norm in the top-k regime; every decoder layer in a full fine-tune). Per-loss
+    gradient norms and the balanced form are measured there."""
+    return [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+
+
+def _per_loss_gradients(terms: dict, shared: list, cfg: TrainConfig) -> tuple[dict, dict]:
+    """Each term's gradient norm on the shared parameters and the pairwise cosines (logged as
+    ``gn_*``, ``cos_*``); with ``balance_rho > 0`` also the balanced weights ``w_gen``, ``w_rec``
+    and the ratios ``ratio_gen`` = w·‖g_gen‖/‖g_act‖ (≤ ρ by construction), with the loss
+    re-weighted by them. Returns (terms, log fields)."""
+    stats = gradient_stats(loss_gradients(terms, shared))
+    log = {k: round(v, 6) for k, v in stats.items()}
+    if cfg.balance_rho <= 0:
+        return terms, log
+    lambdas = {k: lam for k, lam in (("gen", cfg.lambda_gen), ("rec", cfg.lambda_rec)) if f"l_{k}" in terms}
+    weights = balanced_weights(stats, lambdas, cfg.balance_rho)
+    terms = dict(terms)
+    terms["loss"] = terms["l_act"] + sum(w * terms[f"l_{k}"] for k, w in weights.items())
+    for k, w in weights.items():
+        log[f"w_{k}"] = round(w, 6)
+        log[f"ratio_{k}"] = round(w * stats[f"gn_{k}"] / stats["gn_act"], 6) if stats["gn_act"] > 0 else 0.0
+    return terms, log
 
 
 def _drop_stale_log(out: Path, steps: int) -> None:

@@ -185,11 +185,17 @@ def test_continuous_forward_matches_a_reference_computation():
         model.catalogue.bias.copy_(torch.tensor([0.3, -0.2]))
     cat = model.catalogue
     batch = SequenceBatchMaker(cfg, ds, (), model.tokenizer).make([Example("u", (0, 1), 0)])
-    assert batch["items"].tolist() == [[0, 1]] and batch["targets"].tolist() == [[1, 0]]
+    # position 0 is the tokenizer's BOS, then "User history:", then the items
+    prefix = [model.tokenizer.bos_token_id] + model.tokenizer("User history:", add_special_tokens=False)["input_ids"]
+    P = len(prefix)
+    assert model.prefix == tuple(prefix) and P >= 2
+    assert batch["items"].tolist() == [[-(t + 1) for t in prefix] + [0, 1]]
+    assert batch["targets"].tolist() == [[-100] * P + [1, 0]]
     terms = KarmaObjective(model, 0.0, 0.0)(batch)
     torch.set_grad_enabled(False)
     x = torch.stack([cat.in_proj.weight @ cat.content[i] + cat.in_proj.bias + cat.id_in.weight[i] for i in (0, 1)])
-    h = model.backbone.model(inputs_embeds=x[None], use_cache=False).last_hidden_state[0]  # (2, d)
+    x = torch.cat([model.backbone.get_input_embeddings().weight[prefix], x])  # (P + 2, d)
+    h = model.backbone.model(inputs_embeds=x[None], use_cache=False).last_hidden_state[0, P:]  # (2, d)
     z = torch.nn.functional.normalize(h @ model.interest_head.weight.T + model.interest_head.bias, dim=-1)
     table = torch.stack([cat.item_head.weight @ cat.content[i] + cat.item_head.bias + cat.id_out.weight[i]
                          for i in (0, 1)])
@@ -238,6 +244,8 @@ def test_full_softmax_equals_brute_force_loss():
         losses = []
         for b in range(batch["items"].shape[0]):
             for t in range(int(batch["mask"][b].sum())):
+                if int(batch["targets"][b, t]) == -100:  # the first-token prefix predicts no item
+                    continue
                 z = model.interest_from_hidden(h[b, t])
                 logits = [float(scale * z @ table[j] + bias[j]) for j in range(len(ds.items))]
                 target = int(batch["targets"][b, t])
@@ -324,3 +332,57 @@ def test_pooled_embeddings_equal_one_text_at_a_time():
         want = (alone - alone.mean(0)) / alone.std(0).clamp_min(1e-6)
         torch.testing.assert_close(content_vectors(model.backbone, model.tokenizer, texts, 64, batch_size=2), want,
                                    atol=1e-4, rtol=0)
+
+
+def test_first_token_none_starts_with_the_oldest_item():
+    """Runs before v3 (no first_token in their config) keep reading item 0 at position 0."""
+    cfg = TrainConfig.from_dict({**_cfg("action").to_dict(), "first_token": "none"})
+    assert TrainConfig.from_dict({k: v for k, v in _cfg().to_dict().items() if k != "first_token"}).first_token == "none"
+    ds = load_dataset(cfg.dataset)
+    b = make_batches(cfg, ds, ds.split().train, build_model(cfg, dataset=ds).tokenizer)(0)
+    assert (b["items"] >= 0).all()
+
+
+def test_balanced_regularizers_never_exceed_rho(tmp_path):
+    """The balanced form: every logged ratio w·‖g_reg‖/‖g_act‖ on the shared parameters is ≤ ρ, and
+    the logged loss is L_act + Σ w·L_reg with w ≤ λ."""
+    cfg = _cfg("karma", steps=12, balance_rho=0.02, reg_weight=1.0, log_every=3, checkpoint_every=12)
+    train_run(cfg, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    for r in rows:
+        for k in ("gen", "rec"):
+            assert r[f"ratio_{k}"] <= 0.02 + 1e-6 and r[f"w_{k}"] <= 1.0
+            assert r[f"ratio_{k}"] == pytest.approx(r[f"w_{k}"] * r[f"gn_{k}"] / r["gn_act"], rel=1e-3)
+        assert r["loss"] == pytest.approx(r["l_act"] + r["w_gen"] * r["l_gen"] + r["w_rec"] * r["l_rec"], rel=1e-4)
+    assert any(r["w_gen"] < 1.0 for r in rows)  # the balance was active, not a no-op
+
+
+def test_per_loss_gradient_norms_are_logged_and_match_autograd():
+    from karma_probe.objectives import gradient_stats, loss_gradients
+    from karma_probe.train import _shared_parameters
+
+    terms, model = _losses(_cfg("karma"))
+    shared = _shared_parameters(model)
+    stats = gradient_stats(loss_gradients(terms, shared))
+    model.zero_grad()
+    terms["l_gen"].backward(retain_graph=True)
+    g_gen = torch.cat([p.grad.flatten() for p in shared if p.grad is not None])
+    assert stats["gn_gen"] == pytest.approx(float(g_gen.norm()), rel=1e-5)
+    assert set(stats) == {"gn_act", "gn_gen", "gn_rec", "cos_act_gen", "cos_act_rec", "cos_gen_rec"}
+    assert all(-1 <= stats[k] <= 1 for k in stats if k.startswith("cos_"))
+
+
+def test_full_fine_tune_trains_every_layer_and_freezes_the_tied_embedding():
+    from karma_probe.config import PRESETS
+    from karma_probe.train import _freeze
+
+    full = PRESETS["smollm2-full"]
+    assert full.train_layers == 0 and full.freeze_embeddings
+    cfg = _cfg("action", train_layers=0, freeze_embeddings=True)
+    model = build_model(cfg, dataset=load_dataset(cfg.dataset))
+    _freeze(model, cfg)
+    bb = model.backbone
+    assert all(p.requires_grad for layer in bb.model.layers for p in layer.parameters())
+    assert not bb.get_input_embeddings().weight.requires_grad
+    assert not bb.lm_head.weight.requires_grad  # tied

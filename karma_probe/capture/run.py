@@ -18,6 +18,7 @@ from pathlib import Path
 from karma_probe.capture.probes import DEFAULT_MAX_ITEMS, DEFAULT_PROBES, PROBE_SEED, build_probe_set, shard, shard_offset
 from karma_probe.capture.writer import Capture, write_capture
 from karma_probe.errors import BadInput
+from karma_probe.prompts import code_token
 from karma_probe.rundir import (CAPTURE, CHECKPOINT, CONFIG, STATE, atomic_dir, checkpoint_state, config_hash, git_sha,
                                 now, read_json, versions, write_json)
 
@@ -49,7 +50,7 @@ def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_toke
     import torch
 
     from karma_probe.capture.backends import make_backend
-    from karma_probe.capture.session import capture_probes
+    from karma_probe.capture.session import HistoryInputs, capture_probes
 
     kmodel.check_catalogue(len(dataset.items), f"{run.get('checkpoint', 'the model')}")
     full = build_probe_set(dataset, opts.probes, n_text=opts.text_probes, seed=opts.seed, max_items=max_items)
@@ -67,7 +68,9 @@ def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_toke
         result = capture_probes(kmodel.backbone, tokenizer, probes, backend, max_len=opts.max_len,
                                 batch_size=opts.batch_size, full_maps=opts.full_maps,
                                 map_offset=shard_offset(full, *opts.shard, "history"), progress=opts.progress,
-                                history_inputs=torch.no_grad()(kmodel.history_inputs) if continuous else None)
+                                history_inputs=HistoryInputs(kmodel.history_sequence,
+                                                             torch.no_grad()(kmodel.history_inputs))
+                                if continuous else None)
     finally:
         backend.close()
 
@@ -85,7 +88,8 @@ def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_toke
     if continuous:
         for key, ids in result.maps.items():
             if key.endswith(".input_ids"):
-                map_labels[key.split(".")[0]] = [short_title(dataset.items[int(i)]) for i in ids]
+                map_labels[key.split(".")[0]] = [short_title(dataset.items[int(i)]) if i >= 0
+                                                 else tokenizer.decode([code_token(int(i))]) for i in ids]
     t2 = time.perf_counter()
     sets = {}
     for name in ("history", "text"):
@@ -184,7 +188,10 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
     else:
         kmodel = base_model(model)
         train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": opts.seed}
-    meta = {"name": out.name, "condition": "base", "preset": None, "seed": opts.seed, "train": train,
+    # what the reference is, so no column is called "untouched" unless it is (study.reference_label)
+    reference = "step 0" if kmodel.has_heads else "untouched"
+    meta = {"name": out.name, "condition": "base", "reference": reference, "preset": None, "seed": opts.seed,
+            "train": train,
             "config_hash": config_hash(train), "git_sha": git_sha(), "versions": versions(), "created": now()}
     # the checkpoint describes itself (retriever.checkpoint_config): the full config it stands for
     state = checkpoint_state(0, "base", meta["config_hash"], TrainConfig.from_dict(train).to_dict())

@@ -9,9 +9,10 @@ Tokenization matches the retriever (``add_special_tokens=False``). A probe longe
 ``max_len`` is cut: history prompts from the left, so the interest marker at the end survives;
 passages from the right. Batches are right-padded.
 
-A continuous-interface run (``history_inputs`` given) sees its history probes as item indices,
-one input embedding per item (the retriever's own ``history_inputs``); the maps' ``input_ids`` then
-hold item indices. Text probes are always tokens: they measure the backbone on language.
+A continuous-interface run (``history_inputs`` given: a :class:`HistoryInputs`) sees its history
+probes as the retriever's own input codes (its first-token prefix, then one input embedding per
+item: ``KarmaModel.history_sequence`` / ``history_inputs``); the maps' ``input_ids`` then hold
+those codes (item indices >= 0, prefix tokens < 0, prompts.history_codes). Text probes are always tokens: they measure the backbone on language.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ import torch
 from karma_probe.capture.probes import SETS, ProbeSet
 from karma_probe.capture.reducers import AttentionReducer, ResidualReducer
 from karma_probe.errors import BadInput
+
+
+@dataclass(frozen=True)
+class HistoryInputs:
+    """How a continuous-interface run reads a history: ``sequence(items, max_items=None)`` → input
+    codes, ``embed(codes (B, T))`` → input embeddings (B, T, d)."""
+
+    sequence: object
+    embed: object
 
 
 @dataclass
@@ -128,9 +138,12 @@ def capture_probes(model, tokenizer, probes: ProbeSet, backend, *, max_len: int 
     result = ProbeResult()
     for name in SETS:
         texts = [p.text for p in probes.by_set(name)]
-        if name == "history" and history_inputs is not None:  # item indices, one input embedding each
-            items = [list(p.items) for p in probes.history]
-            encoded[name], result.truncated[name] = [x[-max_len:] for x in items], sum(len(x) > max_len for x in items)
+        if name == "history" and history_inputs is not None:  # the run's codes: prefix tokens, then items
+            seqs = [history_inputs.sequence(p.items) for p in probes.history]
+            prefix = len(seqs[0]) - len(probes.history[0].items) if seqs else 0
+            encoded[name] = [s if len(s) <= max_len else history_inputs.sequence(p.items, max_len - prefix)
+                             for s, p in zip(seqs, probes.history)]
+            result.truncated[name] = sum(len(s) > max_len for s in seqs)
             result.lengths[name] = [len(x) for x in encoded[name]]
             continue
         encoded[name], result.truncated[name] = encode(tokenizer, texts, max_len, keep_end=name == "history")
@@ -156,7 +169,7 @@ def capture_probes(model, tokenizer, probes: ProbeSet, backend, *, max_len: int 
                 maps = [map_offset + s + b if name == "history" and map_offset + s + b < full_maps else None
                         for b in range(len(ids))]
                 sink.begin_batch(lengths, maps)
-                embeds = history_inputs(ids.to(device)) if name == "history" and history_inputs else None
+                embeds = history_inputs.embed(ids.to(device)) if name == "history" and history_inputs else None
                 backend.run(ids.to(device), mask.to(device), sink, inputs_embeds=embeds)
                 sink.end_batch()
                 bar.update(1)

@@ -19,7 +19,8 @@ EXAMPLES = """examples:
 
 
 def add_arguments(p):
-    p.add_argument("--preset", default="tiny", choices=["tiny", "smollm2"])
+    p.add_argument("--preset", default="tiny", choices=["tiny", "smollm2", "smollm2-full"],
+                   help="tiny (random-init), smollm2 (top 8 of 30 layers train) or smollm2-full (every decoder layer)")
     p.add_argument("--conditions", nargs="+", default=["action", "karma"], help="default: action karma")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--runs-root", default="runs", help="where run directories go (default runs/)")

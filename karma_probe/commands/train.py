@@ -16,7 +16,8 @@ EXAMPLES = """examples:
 def add_arguments(p):
     from karma_probe.config import CONDITIONS, PRESETS
 
-    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="tiny (random-init, seconds) or smollm2 (real model)")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="tiny (random-init, seconds), smollm2 (real model, top 8 layers) "
+                                                                          "or smollm2-full (every decoder layer)")
     p.add_argument("--condition", required=True, choices=list(CONDITIONS), help="which λs are on")
     p.add_argument("--out", required=True, help="run directory, e.g. runs/NAME")
     p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
