@@ -55,13 +55,14 @@ class Plan:
     trajectory: bool | tuple[str, ...] = False
     threads: int | None = None  # torch threads for every stage (None: the idle cores, cpu.auto_threads)
     overrides: dict = field(default_factory=dict)
+    tag: str = ""  # in the run names of a variant (e.g. "rho0.25" for --set balance_rho=0.25): <preset>-<condition>-<tag>-s<seed>
 
     def follows(self, condition: str) -> bool:
         """Whether ``condition``'s runs are analyzed at every checkpoint (the trajectory)."""
         return self.trajectory is True or (isinstance(self.trajectory, tuple) and condition in self.trajectory)
 
     def run_name(self, condition: str, seed: int) -> str:
-        return f"{self.preset}-{condition}-s{seed}"
+        return f"{self.preset}-{condition}{'-' + self.tag if self.tag else ''}-s{seed}"
 
 
 def _stage(i: int, n: int, what: str) -> None:
@@ -190,7 +191,7 @@ def _base_stages(plan: Plan, base: Path, kind: str, i: int, n: int, opts, progre
         # the same probes as the trained runs: same dataset, same number of history items
         with torch_threads(plan.threads):
             create_base_run(BASE_MODEL[plan.preset], base, opts, dataset=base_cfg.dataset,
-                            max_items=base_cfg.max_history, cfg=base_cfg if kind == "step0" else None)
+                            max_items=base_cfg.max_history, cfg=base_cfg, untouched=kind == "untouched")
     i += 1
     _stage(i, n, f"analyze {base}")
     if not _fresh(paths.analysis, paths.manifest):

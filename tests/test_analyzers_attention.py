@@ -35,8 +35,9 @@ def harmonic(n: int) -> float:
 class FakeInputs:
     """Just what the attention analyzers read: per-set stats."""
 
-    def __init__(self, sets: dict[str, dict[str, np.ndarray]]):
+    def __init__(self, sets: dict[str, dict[str, np.ndarray]], train_layers: int = 0):
         self.sets = sets
+        self.meta = {"train": {"train_layers": train_layers}}
 
     def attention_sets(self):
         return list(self.sets.items())
@@ -151,6 +152,30 @@ def test_single_probe_sink_mass_is_one_when_all_on_first_token():
     assert meas.value == 1.0
     assert METRICS["sink_rate"](FakeInputs({"history": stats})).value == 1.0
     assert METRICS["attn_entropy"](FakeInputs({"history": stats})).value == 0.0
+
+
+def test_trained_layer_and_passage_metrics_read_only_their_part():
+    """``*_trained`` average the top train_layers layers of the history probes (every layer when 0);
+    ``sink_mass_text`` the general passages over every layer."""
+    rng = np.random.default_rng(1)
+    L, H = 4, 2
+    hist = [random_causal(rng, L, H, T, temperature=0.5) for T in (7, 12)]
+    text = [random_causal(rng, L, H, T, temperature=2.0) for T in (9, 5, 8)]
+    sets = {"history": attention_sums(hist), "text": attention_sums(text)}
+    per_hist = np.stack([sink_mass_from_pattern(m) for m in hist])  # [N, L, H]
+    conc = np.stack([key_concentration_from_pattern(m) for m in hist])
+    ent = np.stack([attn_entropy_from_pattern(m) for m in hist])
+    top2 = FakeInputs(sets, train_layers=2)
+    assert METRICS["sink_mass_trained"](top2).value == pytest.approx(float(per_hist[:, 2:].mean()), rel=1e-5)
+    assert METRICS["key_concentration_trained"](top2).value == pytest.approx(float(conc[:, 2:].mean()), rel=1e-5)
+    assert METRICS["attn_entropy_trained"](top2).value == pytest.approx(float(ent[:, 2:].mean()), rel=1e-5)
+    every = FakeInputs(sets, train_layers=0)
+    assert METRICS["sink_mass_trained"](every).value == pytest.approx(METRICS["sink_mass"](every).value, rel=1e-6)
+    want_text = np.mean([sink_mass_from_pattern(m) for m in text])
+    meas = METRICS["sink_mass_text"](top2)
+    assert meas.value == pytest.approx(float(want_text), rel=1e-5)
+    assert meas.interval is not None and meas.interval.low <= meas.value <= meas.interval.high
+    assert METRICS["sink_mass_trained"](top2).value != pytest.approx(METRICS["sink_mass"](top2).value)
 
 
 # --------------------------------------------------------------------------- the capture agrees

@@ -63,6 +63,11 @@ CATALOGUE: tuple[Facts, ...] = (
     _f("sink_rate", "attention", False, headline=True, claim="higher", bounds=UNIT),
     _f("key_concentration", "attention", False, headline=True, claim="higher", bounds=UNIT, listed=True),
     _f("attn_entropy", "attention", True, headline=True),
+    # the same statistics where training acted (trained layers) and on identical inputs (passages)
+    _f("sink_mass_trained", "attention", False, headline=True, bounds=UNIT),
+    _f("sink_mass_text", "attention", False, headline=True, bounds=UNIT),
+    _f("key_concentration_trained", "attention", False, headline=True, bounds=UNIT),
+    _f("attn_entropy_trained", "attention", True, headline=True, bounds=UNIT),
     _f("massive_act", "attention", False, headline=True),
     _f("aniso_cos", "geometry", False, headline=True, claim="higher"),
     _f("erank", "geometry", True, headline=True, claim="lower"),

@@ -152,7 +152,7 @@ def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *,
 
 
 def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureOptions(), *,
-                    dataset: str = "ml-100k", max_items: int = DEFAULT_MAX_ITEMS, cfg=None) -> Path:
+                    dataset: str = "ml-100k", max_items: int = DEFAULT_MAX_ITEMS, cfg=None, untouched: bool = False) -> Path:
     """A reference run of the untouched ``model`` (condition ``base``), captured, written atomically.
 
     ``checkpoint/`` links to the backbone's files (a ``tiny`` backbone, which has none, is saved),
@@ -161,6 +161,9 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
     interface (``cfg`` of a continuous run): the trained runs' model at step 0 — the untouched
     backbone reading the same item input embeddings, with freshly initialized item tokens and heads
     (saved in ``heads.safetensors``) — so the reference sees probes of the same form as the runs.
+    With ``untouched`` the backbone itself is the reference even for a continuous ``cfg`` (text
+    interface, no heads), recorded with that config's ``train_layers`` so its metrics over the
+    trained layers cover the same layers as the runs'.
     An existing reference run is recaptured in place; any other directory is refused.
     """
     import dataclasses
@@ -181,13 +184,14 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
             return capture_run(out, opts)
 
     data = load_dataset(dataset)
-    if cfg is not None and cfg.interface == "continuous":
+    if cfg is not None and cfg.interface == "continuous" and not untouched:
         cfg = dataclasses.replace(cfg, model=model, dataset=dataset, max_history=max_items, seed=opts.seed)
         kmodel = build_model(cfg, dataset=data).eval()
         train = cfg.to_dict()
     else:
         kmodel = base_model(model)
-        train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": opts.seed}
+        train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": opts.seed,
+                 "train_layers": cfg.train_layers if cfg is not None else 0}
     # what the reference is, so no column is called "untouched" unless it is (study.reference_label)
     reference = "step 0" if kmodel.has_heads else "untouched"
     meta = {"name": out.name, "condition": "base", "reference": reference, "preset": None, "seed": opts.seed,

@@ -14,6 +14,8 @@ EXAMPLES = """examples:
   # two cores: start the same study twice, one thread each; the second takes the runs the first has not claimed
   karma-probe reproduce --preset smollm2 --threads 1 --background
   karma-probe reproduce --preset smollm2 --threads 1 --background --log runs/reproduce-smollm2-2.log
+  # study v3: KARMA balanced (rho 0.25) and plain lambda 0.1 beside action-only, seed 0, full fine-tune
+  karma-probe reproduce --preset smollm2-full --conditions karma --set balance_rho=0.25 --tag rho0.25 --threads 1
   accelerate launch -m karma_probe reproduce --preset smollm2  # the same on GPUs
 """
 
@@ -34,6 +36,8 @@ def add_arguments(p):
                    help="also analyze intermediate checkpoints, to follow the metrics over training: of every "
                         "condition, or only of the conditions named (e.g. --trajectory action karma)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field (repeatable)")
+    p.add_argument("--tag", default="", help="name a variant's runs <preset>-<condition>-<TAG>-s<seed> (e.g. --set "
+                                            "balance_rho=0.25 --tag rho0.25), so variants sit beside the plain runs")
     p.add_argument("--threads", type=int, help="torch CPU threads for every stage (default: the idle cores, by the "
                                                "1-minute load average; pass 1 when other jobs will share the CPU)")
     p.add_argument("--background", action="store_true", help="run detached; log to --log")
@@ -71,9 +75,19 @@ def run(args) -> int:
     plan = Plan(preset=args.preset, conditions=tuple(args.conditions), seeds=tuple(args.seeds),
                 runs_root=Path(args.runs_root), report_dir=report_dir, steps=args.steps, probes=args.probes,
                 max_len=args.max_len, base=not args.no_base, trajectory=trajectory, overrides=parse_sets(args.set),
-                threads=args.threads)
+                threads=args.threads, tag=_tag(args.tag))
     reproduce(plan, progress=not args.no_progress)
     return 0
+
+
+def _tag(tag: str) -> str:
+    import re
+
+    from karma_probe.errors import BadInput
+
+    if tag and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._]*", tag):
+        raise BadInput(f"--tag {tag!r}: letters, digits, '.' and '_' only (it goes into run directory names)")
+    return tag
 
 
 def _without(argv: list[str], flag: str, option: str) -> list[str]:
