@@ -13,8 +13,11 @@ from __future__ import annotations
 import importlib.util
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from karma_probe.errors import BadInput
 
@@ -40,11 +43,65 @@ class Example:
     target: int
 
 
+class Examples(Sequence[Example]):
+    """Examples as (user, end) pairs over one stored sequence per user, so memory is linear in the
+    interactions (storing every prefix would be quadratic in a user's length).
+
+    Example k is ``seqs[owner[k]][:end[k]] → seqs[owner[k]][end[k]]``; its history is sliced when
+    the example is read, and :meth:`window` slices only the newest items (what a batch needs).
+    """
+
+    def __init__(self, users: Sequence[str], seqs: Sequence[tuple[int, ...]], owner, end):
+        self.users, self.seqs = tuple(users), tuple(seqs)
+        self.owner = np.asarray(owner, dtype=np.int64)  # (K,) index into users / seqs
+        self.end = np.asarray(end, dtype=np.int64)  # (K,) the target's position in its user's sequence
+        if self.owner.shape != self.end.shape or self.owner.ndim != 1:
+            raise ValueError("owner and end must be 1-d arrays of one length")
+
+    @classmethod
+    def of(cls, examples: Sequence[Example]) -> Examples:
+        """Wrap hand-made examples (each its own sequence: history + target); Examples stay as they are."""
+        if isinstance(examples, Examples):
+            return examples
+        examples = list(examples)
+        return cls([e.user for e in examples], [tuple(e.history) + (e.target,) for e in examples],
+                   np.arange(len(examples)), [len(e.history) for e in examples])
+
+    def __len__(self) -> int:
+        return len(self.end)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return Examples(self.users, self.seqs, self.owner[k], self.end[k])
+        return self.window(k)
+
+    def __iter__(self):
+        for k in range(len(self)):
+            yield self.window(k)
+
+    def window(self, k: int, n: int | None = None) -> Example:
+        """Example ``k`` with only its newest ``n`` history items (all when ``n`` is None)."""
+        k = range(len(self))[k]  # negative indices, and IndexError past the end
+        seq, end = self.seqs[self.owner[k]], int(self.end[k])
+        start = 0 if n is None else max(0, end - n)
+        return Example(self.users[self.owner[k]], tuple(seq[start:end]), seq[end])
+
+    def prefixes(self) -> list[tuple[int, ...]]:
+        """Each user's longest history + target among these examples (users in first-example order;
+        the first of equally long ones)."""
+        longest: dict[str, tuple[int, int]] = {}  # user -> (owner, end)
+        for o, e in zip(self.owner.tolist(), self.end.tolist()):
+            user = self.users[o]
+            if e > longest.get(user, (-1, -1))[1]:
+                longest[user] = (o, e)
+        return [tuple(self.seqs[o][: e + 1]) for o, e in longest.values()]
+
+
 @dataclass(frozen=True)
 class Split:
-    train: tuple[Example, ...]  # every next-item position inside each user's train prefix
-    valid: tuple[Example, ...]  # one per user: train prefix -> second-last item
-    test: tuple[Example, ...]  # one per user: train prefix + valid item -> last item
+    train: Examples  # every next-item position inside each user's train prefix
+    valid: Examples  # one per user: train prefix -> second-last item
+    test: Examples  # one per user: train prefix + valid item -> last item
 
 
 @dataclass(frozen=True)
@@ -59,16 +116,17 @@ class Dataset:
         return tuple(sorted({g for it in self.items for g in it.genres}))
 
     def split(self, min_history: int = 1) -> Split:
-        train, valid, test = [], [], []
-        for user, seq in self.sequences.items():
-            if len(seq) < 2 + min_history:
-                continue
-            prefix = seq[:-2]
-            for t in range(min_history, len(prefix)):
-                train.append(Example(user, tuple(prefix[:t]), prefix[t]))
-            valid.append(Example(user, tuple(prefix), seq[-2]))
-            test.append(Example(user, tuple(seq[:-1]), seq[-1]))
-        return Split(tuple(train), tuple(valid), tuple(test))
+        """Leave-one-out, as (user, end) pairs over the stored sequences: linear memory."""
+        users = [u for u, seq in self.sequences.items() if len(seq) >= 2 + min_history]
+        seqs = [self.sequences[u] for u in users]
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        idx = np.arange(len(users))
+        n_train = lengths - 2 - min_history  # targets min_history .. len-3
+        owner = np.repeat(idx, n_train)
+        first = np.cumsum(n_train) - n_train  # where each user's run of train examples starts
+        end = np.arange(len(owner)) - np.repeat(first, n_train) + min_history
+        return Split(Examples(users, seqs, owner, end), Examples(users, seqs, idx, lengths - 2),
+                     Examples(users, seqs, idx, lengths - 1))
 
     def stats(self) -> dict:
         s = self.split()
@@ -99,6 +157,9 @@ def _read_atomic(path: Path, required: tuple[str, ...]) -> tuple[list[str], list
             name, _, typ = col.partition(":")
             if not typ:
                 raise BadInput(f"{path}:1: header column {col!r} has no type (expected NAME:TYPE)")
+            if name in fields:  # else the last column of a name would silently win
+                raise BadInput(f"{path}:1: duplicate header field {name!r} (columns {fields.index(name) + 1} "
+                               f"and {len(fields) + 1})")
             fields.append(name)
             types.append(typ)
         missing = [r for r in required if r not in fields]

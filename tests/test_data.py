@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from karma_probe.data import load_atomic, load_dataset, write_synthetic
+from karma_probe.data import Example, Examples, load_atomic, load_dataset, write_synthetic
 from karma_probe.errors import BadInput
 from karma_probe.prompts import INTEREST_MARKER, history_prompt, item_text, readable_title
 
@@ -31,6 +31,44 @@ def test_leave_one_out_is_chronological():
     for user, seq in list(ds.sequences.items())[:50]:
         assert test[user].target == seq[-1] and test[user].history == seq[:-1]
         assert valid[user].target == seq[-2] and valid[user].history == seq[:-2]
+
+
+def _old_split(ds, min_history=1):
+    """The split as it was: every prefix of every history stored (quadratic in a user's length)."""
+    train, valid, test = [], [], []
+    for user, seq in ds.sequences.items():
+        if len(seq) < 2 + min_history:
+            continue
+        prefix = seq[:-2]
+        for t in range(min_history, len(prefix)):
+            train.append(Example(user, tuple(prefix[:t]), prefix[t]))
+        valid.append(Example(user, tuple(prefix), seq[-2]))
+        test.append(Example(user, tuple(seq[:-1]), seq[-1]))
+    return train, valid, test
+
+
+@pytest.mark.parametrize("spec, min_history", [("synthetic:1", 1), ("synthetic:2", 3), ("ml-100k", 1)])
+def test_split_as_positions_equals_stored_prefixes(spec, min_history):
+    ds = load_dataset(spec)
+    new = ds.split(min_history)
+    for old, part in zip(_old_split(ds, min_history), (new.train, new.valid, new.test)):
+        assert len(part) == len(old) and list(part) == old  # content and order
+    # the stored data is one array pair per example, the sequences are the dataset's own
+    assert new.train.seqs[0] is ds.sequences[new.train.users[0]]
+
+
+def test_examples_window_slices_only_the_newest_items():
+    ex = Examples(["a", "b"], [(5, 6, 7, 8, 9), (1, 2, 3)], [0, 0, 1], [4, 2, 1])
+    assert ex[0] == Example("a", (5, 6, 7, 8), 9) and ex[-1] == Example("b", (1,), 2)
+    assert ex.window(0, 2) == Example("a", (7, 8), 9) and ex.window(2, 5) == Example("b", (1,), 2)
+    assert list(ex[1:]) == [Example("a", (5, 6), 7), Example("b", (1,), 2)]
+    with pytest.raises(IndexError):
+        ex[3]
+    assert ex.prefixes() == [(5, 6, 7, 8, 9), (1, 2)]
+    # hand-made examples: one sequence each, prefixes grouped by user
+    made = Examples.of([Example("a", (0,), 1), Example("a", (0, 1), 2), Example("b", (2,), 1)])
+    assert list(made) == [Example("a", (0,), 1), Example("a", (0, 1), 2), Example("b", (2,), 1)]
+    assert made.prefixes() == [(0, 1, 2), (2, 1)] and Examples.of(made) is made
 
 
 def test_item_text_and_prompt():
@@ -78,8 +116,13 @@ INTER = "user_id:token\titem_id:token\ttimestamp:float\nu\t1\t1\nu\t2\t2\nu\t1\t
         (ITEM, "user_id:token\titem_id:token\ttimestamp:float\nu\t1\tyesterday\n", r"x\.inter:2: malformed row.*timestamp"),
         (ITEM + "1\tC\tDrama\n", INTER, r"x\.item:4: duplicate item id '1'"),
         (ITEM, INTER + "u\t99\t4\n", r"x\.inter:5: interaction names unknown item id '99'"),
+        (ITEM, "user_id:token\titem_id:token\tuser_id:token\nu\t1\tv\n",
+         r"x\.inter:1: duplicate header field 'user_id' \(columns 1 and 3\)"),
+        ("item_id:token\tmovie_title:token_seq\titem_id:float\n1\tA\t1\n", INTER,
+         r"x\.item:1: duplicate header field 'item_id'"),
     ],
-    ids=["missing-file", "missing-title", "missing-column", "short-row", "bad-number", "duplicate-id", "unknown-item"],
+    ids=["missing-file", "missing-title", "missing-column", "short-row", "bad-number", "duplicate-id", "unknown-item",
+         "duplicate-header-inter", "duplicate-header-item"],
 )
 def test_bad_input_is_one_clear_message(tmp_path, item, inter, message):
     d = tmp_path / "x"
