@@ -291,11 +291,13 @@ _ADJ = ("Red", "Last", "Silent", "Golden", "Broken", "Wild", "Little", "Dark", "
 
 
 def write_synthetic(directory: str | Path, *, n_users: int = 200, n_items: int = 120, seq_len: tuple[int, int] = (8, 20),
-                    p_same_genre: float = 0.8, seed: int = 0, name: str = "synthetic") -> Path:
+                    p_same_genre: float = 0.8, seed: int = 0, name: str = "synthetic", long_user: int = 0) -> Path:
     """Write a seeded dataset in atomic format with planted structure.
 
     Each user's next item has the previous item's genre with probability ``p_same_genre``
     (else a uniformly random item), so a retriever that reads the history beats chance.
+    ``long_user`` > 0 adds one more user with that many interactions (real logs have users with
+    thousands of events: benchmarks/long_user.py).
     """
     rng = random.Random(seed)
     directory = Path(directory)
@@ -309,9 +311,9 @@ def write_synthetic(directory: str | Path, *, n_users: int = 200, n_items: int =
         by_genre[g].append(i + 1)
     inter_lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
     t = 800_000_000
-    for u in range(n_users):
+    for u in range(n_users + (long_user > 0)):
         item = rng.randint(1, n_items)
-        for _ in range(rng.randint(*seq_len)):
+        for _ in range(rng.randint(*seq_len) if u < n_users else long_user):
             t += rng.randint(1, 1000)
             inter_lines.append(f"{u + 1}\t{item}\t{rng.randint(1, 5)}\t{t}")
             genre = _GENRES[(item - 1) % len(_GENRES)]
