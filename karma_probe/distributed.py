@@ -65,18 +65,20 @@ def accelerator():
 
 def on_main(accel, fn: Callable[[], T]) -> T:
     """Run ``fn`` on the main process only (a run-directory write); every process gets its result.
-    Its failure reaches every process as the same BadInput line, so no process waits forever for
-    a main process that has given up."""
-    result, error = None, None
+    Its failure is raised there as it is and in every other process as a BadInput with its message,
+    so no process waits forever for a main process that has given up."""
+    result, error, failure = None, None, None
     if accel.is_main_process:
         try:
             result = fn()
-        except BadInput as e:
-            error = str(e)
+        except Exception as e:  # noqa: BLE001 -- re-raised below, after the others have heard of it
+            failure, error = e, str(e) or type(e).__name__
     if accel.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
         result, error = broadcast_object_list([result, error], from_process=0)
+    if failure is not None:
+        raise failure
     if error is not None:
         raise BadInput(error)
     return result

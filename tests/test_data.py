@@ -158,23 +158,43 @@ def test_every_subcommand_help_ends_with_examples():
         assert "examples:" in r.stdout and "karma-probe " + name in r.stdout.split("examples:")[1]
 
 
-def test_data_stats_on_one_user_of_100k_interactions_stays_under_1_gb(tmp_path):
-    """Linear memory: one user holding 100,000 interactions among 1,000 ordinary ones (the split
-    used to store every prefix of a history: ≈ 5·10⁹ entries for this user, OOM-killed at 19.5 GB).
-    Measured: 94 MiB (benchmarks/long_user.py)."""
-    d = write_synthetic(tmp_path / "long", n_users=1000, n_items=500, long_user=100_000, name="long")
-    # a wrapper whose only child is the command: its RUSAGE_CHILDREN peak is the command's
+def _peak(args: list[str]) -> tuple[int, str, int]:
+    """(exit code, stdout, peak RSS in KiB) of ``python -m karma_probe ARGS``, run as the only child
+    of a wrapper, so the wrapper's RUSAGE_CHILDREN peak is the command's."""
     wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
                "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); print(r.stdout)")
-    r = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "karma_probe", "data", "stats",
-                        "--dataset", str(d)], capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "karma_probe", *args],
+                       capture_output=True, text=True, check=True)
     head, _, out = r.stdout.partition("\n")
     rc, peak_kib = map(int, head.split())
-    assert rc == 0, r.stdout
+    return rc, out, peak_kib
+
+
+def _long_user_data(tmp_path) -> Path:
+    """1,000 ordinary users (8-20 interactions) and one of 100,000 (benchmarks/long_user.py)."""
+    return write_synthetic(tmp_path / "long", n_users=1000, n_items=500, long_user=100_000, name="long")
+
+
+def test_data_stats_on_one_user_of_100k_interactions_stays_under_1_gb(tmp_path):
+    """Linear memory: the split used to store every prefix of a history (≈ 5·10⁹ entries for this
+    user: OOM-killed at 19.5 GB). Measured: 94 MiB (benchmarks/README.md)."""
+    rc, out, peak_kib = _peak(["data", "stats", "--dataset", str(_long_user_data(tmp_path))])
+    assert rc == 0, out
     stats = json.loads(out)
     assert stats["users"] == 1001 and stats["interactions"] >= 100_000 + 8 * 1000
     assert stats["split"]["train"] == stats["interactions"] - 3 * 1001  # every user has >= 3: no one dropped
     assert peak_kib < 1024 * 1024, f"data stats peaked at {peak_kib / 1024:.0f} MiB"
+
+
+@pytest.mark.slow
+def test_one_training_step_on_one_user_of_100k_interactions_stays_under_1_gb(tmp_path):
+    """The whole `train --steps 1` (model, step, checkpoint, evaluation of every user): batches
+    slice only the newest max_history items. Measured: 486 MiB (benchmarks/README.md)."""
+    rc, out, peak_kib = _peak(["train", "--preset", "tiny", "--condition", "action", "--steps", "1", "--threads", "1",
+                               "--no-progress", "--dataset", str(_long_user_data(tmp_path)), "--out", str(tmp_path / "r")])
+    assert rc == 0, out
+    assert json.loads(out)["test"]["hr@10"] >= 0
+    assert peak_kib < 1024 * 1024, f"train peaked at {peak_kib / 1024:.0f} MiB"
 
 
 def test_a_repeated_user_id_header_is_refused_before_it_builds_one_giant_user(tmp_path):

@@ -95,3 +95,35 @@ def test_two_launched_cpu_processes_train_one_consistent_run(tmp_path, launcher)
     model, _, cfg = load_run_model(out)
     assert cfg.steps == 4 and (out / "metrics.json").is_file()
     assert not list(out.glob(".*"))  # no temp files left by a second writer
+
+
+def test_on_main_returns_the_result_or_raises_the_main_process_failure_as_it_is():
+    from types import SimpleNamespace
+
+    from karma_probe.distributed import on_main
+
+    def fail():
+        raise NotADirectoryError(20, "x is not a directory")
+
+    alone = SimpleNamespace(is_main_process=True, num_processes=1)
+    assert on_main(alone, lambda: {"a": 1}) == {"a": 1}
+    with pytest.raises(NotADirectoryError):  # its own type: the CLI words an OSError itself
+        on_main(alone, fail)
+
+
+@pytest.mark.slow
+def test_a_refusal_of_rank_0_reaches_every_process(tmp_path):
+    """--out names a directory that is not a run: rank 0 refuses, and rank 1 stops with the same
+    line instead of waiting for it forever; nothing is written."""
+    out = tmp_path / "notarun"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "karma_probe", "train", "--condition", "action", "--steps", "1", "--threads", "1",
+                        "--dataset", "synthetic", "--no-progress", "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode != 0
+    refusals = [ln for ln in r.stderr.splitlines() if "is not a karma_probe run directory" in ln]
+    assert len(refusals) == 2, r.stderr[-3000:]  # one line from each process
+    assert [p.name for p in out.iterdir()] == ["precious.txt"]
