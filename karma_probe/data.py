@@ -6,6 +6,8 @@ is read from the files the ``recbole`` package ships (it is never imported: we o
 
 Split (per user, after sorting by time): test target = last item, valid target = second-last,
 train = everything before. A user needs at least three interactions to appear in the split.
+The split's examples are (user, end) positions over each user's one stored sequence
+(:class:`Examples`), so its memory is linear in the interactions however long one user's history.
 """
 
 from __future__ import annotations
