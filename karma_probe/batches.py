@@ -12,18 +12,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from karma_probe.config import TrainConfig
-from karma_probe.data import Dataset, Example
+from karma_probe.data import Dataset, Example, Examples
 from karma_probe.errors import BadInput
 from karma_probe.prompts import history_codes, history_prefix_ids, history_prompt, item_text, target_text
 from karma_probe.tensors import pad_right as _pad
 
 
 class BatchMaker:
-    def __init__(self, cfg: TrainConfig, dataset: Dataset, examples: tuple[Example, ...], tokenizer, *, rank: int = 0):
-        self.cfg, self.ds, self.examples, self.tok, self.rank = cfg, dataset, examples, tokenizer, rank
+    def __init__(self, cfg: TrainConfig, dataset: Dataset, examples: Sequence[Example], tokenizer, *, rank: int = 0):
+        self.cfg, self.ds, self.examples, self.tok, self.rank = cfg, dataset, Examples.of(examples), tokenizer, rank
         enc = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
         n = cfg.max_target_tokens
         self.item_tokens = [t[:n] for t in enc([item_text(it) for it in dataset.items])]
@@ -35,9 +37,12 @@ class BatchMaker:
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         cfg, g = self.cfg, self.generator(step)
-        picks = torch.randint(len(self.examples), (cfg.batch_size,), generator=g).tolist()
-        exs = [self.examples[i] for i in picks]
-        return self.make(exs, g)
+        return self.make(self.pick(g), g)
+
+    def pick(self, g: torch.Generator) -> list[Example]:
+        # a batch reads only the newest max_history items of each history: a long user costs nothing more
+        picks = torch.randint(len(self.examples), (self.cfg.batch_size,), generator=g).tolist()
+        return [self.examples.window(i, self.cfg.max_history) for i in picks]
 
     def make(self, exs: list[Example], g: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         cfg, pad = self.cfg, self.tok.pad_token_id
@@ -86,19 +91,18 @@ class SequenceBatchMaker:
     reg_ids, reg_mask (P, n): the text of the item each sampled position predicts (EOS last)
     """
 
-    def __init__(self, cfg: TrainConfig, dataset: Dataset, examples: tuple[Example, ...], tokenizer, *, rank: int = 0):
-        self.cfg, self.ds, self.examples, self.tok, self.rank = cfg, dataset, examples, tokenizer, rank
+    def __init__(self, cfg: TrainConfig, dataset: Dataset, examples: Sequence[Example], tokenizer, *, rank: int = 0):
+        self.cfg, self.ds, self.examples, self.tok, self.rank = cfg, dataset, Examples.of(examples), tokenizer, rank
         n = cfg.max_target_tokens
         ids = tokenizer([target_text(it) for it in dataset.items], add_special_tokens=False)["input_ids"]
         self.target_tokens = [t[: n - 1] + [tokenizer.eos_token_id] for t in ids]
         self.prefix = history_prefix_ids(tokenizer, cfg.first_token)
 
-    generator = BatchMaker.generator
+    generator, pick = BatchMaker.generator, BatchMaker.pick
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         g = self.generator(step)
-        picks = torch.randint(len(self.examples), (self.cfg.batch_size,), generator=g).tolist()
-        return self.make([self.examples[i] for i in picks], g)
+        return self.make(self.pick(g), g)
 
     def make(self, exs: list[Example], g: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -125,7 +129,7 @@ class SequenceBatchMaker:
         return batch
 
 
-def make_batches(cfg: TrainConfig, dataset: Dataset, examples: tuple[Example, ...], tokenizer, *, rank: int = 0):
+def make_batches(cfg: TrainConfig, dataset: Dataset, examples: Sequence[Example], tokenizer, *, rank: int = 0):
     """The batch maker of the config's interface."""
     if not examples:
         # a user gives a training example only from a 4th interaction on (history, target, then

@@ -6,6 +6,8 @@ is read from the files the ``recbole`` package ships (it is never imported: we o
 
 Split (per user, after sorting by time): test target = last item, valid target = second-last,
 train = everything before. A user needs at least three interactions to appear in the split.
+The split's examples are (user, end) positions over each user's one stored sequence
+(:class:`Examples`), so its memory is linear in the interactions however long one user's history.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from __future__ import annotations
 import importlib.util
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from karma_probe.errors import BadInput
 
@@ -40,11 +45,65 @@ class Example:
     target: int
 
 
+class Examples(Sequence[Example]):
+    """Examples as (user, end) pairs over one stored sequence per user, so memory is linear in the
+    interactions (storing every prefix would be quadratic in a user's length).
+
+    Example k is ``seqs[owner[k]][:end[k]] → seqs[owner[k]][end[k]]``; its history is sliced when
+    the example is read, and :meth:`window` slices only the newest items (what a batch needs).
+    """
+
+    def __init__(self, users: Sequence[str], seqs: Sequence[tuple[int, ...]], owner, end):
+        self.users, self.seqs = tuple(users), tuple(seqs)
+        self.owner = np.asarray(owner, dtype=np.int64)  # (K,) index into users / seqs
+        self.end = np.asarray(end, dtype=np.int64)  # (K,) the target's position in its user's sequence
+        if self.owner.shape != self.end.shape or self.owner.ndim != 1:
+            raise ValueError("owner and end must be 1-d arrays of one length")
+
+    @classmethod
+    def of(cls, examples: Sequence[Example]) -> Examples:
+        """Wrap hand-made examples (each its own sequence: history + target); Examples stay as they are."""
+        if isinstance(examples, Examples):
+            return examples
+        examples = list(examples)
+        return cls([e.user for e in examples], [tuple(e.history) + (e.target,) for e in examples],
+                   np.arange(len(examples)), [len(e.history) for e in examples])
+
+    def __len__(self) -> int:
+        return len(self.end)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return Examples(self.users, self.seqs, self.owner[k], self.end[k])
+        return self.window(k)
+
+    def __iter__(self):
+        for k in range(len(self)):
+            yield self.window(k)
+
+    def window(self, k: int, n: int | None = None) -> Example:
+        """Example ``k`` with only its newest ``n`` history items (all when ``n`` is None)."""
+        k = range(len(self))[k]  # negative indices, and IndexError past the end
+        seq, end = self.seqs[self.owner[k]], int(self.end[k])
+        start = 0 if n is None else max(0, end - n)
+        return Example(self.users[self.owner[k]], tuple(seq[start:end]), seq[end])
+
+    def prefixes(self) -> list[tuple[int, ...]]:
+        """Each user's longest history + target among these examples (users in first-example order;
+        the first of equally long ones)."""
+        longest: dict[str, tuple[int, int]] = {}  # user -> (owner, end)
+        for o, e in zip(self.owner.tolist(), self.end.tolist()):
+            user = self.users[o]
+            if e > longest.get(user, (-1, -1))[1]:
+                longest[user] = (o, e)
+        return [tuple(self.seqs[o][: e + 1]) for o, e in longest.values()]
+
+
 @dataclass(frozen=True)
 class Split:
-    train: tuple[Example, ...]  # every next-item position inside each user's train prefix
-    valid: tuple[Example, ...]  # one per user: train prefix -> second-last item
-    test: tuple[Example, ...]  # one per user: train prefix + valid item -> last item
+    train: Examples  # every next-item position inside each user's train prefix
+    valid: Examples  # one per user: train prefix -> second-last item
+    test: Examples  # one per user: train prefix + valid item -> last item
 
 
 @dataclass(frozen=True)
@@ -59,16 +118,17 @@ class Dataset:
         return tuple(sorted({g for it in self.items for g in it.genres}))
 
     def split(self, min_history: int = 1) -> Split:
-        train, valid, test = [], [], []
-        for user, seq in self.sequences.items():
-            if len(seq) < 2 + min_history:
-                continue
-            prefix = seq[:-2]
-            for t in range(min_history, len(prefix)):
-                train.append(Example(user, tuple(prefix[:t]), prefix[t]))
-            valid.append(Example(user, tuple(prefix), seq[-2]))
-            test.append(Example(user, tuple(seq[:-1]), seq[-1]))
-        return Split(tuple(train), tuple(valid), tuple(test))
+        """Leave-one-out, as (user, end) pairs over the stored sequences: linear memory."""
+        users = [u for u, seq in self.sequences.items() if len(seq) >= 2 + min_history]
+        seqs = [self.sequences[u] for u in users]
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        idx = np.arange(len(users))
+        n_train = lengths - 2 - min_history  # targets min_history .. len-3
+        owner = np.repeat(idx, n_train)
+        first = np.cumsum(n_train) - n_train  # where each user's run of train examples starts
+        end = np.arange(len(owner)) - np.repeat(first, n_train) + min_history
+        return Split(Examples(users, seqs, owner, end), Examples(users, seqs, idx, lengths - 2),
+                     Examples(users, seqs, idx, lengths - 1))
 
     def stats(self) -> dict:
         s = self.split()
@@ -99,6 +159,9 @@ def _read_atomic(path: Path, required: tuple[str, ...]) -> tuple[list[str], list
             name, _, typ = col.partition(":")
             if not typ:
                 raise BadInput(f"{path}:1: header column {col!r} has no type (expected NAME:TYPE)")
+            if name in fields:  # else the last column of a name would silently win
+                raise BadInput(f"{path}:1: duplicate header field {name!r} (columns {fields.index(name) + 1} "
+                               f"and {len(fields) + 1})")
             fields.append(name)
             types.append(typ)
         missing = [r for r in required if r not in fields]
@@ -230,11 +293,13 @@ _ADJ = ("Red", "Last", "Silent", "Golden", "Broken", "Wild", "Little", "Dark", "
 
 
 def write_synthetic(directory: str | Path, *, n_users: int = 200, n_items: int = 120, seq_len: tuple[int, int] = (8, 20),
-                    p_same_genre: float = 0.8, seed: int = 0, name: str = "synthetic") -> Path:
+                    p_same_genre: float = 0.8, seed: int = 0, name: str = "synthetic", long_user: int = 0) -> Path:
     """Write a seeded dataset in atomic format with planted structure.
 
     Each user's next item has the previous item's genre with probability ``p_same_genre``
     (else a uniformly random item), so a retriever that reads the history beats chance.
+    ``long_user`` > 0 adds one more user with that many interactions (real logs have users with
+    thousands of events: benchmarks/long_user.py).
     """
     rng = random.Random(seed)
     directory = Path(directory)
@@ -248,9 +313,9 @@ def write_synthetic(directory: str | Path, *, n_users: int = 200, n_items: int =
         by_genre[g].append(i + 1)
     inter_lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
     t = 800_000_000
-    for u in range(n_users):
+    for u in range(n_users + (long_user > 0)):
         item = rng.randint(1, n_items)
-        for _ in range(rng.randint(*seq_len)):
+        for _ in range(rng.randint(*seq_len) if u < n_users else long_user):
             t += rng.randint(1, 1000)
             inter_lines.append(f"{u + 1}\t{item}\t{rng.randint(1, 5)}\t{t}")
             genre = _GENRES[(item - 1) % len(_GENRES)]

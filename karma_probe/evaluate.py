@@ -33,6 +33,8 @@ from collections import Counter
 
 import numpy as np
 
+from karma_probe.data import Examples
+
 KS = (10, 50, 200)
 NDCG_KS = (10, 50)
 
@@ -100,12 +102,7 @@ def markov_scores(split, n_items: int, examples) -> np.ndarray:
 
 def _train_prefixes(split) -> list[tuple[int, ...]]:
     """Each user's training prefix (the longest train example's history + its target)."""
-    longest: dict[str, tuple[int, ...]] = {}
-    for e in split.train:
-        seq = e.history + (e.target,)
-        if len(seq) > len(longest.get(e.user, ())):
-            longest[e.user] = seq
-    return list(longest.values())
+    return Examples.of(split.train).prefixes()
 
 
 def protocol_metrics(scores: np.ndarray, examples) -> tuple[dict, dict, np.ndarray, np.ndarray]:

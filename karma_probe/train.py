@@ -80,9 +80,10 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
 # ---------------------------------------------------------------------- the run directory
 
 
-def _prepare_dir(cfg: TrainConfig, out: Path, name: str, preset: str, overwrite: bool) -> dict:
+def _prepare_dir(cfg: TrainConfig, out: Path, name: str, preset: str, overwrite: bool, world_size: int = 1) -> dict:
+    """Create, check or resume the run directory (the main process only: distributed.on_main)."""
     meta = {"name": name, "condition": cfg.condition, "preset": preset, "seed": cfg.seed, "train": cfg.to_dict(),
-            "config_hash": config_hash(cfg.to_dict())}
+            "config_hash": config_hash(cfg.to_dict())} | _world_meta(cfg, world_size)
     check_writable(out, directory=True)  # a regular file, a read-only or missing place: refused up front
     if out.exists() and overwrite:
         if any(out.iterdir()) and not _is_run(out):
@@ -97,6 +98,7 @@ def _prepare_dir(cfg: TrainConfig, out: Path, name: str, preset: str, overwrite:
             diff = {k: (old.get("train", {}).get(k), v) for k, v in cfg.to_dict().items() if old.get("train", {}).get(k) != v}
             raise BadInput(f"{out} holds a run with another config (differs in {diff}); "
                            "choose another --out or pass --overwrite")
+        _check_same_world(old, world_size, out)
         return old
     if out.exists() and any(p.name != CONFIG for p in out.iterdir()):
         raise BadInput(f"{out} exists and is not a karma_probe run directory; choose another --out")
@@ -104,6 +106,21 @@ def _prepare_dir(cfg: TrainConfig, out: Path, name: str, preset: str, overwrite:
     meta |= {"git_sha": git_sha(), "versions": versions(), "created": now()}
     write_json(out / CONFIG, meta)
     return meta
+
+
+def _world_meta(cfg: TrainConfig, world_size: int) -> dict:
+    """config.json's record of the process group: each of ``world_size`` processes draws its own
+    ``batch_size`` examples a step and their gradients are averaged, so a step sees
+    ``batch_size × world_size`` examples."""
+    return {"world_size": world_size, "effective_batch_size": cfg.batch_size * world_size}
+
+
+def _check_same_world(old: dict, world_size: int, out: Path) -> None:
+    """A resume continues the batches of the same number of processes (batches depend on the rank)."""
+    was = old.get("world_size", 1)  # runs from before world_size was recorded were single-process
+    if was != world_size:
+        raise BadInput(f"{out} was trained by {was} process(es), this start has {world_size}: resume it with "
+                       f"{was}, or choose another --out or pass --overwrite")
 
 
 def _backup(out: Path) -> Path:
@@ -209,37 +226,37 @@ def train_run(cfg: TrainConfig, out: str | Path, *, name: str | None = None, pre
     CPU, threads that wait for a busy core spin (measured: benchmarks/README.md).
     """
     from karma_probe.cpu import torch_threads
+    from karma_probe.distributed import accelerator, on_main
 
     out = Path(out)
     cfg = cfg.resolve()
+    accel = accelerator()  # before any write: only its main process writes the run directory
     created = _first_missing(out)
     new_run = overwrite or not (out / CONFIG).is_file() or not _started(out)
-    meta = _prepare_dir(cfg, out, name or out.name, preset, overwrite)
+    meta = on_main(accel, lambda: _prepare_dir(cfg, out, name or out.name, preset, overwrite, accel.num_processes))
+    main = accel.is_main_process  # the other processes train in step with it and write nothing
     backup = _backup(out)
     try:
         with torch_threads(threads):
-            return _train(cfg, out, meta, progress=progress, stop_after=stop_after)
+            return _train(cfg, out, meta, accel, progress=progress, stop_after=stop_after)
     except BaseException:
-        if new_run:
+        if main and new_run:
             _undo_unstarted(out, created)
-        if backup.is_dir() and not (out / RESUME / STATE).is_file():
+        if main and backup.is_dir() and not (out / RESUME / STATE).is_file():
             # --overwrite failed before the new run's first checkpoint: the old run comes back
             shutil.rmtree(out, ignore_errors=True)
             backup.rename(out)
         raise
     finally:
-        if backup.is_dir() and (out / RESUME / STATE).is_file():
+        if main and backup.is_dir() and (out / RESUME / STATE).is_file():
             shutil.rmtree(backup, ignore_errors=True)
 
 
-def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_after: int | None) -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-
+def _train(cfg: TrainConfig, out: Path, meta: dict, accel, *, progress: bool, stop_after: int | None) -> dict:
     if (out / METRICS).is_file() and (out / CHECKPOINT / CONFIG).is_file():
         return read_json(out / METRICS)
 
-    accel = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    progress = progress and accel.is_main_process  # one set of bars, not one per process
     dataset = load_dataset(cfg.dataset)
     split = dataset.split()
     model = build_model(cfg, dataset=dataset, progress=progress)
@@ -300,10 +317,9 @@ def _train(cfg: TrainConfig, out: Path, meta: dict, *, progress: bool, stop_afte
         accel.wait_for_everyone()
     if bar is not None:
         bar.close()
-    _drop_stale_log(out, cfg.steps)
-
     if not accel.is_main_process:
         return {}
+    _drop_stale_log(out, cfg.steps)
     model = accel.unwrap_model(objective).model
     model.eval()
     with atomic_dir(out / CHECKPOINT) as tmp:

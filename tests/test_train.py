@@ -156,6 +156,26 @@ def test_random_baseline_matches_simulation():
         assert np.mean([s[key] for s in sims]) == pytest.approx(closed[key], rel=0.06), key
 
 
+@pytest.mark.parametrize("interface", ["continuous", "text"])
+def test_batches_from_history_windows_equal_batches_from_whole_histories(interface):
+    """A batch slices only the newest max_history items of each picked example: the same tensors
+    as the full histories the split used to store."""
+    from karma_probe.data import Examples
+    from karma_probe.models import load_tokenizer
+
+    cfg = _cfg("karma", max_history=3, interface=interface, batch_size=16)
+    ds = load_dataset(cfg.dataset)
+    train = ds.split().train
+    maker = make_batches(cfg, ds, train, load_tokenizer("tiny"))
+    assert isinstance(maker.examples, Examples)
+    for step in (0, 1):
+        g = maker.generator(step)
+        whole = [train[i] for i in torch.randint(len(train), (cfg.batch_size,), generator=g).tolist()]
+        assert max(len(e.history) for e in whole) > cfg.max_history  # the windows do cut something
+        got, want = maker(step), maker.make(whole, g)
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+
+
 def test_popularity_and_markov_baselines_on_a_hand_made_split():
     from karma_probe.data import Example, Split
     from karma_probe.evaluate import markov_scores, popularity_scores

@@ -1,7 +1,8 @@
 """Train one condition (action | gen | rec | karma) on a preset and write a run directory.
 
 Run the same command again after an interruption: it resumes from the last checkpoint.
-On GPUs, launch it through Accelerate: ``accelerate launch -m karma_probe train ...``.
+Data-parallel on several CPU processes or GPUs: ``torchrun --standalone --nproc_per_node N -m
+karma_probe train ...`` (karma_probe/distributed.py).
 """
 
 EXAMPLES = """examples:
@@ -9,7 +10,7 @@ EXAMPLES = """examples:
   karma-probe train --preset tiny --condition karma --out runs/tiny-karma-s1 --seed 1
   karma-probe train --preset smollm2 --condition karma --out runs/smollm2-karma-s0 --steps 400
   karma-probe train --preset tiny --condition gen --out runs/x --set lr=1e-3 --set sampled_negatives=32
-  accelerate launch -m karma_probe train --preset smollm2 --condition action --out runs/gpu-action
+  torchrun --standalone --nproc_per_node 2 -m karma_probe train --preset tiny --condition action --out runs/x --threads 1
 """
 
 
