@@ -355,7 +355,7 @@ def _geometry(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
         pages.note("Geometry: embedding spectra", "Not available: " + "; ".join(missing))
         return
     try:  # e.g. a capture of a single probe has no spread to measure
-        specs, scatters = _geometry_specs(hidden)
+        specs, scatters = _geometry_specs(hidden, figures.run_looks(shown))
     except BadInput as e:
         pages.note("Geometry: embedding spectra", f"Not available: {e}")
         return
@@ -365,13 +365,13 @@ def _geometry(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
                **_per_run_grid(len(scatters)))
 
 
-def _geometry_specs(hidden: dict) -> tuple[list[FigureSpec], list[FigureSpec]]:
+def _geometry_specs(hidden: dict, looks: dict) -> tuple[list[FigureSpec], list[FigureSpec]]:
     interest = {n: h.interest for n, h in hidden.items()}
     items = {n: h.items for n, h in hidden.items()}
-    specs = [figures.singular_spectrum(interest, "interest embeddings: spectrum"),
-             figures.singular_spectrum(items, "item embeddings: spectrum"),
-             figures.cosine_histogram(interest, title="interest embeddings: pairwise cosine"),
-             figures.cosine_histogram(items, title="item embeddings: pairwise cosine")]
+    specs = [figures.singular_spectrum(interest, "interest embeddings: spectrum", looks),
+             figures.singular_spectrum(items, "item embeddings: spectrum", looks),
+             figures.cosine_histogram(interest, title="interest embeddings: pairwise cosine", looks=looks),
+             figures.cosine_histogram(items, title="item embeddings: pairwise cosine", looks=looks)]
     scatters = [figures.pca_scatter(np.concatenate([h.items, h.interest]),
                                     ["item"] * len(h.items) + ["interest"] * len(h.interest), title=f"{name}: PCA")
                 for name, h in hidden.items()]

@@ -1,6 +1,6 @@
 """The Streamlit dashboard: every page through AppTest, the runs-root confinement, broken runs,
 the ``karma-probe dashboard`` command, the app shipping inside the package, and one end-to-end
-test in headless Chromium.
+test in headless Chromium, driven through Playwright.
 
 Tests that take ``any_root`` run twice: on fake runs (tests/fakeruns.py, ``fake_root``: the fast
 tier) and, marked ``slow``, on the run dirs of the ``runs_root`` fixture: real runs made by the tiny
@@ -379,17 +379,30 @@ def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float)
     raise AssertionError(f"the dashboard did not answer within {timeout} s")
 
 
+# The page as the browser sees it. Streamlit draws over a websocket after load, so the test waits
+# for these in the live DOM rather than for the load event.
+PLOTTED = "[...document.querySelectorAll('.js-plotly-plot')].filter(e => e.querySelector('.main-svg')).length"
+EXCEPTIONS = "document.querySelectorAll('[data-testid=\"stException\"]').length"
+RUNNING = "!!document.querySelector('[data-testid=\"stStatusWidget\"]')"  # shown while a script runs
+
+
+def _system_chromium() -> str:
+    """Debian's chromium (scripts/test.sh installs it): Playwright drives it, and downloads no browser."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.geteuid() == 0:  # CI runs as root, where scripts/test.sh installs it: missing is a failure
+            pytest.fail("chromium not found; scripts/test.sh installs it (apt-get install chromium)")
+        pytest.skip("chromium not installed and not root to install it (apt-get install chromium)")
+    return chromium
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
     """`karma-probe dashboard` serves every page and the plotly charts render in a real browser."""
-    from browser import EXCEPTIONS, PLOTTED, RUNNING, Browser, find_chromium
+    from playwright.sync_api import sync_playwright  # dev extra
 
-    chromium = find_chromium()
-    if chromium is None:
-        if os.geteuid() == 0:  # CI runs as root, where scripts/setup.sh installs it: missing is a failure
-            pytest.fail("chromium not found; scripts/setup.sh installs it (apt-get install chromium)")
-        pytest.skip("chromium not installed and not root to install it (apt-get install chromium)")
+    chromium = _system_chromium()
     expected = {}  # charts per page as AppTest sees them: the browser must draw every one
     for page in PAGES:
         expected[page] = len(charts(open_page(app(runs_root, monkeypatch), page)))
@@ -397,27 +410,36 @@ def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     screenshot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "dashboard.png")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "server.log"  # a file, not a pipe: an unread pipe that fills up would stall the server
     with log.open("w") as out:
         server = subprocess.Popen([sys.executable, "-m", "karma_probe", "dashboard", "--runs", str(runs_root),
                                    "--port", str(port), "--host", "127.0.0.1"],
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    page_errors = []  # uncaught JavaScript exceptions, on any page
     try:
         _wait_healthy(url, server, log, timeout=60)
-        with Browser(chromium, tmp_path / "profile", width=1400, height=1900) as b:
-            b.goto(url)
-            for page in PAGES:
-                start = time.monotonic()
-                if page != "overview":  # through the sidebar, as a user switches pages (no reload)
-                    b.eval(f"document.querySelector('[data-testid=\"stSidebarNav\"] a[href$=\"/{page}\"]').click()")
-                b.wait_for(f"document.querySelector('h1')?.textContent === {json.dumps(TITLES[page])} "
-                           f"&& {PLOTTED} >= {expected[page]} && !{RUNNING}", timeout=60)
-                print(f"{page}: {expected[page]} charts drawn in {time.monotonic() - start:.2f} s")
-                assert b.eval(EXCEPTIONS) == 0, page
-                assert b.eval("document.querySelectorAll('.js-plotly-plot .main-svg').length") >= expected[page]
-                if page == "attention":  # the README's picture: the sink curve, heads and two maps
-                    time.sleep(0.5)  # let plotly finish its transition frame
-                    b.screenshot(screenshot)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            try:
+                tab = browser.new_page(viewport={"width": 1400, "height": 1900})
+                tab.on("pageerror", lambda e: page_errors.append(str(e)))
+                tab.goto(url)
+                for page in PAGES:
+                    start = time.monotonic()
+                    if page != "overview":  # through the sidebar, as a user switches pages (no reload)
+                        tab.click(f'[data-testid="stSidebarNav"] a[href$="/{page}"]')
+                    tab.wait_for_function(f"document.querySelector('h1')?.textContent === {json.dumps(TITLES[page])} "
+                                          f"&& {PLOTTED} >= {expected[page]} && !{RUNNING}", timeout=60_000)
+                    print(f"{page}: {expected[page]} charts drawn in {time.monotonic() - start:.2f} s")
+                    assert tab.evaluate(EXCEPTIONS) == 0, page
+                    assert tab.evaluate("document.querySelectorAll('.js-plotly-plot .main-svg').length") >= expected[page]
+                    assert tab.url.rstrip("/").endswith("" if page == "overview" else f"/{page}"), tab.url
+                    if page == "attention":  # the README's picture: the sink curve, heads and two maps
+                        tab.wait_for_timeout(500)  # let plotly finish its transition frame
+                        tab.screenshot(path=str(screenshot))
+            finally:
+                browser.close()
     finally:  # the command execs streamlit, so server.pid is the server itself
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -425,6 +447,7 @@ def test_dashboard_in_headless_chromium(runs_root, tmp_path, monkeypatch):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+    assert not page_errors, page_errors
     assert server.returncode == 0, log.read_text()  # SIGTERM is a clean stop
     assert screenshot.stat().st_size > 20_000  # a real picture, not a blank page
 

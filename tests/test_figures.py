@@ -309,3 +309,133 @@ def test_hr_at_k_error_bars_from_user_ranks_and_baseline_lines(ci_runs):
 def test_series_rejects_bounds_of_the_wrong_length():
     with pytest.raises(ValueError, match="CI bounds"):
         series("s", [1, 2], [0.1, 0.2], low=[0.0], high=[0.3])
+
+
+# --------------------------------------------------------------------------- run colours (issue 27)
+
+def _hls(colour: str) -> tuple[float, float, float]:
+    """(hue in degrees, lightness, saturation)."""
+    import colorsys
+
+    from matplotlib.colors import to_rgb
+
+    h, lightness, s = colorsys.rgb_to_hls(*to_rgb(colour))
+    return h * 360, lightness, s
+
+
+def _hue_gap(a: str, b: str) -> float:
+    d = abs(_hls(a)[0] - _hls(b)[0])
+    return min(d, 360 - d)
+
+
+TRAINED = ("action", "gen", "rec", "karma")
+
+
+def test_run_look_one_hue_per_condition_seeds_as_shades_and_dashes():
+    from karma_probe.figures.style import Look, run_look
+
+    for cond in TRAINED:
+        seeds = [run_look(cond, s) for s in (0, 1, 2)]
+        # one hue family: saturated colours within 25 degrees of each other
+        assert all(_hls(a.colour)[2] > 0.25 and _hue_gap(a.colour, b.colour) <= 25 for a in seeds for b in seeds), cond
+        assert len({x.colour for x in seeds}) == 3 and len({x.dash for x in seeds}) == 3, cond  # shades and styles differ
+        assert seeds[0].dash == "solid" and run_look(cond) == Look(seeds[0].colour)
+        assert len({(x.colour, x.dash) for x in map(lambda s: run_look(cond, s), range(100, 112))}) == 12
+    for a, b in ((a, b) for i, a in enumerate(TRAINED) for b in TRAINED[i + 1:]):  # different hues
+        assert min(_hue_gap(run_look(a, s).colour, run_look(b, t).colour) for s in range(3) for t in range(3)) >= 25, (a, b)
+    base = run_look("base", 0)
+    assert base.colour == "#000000" and base.dash == "solid"  # the reference in black
+    assert all(_hls(run_look("base", s).colour)[2] == 0 for s in range(3))  # its seeds: greys, never a hue
+
+
+def test_run_look_gives_other_groups_and_unknown_conditions_their_own_hue():
+    from karma_probe.figures.style import run_look
+
+    known = {run_look(c, s).colour for c in (*TRAINED, "base") for s in range(3)}
+    other_models = [run_look("base", 0, g).colour for g in (1, 2, 3)]  # base runs of three more models
+    assert len(set(other_models)) == 3 and not set(other_models) & known
+    assert run_look("my-condition", 0).colour not in known
+    assert run_look("my-condition", 0) == run_look("my-condition", 0)  # stable (not Python's salted hash)
+    r = subprocess.run([sys.executable, "-c", "from karma_probe.figures.style import run_look; "
+                        "print(run_look('my-condition', 0).colour)"], capture_output=True, text=True)
+    assert r.stdout.strip() == run_look("my-condition", 0).colour  # the same in another process
+
+
+@pytest.fixture(scope="module")
+def thirteen_runs(tmp_path_factory):
+    """A study's 13 runs: four conditions x three seeds, plus the untouched base."""
+    root = tmp_path_factory.mktemp("study")
+    runs = [load_run(make_run(root, f"{c}-s{s}", c, seed=s, capture=False, users=30, n_items=100))
+            for c in TRAINED for s in (0, 1, 2)]
+    return runs + [load_run(make_run(root, "base", "base", capture=False, users=30, n_items=100))]
+
+
+def test_every_run_figure_colours_runs_by_condition_and_seed(thirteen_runs):
+    from matplotlib.colors import same_color
+
+    from karma_probe.figures.style import run_look
+
+    want = {r.name: run_look(r.condition, r.seed) for r in thirteen_runs}
+    assert len({(x.colour, x.dash) for x in want.values()}) == 13  # every run drawn differently
+    for spec in (figures.metric_by_layer(thirteen_runs, "sink_mass"), figures.hr_at_k(thirteen_runs),
+                 figures.metric_trajectory(thirteen_runs, "sink_mass")):
+        runs = [s for s in spec.series if not s.dashed]
+        assert [s.name for s in runs] == list(want), spec.title
+        assert all(s.look == want[s.name] for s in runs), spec.title
+        # both renderers draw exactly these colours and styles
+        traces = {t.name: t for t in figures.to_plotly(spec).data}
+        assert all((traces[s.name].line.color, traces[s.name].line.dash) == (s.look.colour, s.look.dash) for s in runs)
+        handles, labels = _drawn(spec).axes[0].get_legend_handles_labels()
+        lines = {label: getattr(h, "lines", [h])[0] for h, label in zip(handles, labels)}  # an errorbar: its data line
+        assert all(same_color(lines[s.name].get_color(), s.look.colour) for s in runs)
+        assert all(lines[s.name].get_linestyle() == {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}[s.look.dash]
+                   for s in runs)
+    x = np.random.default_rng(0).normal(size=(30, 5))
+    looks = figures.run_looks(thirteen_runs)
+    for spec in (figures.singular_spectrum({r.name: x for r in thirteen_runs}, looks=looks),
+                 figures.cosine_histogram({r.name: x for r in thirteen_runs}, looks=looks)):
+        assert all(s.look == want[s.name] for s in spec.series)
+
+
+def test_bars_take_each_runs_or_conditions_colour_in_both_renderers(thirteen_runs):
+    from matplotlib.colors import same_color
+
+    from karma_probe.figures.style import run_look
+
+    for spec, want in ((figures.metric_bars(thirteen_runs, "sink_mass"),
+                        [run_look(r.condition, r.seed).colour for r in thirteen_runs]),
+                       (figures.condition_bars(thirteen_runs, "sink_mass"),
+                        [run_look(c).colour for c in (*TRAINED, "base")])):
+        (bars,) = spec.series
+        assert list(bars.colours) == want
+        assert list(figures.to_plotly(spec).data[0].marker.color) == want
+        patches = _drawn(spec).axes[0].patches
+        assert len(patches) == len(want) and all(same_color(p.get_facecolor(), c) for p, c in zip(patches, want))
+    # the mean bar of a condition is its seed-0 shade; the base bar is black
+    assert figures.condition_bars(thirteen_runs, "sink_mass").series[0].colours[-1] == "#000000"
+
+
+def test_condition_trajectory_colours_conditions_and_draws_the_untouched_model_black():
+    from karma_probe.figures.style import run_look
+
+    traj = {"conditions": {c: {"sink_mass": [{"step": s, "mean": 0.1 * s, "ci_low": None, "ci_high": None}
+                                             for s in (10, 20)]} for c in ("action", "karma")}}
+    spec = figures.condition_trajectory(traj, "sink_mass", base=0.5)
+    assert [s.look for s in spec.series[:2]] == [run_look("action"), run_look("karma")]
+    assert spec.series[2].name == "untouched model" and spec.series[2].look.colour == "#000000"
+    assert figures.to_plotly(spec).data[2].line.dash == "dash"
+
+
+def test_run_looks_tell_groups_of_one_condition_apart(tmp_path):
+    """Base runs of different models (a user's own checkpoints) get different colours; seeds of one
+    model share their group's hue."""
+    from dataclasses import replace
+
+    base = load_run(make_run(tmp_path, "base", "base", capture=False))
+    mine = [replace(load_run(make_run(tmp_path, f"mine-s{s}", "base", seed=s, capture=False)),
+                    config={"condition": "base", "seed": s, "train": {"model": "/models/mine"}}) for s in (0, 1)]
+    looks = figures.run_looks([base, *mine])
+    assert looks["base"].colour == "#000000"
+    assert looks["mine-s0"].colour not in ("#000000", looks["base"].colour)
+    assert _hue_gap(looks["mine-s0"].colour, looks["mine-s1"].colour) <= 25 and looks["mine-s0"] != looks["mine-s1"]
+    assert figures.run_looks(mine)["mine-s0"].colour == "#000000"  # alone, the first group is the reference

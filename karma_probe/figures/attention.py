@@ -12,16 +12,17 @@ import numpy as np
 
 from karma_probe.errors import BadInput
 from karma_probe.figures.spec import FigureSpec, direction_note, series
+from karma_probe.figures.style import run_looks
 from karma_probe.results import ProbeMap, Run, direction
 
 
 def metric_by_layer(runs: Sequence[Run], metric: str) -> FigureSpec:
     """One line per run: ``metric`` per layer (per-layer records, else the mean over heads)."""
-    lines = []
+    lines, looks = [], run_looks(runs)
     for run in runs:
         values = run.analysis.by_layer(metric)
         if values:
-            lines.append(series(run.name, values.keys(), values.values()))
+            lines.append(series(run.name, values.keys(), values.values(), look=looks[run.name]))
     return FigureSpec(kind="line", title=f"{metric} by layer", x_label="layer", y_label=metric,
                       series=tuple(lines), integer_x=True, note=direction_note(direction(runs, metric)))
 

@@ -15,31 +15,34 @@ import numpy as np
 
 from karma_probe.errors import BadInput
 from karma_probe.figures.spec import FigureSpec, Series, series
+from karma_probe.figures.style import Look
 
 MAX_ROWS = 1000  # pairwise cosines are O(n^2): a fixed, seeded subsample keeps figures fast and stable
 OTHER = "other"
 ROLES = ("catalogue item", "target item", "interest")  # role_pca's labels, in drawing order
 
 
-def singular_spectrum(embeddings: Mapping[str, np.ndarray], title: str = "singular value spectrum") -> FigureSpec:
+def singular_spectrum(embeddings: Mapping[str, np.ndarray], title: str = "singular value spectrum",
+                      looks: Mapping[str, Look] | None = None) -> FigureSpec:
     """Normalized singular values σ_i / Σσ of each centered matrix, log scale (one line per set).
 
     Normalizing makes runs with different embedding norms comparable; it is the distribution
-    whose entropy gives ``erank``.
+    whose entropy gives ``erank``. ``looks``: each set's run look (style.run_looks), by name.
     """
     lines = []
     for name, x in embeddings.items():
         sigma = np.linalg.svd(_centered(x, name), compute_uv=False)
         total = sigma.sum()
         if total > 0:
-            lines.append(series(name, np.arange(1, len(sigma) + 1), sigma / total))
+            lines.append(series(name, np.arange(1, len(sigma) + 1), sigma / total, look=(looks or {}).get(name)))
     return FigureSpec(kind="line", title=title, x_label="component", y_label="σ / Σσ",
                       series=tuple(lines), log_y=True, integer_x=True)
 
 
 def cosine_histogram(embeddings: Mapping[str, np.ndarray], bins: int = 40,
-                     title: str = "pairwise cosine similarity") -> FigureSpec:
-    """Distribution of cosine similarity over distinct pairs, one histogram per set, shared bins."""
+                     title: str = "pairwise cosine similarity", looks: Mapping[str, Look] | None = None) -> FigureSpec:
+    """Distribution of cosine similarity over distinct pairs, one histogram per set, shared bins;
+    ``looks`` as in :func:`singular_spectrum`."""
     cosines = {name: _pair_cosines(x, name) for name, x in embeddings.items()}
     values = [c for c in cosines.values() if len(c)]
     if not values:
@@ -50,7 +53,7 @@ def cosine_histogram(embeddings: Mapping[str, np.ndarray], bins: int = 40,
     for name, c in cosines.items():
         if len(c):
             counts, _ = np.histogram(c, bins=edges)
-            hists.append(series(name, centres, counts / len(c)))
+            hists.append(series(name, centres, counts / len(c), look=(looks or {}).get(name)))
     return FigureSpec(kind="hist", title=title, x_label="cosine", y_label="fraction of pairs",
                       series=tuple(hists), bin_width=float(edges[1] - edges[0]),
                       meta={name: float(c.mean()) for name, c in cosines.items() if len(c)})

@@ -12,13 +12,15 @@ import math
 
 import numpy as np
 
-from karma_probe.figures.spec import FigureSpec
+from karma_probe.figures.spec import FigureSpec, Series
 
 CMAP = "viridis"
 ANNOTATE_MAX_CELLS = 150  # write values into heatmap cells only while they stay legible
 MIN_TICK_PT, MAX_TICK_PT = 4.0, 8.0
 PLOTLY_MAX_TICKS = 32  # labels per heatmap axis on screen; more overlap at dashboard widths
-DASHED_GREYS = ("gray", "black", "darkgray")  # reference lines (random, popularity, markov) in turn
+# reference lines (random, popularity, markov) in turn; black is the base run's (style.HUES)
+DASHED_GREYS = ("gray", "darkgray", "dimgray")
+MPL_DASHES = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}  # style.DASHES in matplotlib's names
 
 
 # --------------------------------------------------------------------------- matplotlib
@@ -53,17 +55,19 @@ def to_matplotlib(spec: FigureSpec, ax=None):
     for s in spec.series if spec.kind != "bar" else ():
         label = _mpl_text(s.name)
         if spec.kind == "line":
+            colour, dash = _line_look(s, dashed)
             style = dict(marker="o" if len(s.x) <= 40 else None, markersize=3, linewidth=1.2,
-                         linestyle="--" if s.dashed else "-", color=next(dashed) if s.dashed else None, label=label)
+                         linestyle=MPL_DASHES[dash], color=colour, label=label)
             if s.errors() is not None:
                 ax.errorbar(s.x, s.y, yerr=np.vstack(s.errors()), capsize=2, elinewidth=0.8, **style)
             else:
                 ax.plot(s.x, s.y, **style)
         elif spec.kind == "scatter":
-            ax.scatter(s.x, s.y, s=8, alpha=0.7, label=label)
+            ax.scatter(s.x, s.y, s=8, alpha=0.7, label=label, color=s.look.colour if s.look else None)
         elif spec.kind == "hist":
             half = (spec.bin_width or 0) / 2
-            ax.stairs(s.y, np.append(s.x - half, s.x[-1] + half), fill=True, alpha=0.35, label=label)
+            ax.stairs(s.y, np.append(s.x - half, s.x[-1] + half), fill=True, alpha=0.35, label=label,
+                      color=s.look.colour if s.look else None)
     if spec.log_y:
         ax.set_yscale("log")
     if spec.log_x:
@@ -80,6 +84,16 @@ def to_matplotlib(spec: FigureSpec, ax=None):
     return ax.figure
 
 
+def _line_look(s: Series, dashed_greys) -> tuple[str | None, str]:
+    """(colour, dash) of a line: its Look; a reference line: the next grey, dashed; else the
+    library's colour cycle (None), solid."""
+    if s.look is not None:
+        return s.look.colour, s.look.dash
+    if s.dashed:
+        return next(dashed_greys), "dash"
+    return None, "solid"
+
+
 def _mpl_label_x_values(spec: FigureSpec, ax) -> None:
     """On a log axis, tick exactly the x values drawn (K = 10, 50, 200), not powers of ten."""
     values = sorted({float(x) for s in spec.series for x in s.x})
@@ -94,8 +108,13 @@ def _mpl_bars(spec: FigureSpec, ax) -> None:
     for i, s in enumerate(spec.series):
         values = dict(zip((str(x) for x in s.x), s.y))
         pos = np.arange(len(categories)) + (i - (len(spec.series) - 1) / 2) * width
-        # one series of runs: colour bars by run, in the order line plots colour them
-        color = [f"C{j % 10}" for j in range(len(categories))] if len(spec.series) == 1 else None
+        if s.colours is not None:  # a colour per bar: each run's or condition's (style.run_look)
+            by_x = dict(zip((str(x) for x in s.x), s.colours))
+            color = [by_x.get(c, "lightgray") for c in categories]
+        elif s.look is not None:
+            color = s.look.colour
+        else:  # one series without colours: one colour per bar from the cycle
+            color = [f"C{j % 10}" for j in range(len(categories))] if len(spec.series) == 1 else None
         errors = s.errors()
         yerr = None
         if errors is not None:
@@ -178,17 +197,19 @@ def to_plotly(spec: FigureSpec):
         errors = s.errors()
         error_y = None if errors is None else dict(type="data", symmetric=False, array=errors[1].tolist(),
                                                    arrayminus=errors[0].tolist(), visible=True)
+        colour = s.look.colour if s.look else None
         if spec.kind == "line":
+            colour, dash = _line_look(s, dashed)
             fig.add_trace(go.Scatter(x=s.x, y=s.y, name=name, mode="lines+markers" if len(s.x) <= 40 else "lines",
-                                     line=dict(dash="dash", color=next(dashed)) if s.dashed else None,
-                                     error_y=error_y))
+                                     line=dict(dash=dash, color=colour), error_y=error_y))
         elif spec.kind == "scatter":
-            fig.add_trace(go.Scatter(x=s.x, y=s.y, name=name, mode="markers", marker=dict(size=5, opacity=0.7)))
+            fig.add_trace(go.Scatter(x=s.x, y=s.y, name=name, mode="markers",
+                                     marker=dict(size=5, opacity=0.7, color=colour)))
         elif spec.kind == "hist":
-            fig.add_trace(go.Bar(x=s.x, y=s.y, name=name, width=spec.bin_width, opacity=0.5))
+            fig.add_trace(go.Bar(x=s.x, y=s.y, name=name, width=spec.bin_width, opacity=0.5, marker_color=colour))
         elif spec.kind == "bar":
-            colors = None
-            if len(spec.series) == 1:  # colour bars by run, as in _mpl_bars
+            colors = list(s.colours) if s.colours is not None else colour  # as in _mpl_bars
+            if colors is None and len(spec.series) == 1:
                 from plotly.colors import qualitative
 
                 colors = [qualitative.Plotly[j % len(qualitative.Plotly)] for j in range(len(s.x))]

@@ -6,6 +6,7 @@ import re
 from typing import Sequence
 
 from karma_probe.figures.spec import FigureSpec, ci_note, join_notes, series
+from karma_probe.figures.style import run_looks
 from karma_probe.results import Run
 
 
@@ -26,7 +27,7 @@ def hr_at_k(runs: Sequence[Run], split: str = "test", name: str = "hr") -> Figur
     """
     from karma_probe import stats
 
-    lines, references = [], {}
+    lines, references, looks = [], {}, run_looks(runs)
     for run in runs:
         source = (run.metrics or {}).get(split) or (run.summary if split == "test" else {})
         values = at_k(source, name)
@@ -34,7 +35,8 @@ def hr_at_k(runs: Sequence[Run], split: str = "test", name: str = "hr") -> Figur
             ranks = run.ranks(split)
             cis = [stats.rank_metric_ci(ranks, f"{name}@{k}") if ranks is not None else None for k in values]
             lines.append(series(run.name, values.keys(), values.values(),
-                                low=[c.low if c else None for c in cis], high=[c.high if c else None for c in cis]))
+                                low=[c.low if c else None for c in cis], high=[c.high if c else None for c in cis],
+                                look=looks[run.name]))
         rankers = {"random": (run.metrics or {}).get("random") or {}}
         rankers |= {b: v[split] for b, v in ((run.metrics or {}).get("baselines") or {}).items() if v.get(split)}
         for ranker, vals in rankers.items():

@@ -12,6 +12,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from karma_probe.figures.style import Look
+
 Kind = Literal["line", "bar", "heatmap", "hist", "scatter"]
 KINDS = ("line", "bar", "heatmap", "hist", "scatter")
 
@@ -24,6 +26,8 @@ class Series:
     x: np.ndarray  # numbers, or strings for categorical bars
     y: np.ndarray
     dashed: bool = False  # a reference line (e.g. a random ranker), not a run
+    look: Look | None = None  # a run's or a condition's colour and line style (style.run_look); None: the cycle
+    colours: tuple[str, ...] | None = None  # bar only: one colour per bar (bars of runs or conditions)
     # a 95 % CI per point as absolute bounds (drawn as error bars); None: no CI. NaN: none for that point
     low: np.ndarray | None = None
     high: np.ndarray | None = None
@@ -79,9 +83,10 @@ class FigureSpec:
 
 
 def series(name: str, x: Sequence, y: Sequence, dashed: bool = False,
-           low: Sequence | None = None, high: Sequence | None = None) -> Series:
+           low: Sequence | None = None, high: Sequence | None = None, look: Look | None = None,
+           colours: Sequence[str] | None = None) -> Series:
     """Build a Series from plain sequences (lists from JSON, dict views); ``low`` / ``high``:
-    the CI bounds per point (None inside them for a point without one)."""
+    the CI bounds per point (None inside them for a point without one); ``colours``: one per bar."""
     x_arr = np.asarray(list(x))
     y_arr = np.asarray(list(y), dtype=float)
     if len(x_arr) != len(y_arr):
@@ -92,9 +97,12 @@ def series(name: str, x: Sequence, y: Sequence, dashed: bool = False,
         if arr is not None and len(arr) != len(y_arr):
             raise ValueError(f"series {name!r}: {len(arr)} CI bounds for {len(y_arr)} values")
         bounds.append(arr)
+    if colours is not None and len(colours) != len(y_arr):
+        raise ValueError(f"series {name!r}: {len(colours)} colours for {len(y_arr)} values")
     if any(b is None for b in bounds) or all(np.isnan(b).all() for b in bounds):
         bounds = [None, None]
-    return Series(name=name, x=x_arr, y=y_arr, dashed=dashed, low=bounds[0], high=bounds[1])
+    return Series(name=name, x=x_arr, y=y_arr, dashed=dashed, low=bounds[0], high=bounds[1], look=look,
+                  colours=None if colours is None else tuple(colours))
 
 
 def ci_note(specs_series: Sequence[Series]) -> str:

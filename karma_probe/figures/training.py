@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Sequence
 
 from karma_probe.figures.spec import FigureSpec, direction_note, series
+from karma_probe.figures.style import DASHES, run_look, run_looks
 from karma_probe.results import Run, direction
 
 LOSS_KEYS = ("loss", "l_act", "l_gen", "l_rec")
@@ -13,14 +15,17 @@ LOSS_KEYS = ("loss", "l_act", "l_gen", "l_rec")
 
 def loss_curves(runs: Sequence[Run], keys: Sequence[str] = LOSS_KEYS) -> FigureSpec:
     """Each loss term from ``train_log.jsonl`` against step; a term never logged (or always
-    null, e.g. ``l_gen`` of an action-only run) is left out rather than drawn as zeros."""
-    lines = []
+    null, e.g. ``l_gen`` of an action-only run) is left out rather than drawn as zeros.
+
+    One run: a colour per term. Several: each run's colour (style.run_look), a line style per term."""
+    lines, looks = [], run_looks(runs)
     for run in runs:
-        for key in keys:
+        for i, key in enumerate(keys):
             points = [(row["step"], row[key]) for row in run.train_log if _finite(row.get(key))]
             if points:
                 name = key if len(runs) == 1 else f"{run.name} {key}"
-                lines.append(series(name, [p[0] for p in points], [p[1] for p in points]))
+                look = None if len(runs) == 1 else replace(looks[run.name], dash=DASHES[i % len(DASHES)])
+                lines.append(series(name, [p[0] for p in points], [p[1] for p in points], look=look))
     title = "training losses" + (f": {runs[0].name}" if len(runs) == 1 else "")
     return FigureSpec(kind="line", title=title, x_label="step", y_label="loss",
                       series=tuple(lines), integer_x=True)
@@ -28,12 +33,12 @@ def loss_curves(runs: Sequence[Run], keys: Sequence[str] = LOSS_KEYS) -> FigureS
 
 def metric_trajectory(runs: Sequence[Run], metric: str) -> FigureSpec:
     """``metric`` at every analyzed checkpoint (analysis.json ``trajectory``), one line per run."""
-    lines = []
+    lines, looks = [], run_looks(runs)
     for run in runs:
         points = [(t["step"], t["summary"][metric]) for t in run.analysis.trajectory
                   if _finite(t["summary"].get(metric))]
         if points:
-            lines.append(series(run.name, [p[0] for p in points], [p[1] for p in points]))
+            lines.append(series(run.name, [p[0] for p in points], [p[1] for p in points], look=looks[run.name]))
     return FigureSpec(kind="line", title=f"{metric} over training", x_label="step", y_label=metric,
                       series=tuple(lines), integer_x=True, note=direction_note(direction(runs, metric)))
 
@@ -41,7 +46,8 @@ def metric_trajectory(runs: Sequence[Run], metric: str) -> FigureSpec:
 def condition_trajectory(traj: dict, metric: str, base: float | None = None,
                          higher_is_better: bool | None = None) -> FigureSpec:
     """``metric`` over training, one line per condition (mean over seeds, 95 % CI bars), from
-    ``study.trajectory``'s ``conditions``; ``base``: the untouched model's value, drawn dashed."""
+    ``study.trajectory``'s ``conditions``, each in its condition's colour; ``base``: the untouched
+    model's value, drawn dashed in black (the reference)."""
     from karma_probe.figures.spec import ci_note, join_notes
 
     lines = []
@@ -49,10 +55,12 @@ def condition_trajectory(traj: dict, metric: str, base: float | None = None,
         rows = by_metric.get(metric) or []
         if rows:
             lines.append(series(cond, [r["step"] for r in rows], [r["mean"] for r in rows],
-                                low=[r["ci_low"] for r in rows], high=[r["ci_high"] for r in rows]))
+                                low=[r["ci_low"] for r in rows], high=[r["ci_high"] for r in rows],
+                                look=run_look(cond)))
     if base is not None and _finite(base) and lines:
         steps = sorted({int(x) for s in lines for x in s.x})
-        lines.append(series("untouched model", [0, steps[-1]], [base, base], dashed=True))
+        lines.append(series("untouched model", [0, steps[-1]], [base, base], dashed=True,
+                            look=replace(run_look("base"), dash="dash")))
     return FigureSpec(kind="line", title=f"{metric} over training", x_label="step", y_label=metric,
                       series=tuple(lines), integer_x=True,
                       note=join_notes(direction_note(higher_is_better), ci_note(lines)))

@@ -40,8 +40,9 @@ else:
     label = f"{kind} embeddings"
 
 try:
-    spectrum = figures.singular_spectrum(sets, f"{label}: singular value spectrum")
-    cosines = figures.cosine_histogram(sets, title=f"{label}: pairwise cosine similarity")
+    looks = figures.run_looks(view.runs)
+    spectrum = figures.singular_spectrum(sets, f"{label}: singular value spectrum", looks)
+    cosines = figures.cosine_histogram(sets, title=f"{label}: pairwise cosine similarity", looks=looks)
 except BadInput as e:  # e.g. a capture of a single probe has no spread to measure
     st.warning(f"Not available: {e}")
 else:
