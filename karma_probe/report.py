@@ -425,6 +425,8 @@ def _training(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
     from karma_probe.results import direction
 
     specs = [figures.loss_curves([r]) for r in shown if r.train_log]
+    grads = figures.gradient_ratios([r for r in shown if r.train_log])
+    specs += [grads] if not grads.empty else []
     if study.is_study([r for r in runs if r.analysis.trajectory]):  # several seeds: one line per condition, mean ± CI
         traj = study.trajectory(runs)
         base = next((r for r in runs if r.condition == "base"), None)

@@ -162,6 +162,28 @@ def test_loss_curves_leave_out_terms_never_logged(two_runs):
     assert [s.name for s in both.series] == ["karma loss", "action loss"] and len(both.series[0].x) == 30
 
 
+def test_gradient_ratios_use_the_balanced_weight_or_lambda(tmp_path):
+    """λ_eff·‖g_reg‖/‖g_act‖ per logged row: the balanced weight w where logged, else the run's λ."""
+    import json
+
+    run_dir = make_run(tmp_path, "karma", "karma")
+    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg.setdefault("train", {}).update(lambda_gen=0.5, lambda_rec=1.0)
+    (run_dir / "config.json").write_text(json.dumps(cfg))
+    rows = [{"step": 10, "loss": 1.0, "gn_act": 2.0, "gn_gen": 4.0, "gn_rec": 8.0, "cos_act_gen": 0.1, "cos_act_rec": -0.2},
+            {"step": 20, "loss": 1.0},  # a row without gradient norms is skipped
+            {"step": 30, "loss": 1.0, "gn_act": 1.0, "gn_gen": 2.0, "gn_rec": 3.0, "w_gen": 0.1, "w_rec": 0.05,
+             "cos_act_gen": 0.0, "cos_act_rec": 0.3}]
+    (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = figures.gradient_ratios([load_run(run_dir)])
+    gen, rec = spec.series
+    assert list(gen.x) == [10, 30] and list(gen.y) == pytest.approx([0.5 * 4 / 2, 0.1 * 2 / 1])
+    assert list(rec.y) == pytest.approx([1.0 * 8 / 2, 0.05 * 3 / 1])
+    assert "median" in spec.note
+    _drawn(spec)
+    assert figures.gradient_ratios([load_run(make_run(tmp_path, "plain", "action"))]).empty
+
+
 def test_metric_trajectory(two_runs, tmp_path):
     spec = figures.metric_trajectory(two_runs, "sink_mass")
     assert list(spec.series[0].x) == [10, 20, 30]

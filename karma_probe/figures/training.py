@@ -31,6 +31,31 @@ def loss_curves(runs: Sequence[Run], keys: Sequence[str] = LOSS_KEYS) -> FigureS
                       series=tuple(lines), integer_x=True)
 
 
+def gradient_ratios(runs: Sequence[Run]) -> FigureSpec:
+    """Each regularizer's effective gradient relative to the action loss's, on the shared parameters,
+    against step: λ_eff · ‖g_reg‖ / ‖g_act‖ with λ_eff the balanced weight ``w_*`` where the run
+    balances, else its λ (train_log ``gn_*``, logged every ``grad_norm_every`` steps). Above 1 the
+    regularizer dominates the update; the balanced form keeps it at most ρ."""
+    from karma_probe.figures.spec import join_notes
+
+    lines, looks, cosines = [], run_looks(runs), []
+    for run in runs:
+        train = run.config.get("train") or {}
+        for i, reg in enumerate(("gen", "rec")):
+            lam = train.get(f"lambda_{reg}") or 0.0
+            points = [(row["step"], row.get(f"w_{reg}", lam) * row[f"gn_{reg}"] / row["gn_act"])
+                      for row in run.train_log if _finite(row.get(f"gn_{reg}")) and (row.get("gn_act") or 0) > 0]
+            cosines += [row[f"cos_act_{reg}"] for row in run.train_log if _finite(row.get(f"cos_act_{reg}"))]
+            if points:
+                look = replace(looks[run.name], dash=DASHES[i % len(DASHES)])
+                lines.append(series(f"{run.name} {reg}", [p[0] for p in points], [p[1] for p in points], look=look))
+    note = (f"cosine with the action gradient: median {sorted(cosines)[len(cosines) // 2]:+.2f} "
+            f"(range {min(cosines):+.2f} to {max(cosines):+.2f})" if cosines else None)
+    return FigureSpec(kind="line", title="regularizer gradient / action gradient (shared parameters)", x_label="step",
+                      y_label="λ·‖g_reg‖ / ‖g_act‖", series=tuple(lines), integer_x=True,
+                      note=join_notes(note))
+
+
 def metric_trajectory(runs: Sequence[Run], metric: str) -> FigureSpec:
     """``metric`` at every analyzed checkpoint (analysis.json ``trajectory``), one line per run."""
     lines, looks = [], run_looks(runs)

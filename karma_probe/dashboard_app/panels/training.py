@@ -14,6 +14,9 @@ if logged:
                           help="l_act: action (InfoNCE); l_gen: history-conditioned generation; "
                                "l_rec: reconstruction from the interest embedding")
     dashboard.plot(figures.loss_curves(logged, keys or LOSS_KEYS), "losses")
+    grads = figures.gradient_ratios(logged)
+    if not grads.empty:  # runs with regularizers that logged per-loss gradient norms
+        dashboard.plot(grads, "gradient ratios")
 unlogged = [r.name for r in view.runs if not r.train_log]
 if unlogged:
     st.caption(f"No train_log.jsonl (not trained here, e.g. a base run): {', '.join(unlogged)}")
