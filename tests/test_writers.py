@@ -87,10 +87,12 @@ def test_released_when_the_holder_ends_even_killed(tmp_path):
     h = Holder(run)
     h.proc.kill()
     h.proc.wait(timeout=30)
-    with claim_run(run, "analyze"):  # the OS dropped the killed holder's lock
+    assert lock_file(run).is_file()  # a killed holder cannot remove its file, but the OS dropped its lock
+    with claim_run(run, "analyze"):
+        assert holder(run).startswith(f"pid {os.getpid()}: ")
         with try_claim(run) as again:
             assert again is False  # and a claim is exclusive, within one process too
-    assert holder(run).startswith(f"pid {os.getpid()}: ")
+    assert not lock_file(run).parent.exists()  # released: file and lock directory removed, nothing left
 
 
 def test_a_missing_run_is_refused_before_any_lock_is_made(tmp_path, capsys):
