@@ -9,6 +9,9 @@ another step, an unknown metric name, no intermediate checkpoints for ``--all-ch
 found before any analyzer runs, and ``analysis.json`` is written atomically at the very end, so a
 failed analysis leaves the previous file untouched.
 
+``derived_from`` records the fingerprints of the capture and checkpoint read (karma_probe.rundir.chain),
+so every reader can tell an analysis older than its capture (STALE) from a current one.
+
 A metric whose input this run does not have (the reconstruction path of an untouched model, a
 missing ``metrics.json``) is listed under ``absent`` with the reason instead of in ``summary``.
 

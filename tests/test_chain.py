@@ -189,3 +189,14 @@ def test_fingerprint_of_a_large_file_sees_its_size_and_its_sampled_blocks(tmp_pa
     whole = fingerprint(d)
     (d / ".model.safetensors.tmp").write_bytes(b"in progress")  # atomic writes in progress do not count
     assert fingerprint(d) == whole and fingerprint(tmp_path / "none") is None
+
+
+def test_shards_of_different_checkpoints_are_not_merged():
+    from karma_probe.capture.writer import Capture, merge_captures
+    from karma_probe.errors import BadInput
+
+    model = {"layers": 2, "heads": 2}
+    a = Capture({"model": model, "derived_from": {"checkpoint": "aaaa"}}, path="runs/r/capture-0")
+    b = Capture({"model": model, "derived_from": {"checkpoint": "bbbb"}}, path="runs/r/capture-1")
+    with pytest.raises(BadInput, match="cannot merge captures of different checkpoints"):
+        merge_captures([a, b])
