@@ -9,6 +9,9 @@ another step, an unknown metric name, no intermediate checkpoints for ``--all-ch
 found before any analyzer runs, and ``analysis.json`` is written atomically at the very end, so a
 failed analysis leaves the previous file untouched.
 
+``derived_from`` records the fingerprints of the capture and checkpoint read (karma_probe.rundir.chain),
+so every reader can tell an analysis older than its capture (STALE) from a current one.
+
 A metric whose input this run does not have (the reconstruction path of an untouched model, a
 missing ``metrics.json``) is listed under ``absent`` with the reason instead of in ``summary``.
 
@@ -50,6 +53,7 @@ from karma_probe.errors import BadInput
 from karma_probe.rundir import (RunPaths, checkpoint_step, git_sha, intermediate_checkpoints, layout, now, read_config,
                                 write_analysis)
 from karma_probe.rundir.analysis import SCHEMA, read_previous, relative, run_block
+from karma_probe.rundir.chain import DERIVED, derivation
 from karma_probe.rundir.fields import finite_or_none
 LOAD_MODEL = "(load model)"  # the timing entry for loading the checkpoint
 CAPTURE = "(capture)"  # the timing entry for a trajectory checkpoint's in-memory capture
@@ -85,10 +89,13 @@ def analyze_run(run_dir: str | Path, metrics: str | list[str] | None = None, all
     step_captures = {ck: Capture.load(ck / layout.CAPTURE, ck) for ck in steps
                      if (ck / layout.CAPTURE / layout.MANIFEST).is_file()}
 
+    derived = derivation(checkpoint=checkpoint, capture=paths.capture)  # rundir.chain: what this reads
+
     # torch on the idle cores only when a metric loads the model (the capture-only ones are numpy)
     with torch_threads(threads) if "model" in needs else nullcontext() as n_threads:
         out = _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected, progress)
     out["analyzed"]["threads"] = n_threads
+    out[DERIVED] = derived
     out = _merge_previous(run_dir, out, [m.name for m in selected], explicit=metrics is not None)
     write_analysis(run_dir, out)
     return out
@@ -196,9 +203,13 @@ def _merge_previous(run_dir: Path, new: dict, computed: list[str], explicit: boo
     old = read_previous(run_dir)  # None when absent, unreadable (replaced, not merged) or of another schema
     if old is None or (old.get("run") or {}).get("step") != new["run"]["step"]:
         return new
+    if old.get(DERIVED) not in (None, new.get(DERIVED)):  # kept metrics of another capture would be stale
+        return new
     done = set(computed)
     keep = lambda d: {k: v for k, v in (d or {}).items() if k not in done}  # noqa: E731
     merged = dict(new)
+    if DERIVED not in old:  # the kept metrics' source was not recorded: the merge cannot vouch for them
+        merged.pop(DERIVED, None)
     merged["records"] = [r for r in old.get("records", []) if r.get("metric") not in done] + new["records"]
     merged["summary"] = {**keep(old.get("summary")), **new["summary"]}
     merged["higher_is_better"] = {**keep(old.get("higher_is_better")), **new["higher_is_better"]}

@@ -43,7 +43,13 @@ worse and never shows an improvement: it is checked as usual and carries the fla
 flag is in the table, the JSON (``flag``) and the JUnit output.
 
 Relational claims (``--against OTHER --expect "sink_mass<"``) compare two runs directly:
-``RUN.sink_mass < OTHER.sink_mass``; operators ``<``, ``<=``, ``>``, ``>=``.
+``RUN.sink_mass < OTHER.sink_mass``; operators ``<``, ``<=``, ``>``, ``>=``. Two values closer
+than a tolerance ``t`` are **equal within tolerance**, reported as such: ``<=`` / ``>=`` pass,
+``<`` / ``>`` fail (equal is not below). ``t`` is ``--tolerance`` when given, else the float noise
+of computing one metric twice: ``max(REL_EPS · max(|a|, |b|), ABS_EPS)`` — two captures of one
+model through different batchings differ in the last float32 digits (a ``sink_mass`` of 0.36 by
+1.75e-10), which is no difference at all. (The metric catalogue records no per-metric noise floor
+yet; a measured one, e.g. from ``calibrate``, would replace this default.)
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ from typing import Sequence
 
 from karma_probe.analyzers import catalogue
 from karma_probe.errors import BadInput
-from karma_probe.results import Run, format_delta, format_value
+from karma_probe.results import Run, distinct, format_delta, format_value, group_runs
 from karma_probe.rundir import atomic_path, now, read_json, write_json
 
 BASELINE_SCHEMA = "karma_probe.baseline/1"
@@ -190,10 +196,10 @@ def baseline_from_runs(runs: Sequence[Run], previous: Baseline | None = None, me
         raise BadInput("tolerances from noise need at least two runs of the same condition (e.g. three seeds)")
     if not (k > 0 and math.isfinite(k)):
         raise BadInput(f"--noise-k must be a positive number, got {k}")
-    conditions = sorted({r.condition for r in runs})
-    if len(conditions) > 1:
-        raise BadInput(f"the runs for one baseline must share a condition; got {', '.join(conditions)} "
-                       f"({', '.join(str(r.path) for r in runs)})")
+    groups = group_runs(distinct(runs))
+    if len(groups) > 1:
+        raise BadInput(f"the runs for one baseline must be seeds of one model, preset and condition; got "
+                       f"{', '.join(groups)} ({', '.join(str(r.path) for r in runs)})")
     kept = {e.metric: e for e in previous.metrics} if previous else {}
     names = list(metrics) if metrics else list(kept) or [m for m in runs[0].summary if m in runs[0].analysis.higher_is_better]
     values, directions = {}, {}
@@ -274,14 +280,14 @@ class Outcome:
     claim: str         # human-readable, e.g. "lower is better" / "< runs/action"
     actual: float
     reference: float
-    slack: float | None
-    status: str        # ok | improved | regressed | failed | not finite | cannot regress
+    slack: float | None  # the baseline's allowed slack, or a relation's tolerance
+    status: str        # ok | improved | equal within tolerance[: not <] | regressed | failed | not finite | cannot regress
     message: str
     flag: str = ""     # why this check says less than it seems (a baseline stuck at a bound); "" if nothing
 
     @property
     def passed(self) -> bool:
-        return self.status in ("ok", "improved")
+        return self.status in ("ok", "improved", EQUAL)
 
     @property
     def failed(self) -> bool:
@@ -344,10 +350,21 @@ def _flag(e: Expectation, bound: str) -> str:
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
+# the default tolerance of a relational claim: float noise (module doc)
+REL_EPS = 1e-6
+ABS_EPS = 1e-12
+EQUAL = "equal within tolerance"
+
+
 @dataclass(frozen=True)
 class Relation:
     metric: str
     op: str  # one of OPERATORS
+
+
+def float_noise(a: float, b: float) -> float:
+    """The default tolerance for comparing ``a`` with ``b``: ``max(REL_EPS · max(|a|, |b|), ABS_EPS)``."""
+    return max(REL_EPS * max(abs(a), abs(b)), ABS_EPS)
 
 
 def parse_expect(text: str) -> Relation:
@@ -359,7 +376,13 @@ def parse_expect(text: str) -> Relation:
     return Relation(metric=m.group(1), op=m.group(2))
 
 
-def check_against(run: Run, other: Run, relations: Sequence[Relation]) -> list[Outcome]:
+def check_against(run: Run, other: Run, relations: Sequence[Relation],
+                  tolerance: float | None = None) -> list[Outcome]:
+    """Each relation ``RUN.metric OP OTHER.metric``; values within ``tolerance`` (default
+    :func:`float_noise`) of each other are :data:`EQUAL`: a pass for ``<=`` / ``>=``, a failure for
+    ``<`` / ``>``."""
+    if tolerance is not None and not (tolerance >= 0 and math.isfinite(tolerance)):
+        raise BadInput(f"--tolerance must be a finite number >= 0, got {tolerance}")
     names = [r.metric for r in relations]
     _require_metrics(run, names, "named by --expect")
     _require_metrics(other, names, "named by --expect")
@@ -368,11 +391,18 @@ def check_against(run: Run, other: Run, relations: Sequence[Relation]) -> list[O
         a, b = run.summary[r.metric], other.summary[r.metric]
         claim = f"{r.op} {other.name}"
         if not (math.isfinite(a) and math.isfinite(b)):
-            status = "not finite"
+            out.append(Outcome("against", r.metric, claim, a, b, None, "not finite",
+                               f"{run.name} {r.metric} {format_value(a)} {r.op} {other.name} {format_value(b)}: not finite"))
+            continue
+        t = float_noise(a, b) if tolerance is None else tolerance
+        if abs(a - b) <= t:
+            status = EQUAL if r.op in ("<=", ">=") else f"{EQUAL}: not {r.op}"  # the latter fails
+            said = f"{status} (|difference| {abs(a - b):.3g} <= {t:.3g})"
         else:
             status = "ok" if OPERATORS[r.op](a, b) else "failed"
-        msg = f"{run.name} {r.metric} {format_value(a)} {r.op} {other.name} {format_value(b)}: {status}"
-        out.append(Outcome("against", r.metric, claim, a, b, None, status, msg))
+            said = status
+        msg = f"{run.name} {r.metric} {format_value(a)} {r.op} {other.name} {format_value(b)}: {said}"
+        out.append(Outcome("against", r.metric, claim, a, b, t, status, msg))
     return out
 
 

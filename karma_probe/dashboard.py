@@ -6,7 +6,8 @@ and every file is resolved, symlinks followed, and refused unopened when it lead
 same way, so a link cannot turn the dashboard into a file browser.
 
 Loading is cached on file path + modification time (+ size), so a run re-analyzed while the
-server is up shows its new numbers on the next rerun. The listing goes through ``st.cache_data``;
+server is up shows its new numbers on the next rerun (and one re-captured or re-trained without
+re-analysis is marked STALE: the capture and checkpoint state are stamped too). The listing goes through ``st.cache_data``;
 attention maps and hidden states through ``st.cache_resource``, because ``cache_data`` hands out a
 pickled copy on every rerun and a SmolLM2 capture holds hundreds of MB of maps. Nothing here
 mutates a cached array.
@@ -84,8 +85,15 @@ def listing(root: Path) -> RunListing:
         dirs = sorted(d for d in root.iterdir() if d.is_dir())
     except OSError as e:
         raise BadInput(f"{root}: cannot list the runs directory ({e})") from None
-    stamp = tuple((d.name, _stamp(*(d / f for f in results.RUN_FILES))) for d in dirs)
+    stamp = tuple((d.name, _stamp(*(d / f for f in results.RUN_FILES), *_chain_files(d))) for d in dirs)
     return _listing(str(root), stamp)
+
+
+def _chain_files(run: Path) -> tuple[Path, ...]:
+    """The files a run's chain status (rundir.chain) depends on besides RUN_FILES: a re-capture or a
+    re-training changes their stamps, so the listing is reloaded and the run marked STALE."""
+    paths = RunPaths(run)
+    return (paths.manifest, *(paths.capture / layout.part_file(p) for p in layout.CAPTURE_PARTS), paths.state)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

@@ -2,8 +2,9 @@
 
 Every stage is skipped when its output is already there (a training run resumes from its last
 checkpoint), so an interrupted reproduction continues where it stopped when started again.
-Each run is claimed (an OS file lock under ``RUNS_ROOT/.reproduce-locks/``, released when the
-process ends, however it ends) while its stages run, so two reproductions of one study started
+Each run is claimed (the writer lock of karma_probe.rundir.lock, ``RUNS_ROOT/.run-locks/``, that
+train, capture and analyze take too; released when the process ends, however it ends) while its
+stages run, so two reproductions of one study started
 side by side share the runs out instead of training the same one twice: on a machine with idle
 cores, start the same command twice with ``--threads 1`` each.
 Output under ``report_dir``: ``summary.json``, ``report.pdf`` (every run, action-only first so
@@ -21,7 +22,6 @@ same numbers as Markdown tables (karma_probe.study.summary_markdown).
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,26 +131,14 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
     return summary
 
 
-@contextmanager
 def claim(run_dir: Path):
-    """Yield True when this process holds the exclusive claim on ``run_dir`` (for the block), False
-    when another process holds it. An ``flock`` on ``RUNS_ROOT/.reproduce-locks/<name>.lock``: the
-    OS drops it when the process exits or is killed, so a stale claim cannot outlive its owner.
-    Without ``fcntl`` (Windows) every claim succeeds: one reproduction at a time there."""
-    try:
-        import fcntl
-    except ImportError:
-        yield True
-        return
-    locks = run_dir.parent / ".reproduce-locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{run_dir.name}.lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True  # closing the file releases the lock
+    """A context manager yielding True when this reproduction holds ``run_dir``'s writer lock for
+    the block, False when another process (a reproduction, a train / capture / analyze command)
+    holds it: :func:`karma_probe.rundir.lock.try_claim`, the one lock every writer of a run takes.
+    The stages below run in-process under this claim and do not claim again."""
+    from karma_probe.rundir.lock import try_claim
+
+    return try_claim(run_dir)
 
 
 def _run_stages(plan: Plan, cfg, out: Path, i: int, n: int, opts, progress: bool) -> int:

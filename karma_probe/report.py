@@ -59,6 +59,7 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
         with PdfPages(tmp, metadata={"Title": "karma_probe diagnostic report",
                                      "Subject": ", ".join(r.name for r in runs), "Creator": "karma-probe report"}) as pdf:
             pages = _Pages(pdf, runs)
+            _untrusted(pages, runs)
             shown = study.representatives(runs)  # the runs of the per-run pages
             if study.is_study(runs):
                 _study_table(pages, runs, shown)
@@ -281,6 +282,16 @@ def _table(ax, header: list[str], rows: list[list[str]], widths: list[float] | N
                     fontweight="bold" if i == 0 or family_row else "normal")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
+
+
+UNTRUSTED = "STALE or BROKEN runs: their numbers do not derive from what they hold"
+
+
+def _untrusted(pages: _Pages, runs: Sequence[Run]) -> None:
+    """A first page naming each run whose analysis is STALE or BROKEN (rundir.chain), and why."""
+    bad = [r for r in runs if not r.chain.trusted]
+    if bad:
+        pages.note(UNTRUSTED, "\n\n".join(textwrap.fill(f"{r.name}: {r.chain}", 110) for r in bad))
 
 
 def _run_line(runs: Sequence[Run]) -> str:

@@ -11,12 +11,15 @@ a loaded :class:`Run`, listings of many runs, comparisons between runs.
 ``metrics.json`` and ``train_log.jsonl`` when they are there (a reference ``base`` run has no
 training log). ``list_runs`` never raises for one bad run: it sorts a runs root into the runs that
 load and the ones that do not, with the reason, so a listing of many runs survives one killed job.
+``Run.chain`` says whether a run's analysis still derives from its capture and checkpoint
+(karma_probe.rundir.chain); ``list_runs`` counts a BROKEN chain as a run that does not load.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,11 +27,12 @@ import numpy as np
 
 from karma_probe.analyzers.catalogue import format_delta, format_value  # noqa: F401  (re-exported: one way to print)
 from karma_probe.errors import BadInput
-from karma_probe.rundir import (RunPaths, layout, read_analysis, read_config, read_hidden, read_maps, read_metrics,
+from karma_probe.rundir import (RunPaths, config_hash, layout, read_analysis, read_config, read_hidden, read_maps, read_metrics,
                                 read_train_log)
 # re-exported: the analysis.json types and the run-dir names, as this module has always offered them
 from karma_probe.rundir.analysis import SCHEMA, Analysis, Record, parse_analysis  # noqa: F401
 from karma_probe.rundir.capture import Hidden, ProbeMap  # noqa: F401
+from karma_probe.rundir.chain import Chain, chain_status
 from karma_probe.rundir.fields import is_int as _is_int
 from karma_probe.rundir.layout import RUN_FILES, RUN_MARKERS  # noqa: F401
 
@@ -47,9 +51,29 @@ class Run:
     metrics: dict[str, Any] | None = field(repr=False)   # None without metrics.json (a capture-only base run)
     train_log: tuple[dict, ...] = field(repr=False)      # () when there is no train_log.jsonl
 
+    @cached_property
+    def chain(self) -> Chain:
+        """Whether this run's analysis is derived from the capture and checkpoint it now holds
+        (rundir.chain: ok, unverified, STALE or BROKEN), computed once per loaded run."""
+        return chain_status(self.path, self.analysis.derived_from)
+
     @property
     def condition(self) -> str:
         return str(self.analysis.run.get("condition") or self.config.get("condition") or "?")
+
+    @property
+    def group(self) -> "GroupKey":
+        """What this run is a seed of (:func:`group_runs`): its model, preset and condition."""
+        train = self.config.get("train") if isinstance(self.config.get("train"), dict) else {}
+        model = train.get("model") or self.analysis.run.get("model")
+        return GroupKey(model=None if model is None else str(model), preset=self.config.get("preset"),
+                        condition=self.condition)
+
+    @property
+    def origin(self) -> str | None:
+        """What makes this run one training: a digest of its config.json (which holds its creation
+        time), so a copy of a run (``cp -r``) has the same origin as the run; None without a config."""
+        return config_hash(self.config) if self.config else None
 
     @property
     def summary(self) -> dict[str, float]:
@@ -92,6 +116,60 @@ class Run:
         if not all(math.isfinite(x) for x in (low, high, value)):
             return None
         return stats.Interval(value, low, high, 0, "bootstrap over probes (analysis.json intervals)")
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """Runs pool as seeds only when all three agree: the same model (backbone, or the user's own
+    checkpoint), the same preset and the same condition. Anything else is its own group."""
+
+    model: str | None
+    preset: str | None
+    condition: str
+
+
+def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """THE grouping of runs into seeds of one thing (:class:`GroupKey`), in first-seen order, every
+    consumer's (the study table, the claims, the report, the dashboard, ``check --update-baseline``).
+
+    Each group is named by its condition (``"karma"``) when no other group shares that condition;
+    otherwise by the condition and what tells the groups apart (``"base (smollm2-135m)"``,
+    ``"base (/models/mine)"``, ``"karma (smollm2-135m, preset x)"``), so two different models are
+    never averaged into one "base (n=2)".
+    """
+    groups: dict[GroupKey, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    out: dict[str, list[Run]] = {}
+    for key, rs in groups.items():
+        rivals = [k for k in groups if k.condition == key.condition and k != key]
+        if not rivals:
+            out[key.condition] = rs
+            continue
+        parts = [str(key.model)] if any(k.model != key.model for k in rivals) else []
+        if any(k.preset != key.preset for k in rivals if k.model == key.model) or not parts:
+            parts.append(f"preset {key.preset}")
+        out[f"{key.condition} ({', '.join(parts)})"] = rs
+    return out
+
+
+def distinct(runs: Sequence[Run]) -> list[Run]:
+    """``runs`` if no run is given twice, else BadInput naming both: the same directory by another
+    spelling (``R``, ``R/``, ``./R``, a symlink: paths are resolved) or a copy of it (the same
+    :attr:`Run.origin`). A run counted twice would pass as two seeds that agree exactly."""
+    seen_path: dict[Path, Run] = {}
+    seen_origin: dict[str, Run] = {}
+    for r in runs:
+        where = r.path.resolve()
+        if where in seen_path:
+            raise BadInput(f"{r.path}: the same run as {seen_path[where].path} (both are {where}); give each run once")
+        if r.origin is not None and r.origin in seen_origin:
+            raise BadInput(f"{r.path}: a copy of {seen_origin[r.origin].path} (the same config.json: one training, "
+                           "not two seeds); give each run once")
+        seen_path[where] = r
+        if r.origin is not None:
+            seen_origin[r.origin] = r
+    return list(runs)
 
 
 def run_dir(path: str | Path) -> Path:
@@ -242,9 +320,19 @@ def list_runs(root: str | Path, *, confine: bool = False) -> RunListing:
         if not any((d / m).exists() for m in RUN_MARKERS):
             continue
         try:
-            ok.append(load_run(d))
+            run = load_run(d)
         except BadInput as e:
             broken.append(BrokenRun(path=d, name=d.name, reason=str(e)))
+            continue
+        twin = next((o for o in ok if o.path.resolve() == run.path.resolve()
+                     or (run.origin is not None and o.origin == run.origin)), None)
+        if twin is not None:  # a symlink to, or a copy of, a run already listed: not a second seed
+            broken.append(BrokenRun(path=d, name=d.name, reason=f"the same run as {twin.name} (a symlink or a copy "
+                                                                 "of it); listed once"))
+        elif run.chain.state == "broken":  # its capture is damaged: the numbers cannot be traced to anything
+            broken.append(BrokenRun(path=d, name=d.name, reason=str(run.chain)))
+        else:
+            ok.append(run)  # a STALE run stays listed, marked by run.chain
     return RunListing(ok=tuple(ok), broken=tuple(broken))
 
 

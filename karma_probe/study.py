@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 
 from karma_probe import stats
 from karma_probe.analyzers import catalogue
-from karma_probe.results import Run
+from karma_probe.results import Run, group_runs
 
 # The paper's claims (metric, action-only is <higher|lower> than KARMA) and the retrieval metrics,
 # in catalogue order: both are facts of analyzers/catalogue.py.
@@ -60,10 +60,9 @@ METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and ba
 
 
 def by_condition(runs: Sequence[Run]) -> dict[str, list[Run]]:
-    out: dict[str, list[Run]] = {}
-    for r in runs:
-        out.setdefault(r.condition, []).append(r)
-    return out
+    """The runs as groups of seeds: same model, preset and condition (results.group_runs), each
+    named by its condition unless another group shares that condition."""
+    return group_runs(runs)
 
 
 # --------------------------------------------------------------------------- per-condition table

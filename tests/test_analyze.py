@@ -427,7 +427,7 @@ def test_absent_is_not_an_error_but_missing_key_is(fake_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(fake_run, run)
     (run / "metrics.json").unlink()
-    with pytest.raises(Absent, match="no retrieval metrics"):
+    with pytest.raises(Absent, match=r"no retrieval metrics for this checkpoint: \S+/metrics.json does not exist"):
         METRICS["mrr"](RunInputs(run))
     write_json(run / "metrics.json", {"test": {"hr@10": 0.1}})
     with pytest.raises(BadInput, match=r"test split has no 'mrr'"):

@@ -146,6 +146,47 @@ def test_relational_expectations(runs, capsys):
     assert "sink_mass > action" in capsys.readouterr().err
 
 
+def _sink(run, value):
+    """Set ``run``'s summary sink_mass (the issue's two captures of one model)."""
+    f = run / "analysis.json"
+    obj = json.loads(f.read_text())
+    obj["summary"]["sink_mass"] = value
+    f.write_text(json.dumps(obj))
+
+
+def test_relational_float_noise_is_equal_within_tolerance(runs, tmp_path, capsys):
+    """The issue: `--expect "sink_mass<="` between two captures of one model failed on 1.75e-10."""
+    karma, action = runs
+    _sink(karma, 0.3614551234)
+    _sink(action, 0.3614551234 - 1.75e-10)  # karma is above action by float noise
+    out_json = tmp_path / "c.json"
+    assert main(["check", str(karma), "--against", str(action), "--expect", "sink_mass<=", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "equal within tolerance" in out and "PASS: 1 checks" in out
+    row = json.loads(out_json.read_text())["results"][0]
+    assert row["status"] == "equal within tolerance" and row["passed"] and row["slack"] == pytest.approx(3.6145e-7, rel=1e-3)
+    assert "(|difference| 1.75e-10 <= 3.61e-07)" in row["message"]
+    # equal is not strictly below: "<" fails, and says why
+    assert main(["check", str(karma), "--against", str(action), "--expect", "sink_mass<"]) == 1
+    assert "EQUAL WITHIN TOLERANCE: NOT <" in capsys.readouterr().out
+    # a real difference is still one: 1e-4 above fails "<=" by default, passes with --tolerance 1e-3
+    _sink(action, 0.3614551234 - 1e-4)
+    assert main(["check", str(karma), "--against", str(action), "--expect", "sink_mass<="]) == 1
+    capsys.readouterr()
+    assert main(["check", str(karma), "--against", str(action), "--expect", "sink_mass<=", "--tolerance", "1e-3"]) == 0
+    assert "equal within tolerance" in capsys.readouterr().out
+
+
+def test_tolerance_needs_a_relation_and_a_sane_value(runs, tmp_path, capsys):
+    karma, action = map(str, runs)
+    b = _baseline(tmp_path / "b.json", {"sink_mass": {"value": 0.5, "abs_tol": 0.01}})
+    assert main(["check", karma, "--baseline", str(b), "--tolerance", "1e-3"]) == 2
+    assert "--tolerance applies to --against" in capsys.readouterr().err
+    for bad in ("-1", "nan"):
+        assert main(["check", karma, "--against", action, "--expect", "sink_mass<", "--tolerance", bad]) == 2
+        assert "--tolerance must be a finite number >= 0" in capsys.readouterr().err
+
+
 def test_parse_expect():
     assert check.parse_expect("sink_mass<") == check.Relation("sink_mass", "<")
     assert check.parse_expect(" hr@10 >= ") == check.Relation("hr@10", ">=")

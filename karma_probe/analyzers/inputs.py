@@ -228,7 +228,9 @@ class RunInputs:
     @cached_property
     def retrieval(self) -> dict:
         if not self.metrics_path.is_file():
-            raise Absent(f"{self.metrics_path}: no retrieval metrics for this checkpoint")
+            # name the file as missing: "metrics.json: no retrieval metrics" read as a file without them
+            raise Absent(f"no retrieval metrics for this checkpoint: {self.metrics_path} does not exist (`train` "
+                         "scores a run; an untouched reference run, or a checkpoint saved between evaluations, has none)")
         m = read_json(self.metrics_path, "retrieval metrics")
         if not isinstance(m, dict) or not isinstance(m.get("test"), dict):
             raise BadInput(f"{self.metrics_path}: no 'test' split (checkpoints.md: {{'valid': ..., 'test': ...}})")

@@ -19,6 +19,7 @@ from karma_probe.capture.probes import DEFAULT_MAX_ITEMS, DEFAULT_PROBES, PROBE_
 from karma_probe.capture.writer import Capture, write_capture
 from karma_probe.errors import BadInput
 from karma_probe.prompts import code_token
+from karma_probe.rundir.chain import DERIVED, derivation
 from karma_probe.rundir import (CAPTURE, CHECKPOINT, CONFIG, STATE, atomic_dir, checkpoint_state, config_hash, git_sha,
                                 now, read_json, versions, write_json)
 
@@ -148,6 +149,7 @@ def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *,
                         max_items=int(train.get("max_history", DEFAULT_MAX_ITEMS)),
                         max_target_tokens=getattr(cfg, "max_target_tokens", None), opts=opts,
                         run=_run_info(run_dir, meta))
+    cap.manifest[DERIVED] = derivation(checkpoint=run_dir / CHECKPOINT)  # rundir.chain: what it was made from
     return write_capture(out or run_dir / CAPTURE, cap)
 
 
@@ -205,6 +207,7 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
     with atomic_dir(out) as tmp:
         write_json(tmp / CONFIG, meta)
         _link_checkpoint(kmodel, model, tmp / CHECKPOINT, state)
+        cap.manifest[DERIVED] = derivation(checkpoint=tmp / CHECKPOINT)  # names and bytes: the same after the swap
         write_capture(tmp / CAPTURE, cap)
     return out / CAPTURE
 

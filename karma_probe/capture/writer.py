@@ -29,6 +29,9 @@ def merge_captures(captures: list[Capture]) -> Capture:
         if other.manifest.get("model") != first.manifest.get("model"):
             raise BadInput("cannot merge captures of different models "
                            f"({first.manifest.get('model')} vs {other.manifest.get('model')})")
+        if other.manifest.get("derived_from") != first.manifest.get("derived_from"):  # rundir.chain
+            raise BadInput(f"cannot merge captures of different checkpoints ({first.path} and {other.path} record "
+                           "different checkpoint fingerprints: one was captured before a re-training)")
     stats = first.torch("stats")  # the reducers' merge is torch, like the reducers
     for other in captures[1:]:
         stats = merge(stats, other.torch("stats"))

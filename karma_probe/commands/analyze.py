@@ -45,8 +45,11 @@ def run(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")
-    out = analyze_run(args.run, metrics=args.metrics, all_checkpoints=args.all_checkpoints,
-                      progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads)
+    from karma_probe.rundir.lock import claim_run
+
+    with claim_run(args.run, "analyze"):  # one writer per run: not while train or capture rewrite it
+        out = analyze_run(args.run, metrics=args.metrics, all_checkpoints=args.all_checkpoints,
+                          progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads)
     hib, intervals = out["higher_is_better"], out.get("intervals", {})
     for name, value in out["summary"].items():
         shown = "n/a" if value is None else f"{value:.4g}"

@@ -68,6 +68,7 @@ def reference_config(model: str):
 
 def run(args) -> int:
     from karma_probe.errors import BadInput
+    from karma_probe.rundir.lock import claim_run
 
     if args.merge:
         if args.run or args.model:
@@ -78,8 +79,9 @@ def run(args) -> int:
 
         out, *inputs = args.merge
         check_target(out)
-        merged = merge_captures([read_capture(p) for p in inputs])
-        print(write_capture(out, merged))
+        with claim_run(_owner(out), "capture", new=True):
+            merged = merge_captures([read_capture(p) for p in inputs])
+            print(write_capture(out, merged))
         return 0
 
     from transformers.utils import logging as hf_logging
@@ -106,7 +108,8 @@ def run(args) -> int:
         max_items = args.max_items if args.max_items is not None else cfg.max_history if cfg else DEFAULT_MAX_ITEMS
         if max_items < 1:
             raise BadInput(f"--max-items must be >= 1, got {max_items}")
-        print(create_base_run(args.model, args.out, opts, dataset=args.dataset, max_items=max_items, cfg=cfg))
+        with claim_run(args.out, "capture", new=True):
+            print(create_base_run(args.model, args.out, opts, dataset=args.dataset, max_items=max_items, cfg=cfg))
         return 0
     if not args.run:
         raise BadInput("give a RUN directory, or --model M --out DIR, or --merge OUT IN1 IN2 ...")
@@ -114,5 +117,17 @@ def run(args) -> int:
         from karma_probe.capture.writer import check_target
 
         check_target(args.capture_dir)  # before minutes of capture, not after
-    print(capture_run(args.run, opts, out=args.capture_dir))
+    with claim_run(_owner(args.capture_dir) if args.capture_dir else args.run, "capture", new=bool(args.capture_dir)):
+        print(capture_run(args.run, opts, out=args.capture_dir))
     return 0
+
+
+def _owner(capture: str):
+    """What a capture written to ``capture`` claims (rundir.lock): the run when it is a run's
+    ``capture/``, else the capture directory itself (a shard captured beside the others)."""
+    from pathlib import Path
+
+    from karma_probe.rundir import CAPTURE, CONFIG
+
+    path = Path(capture)
+    return path.parent if path.name == CAPTURE and (path.parent / CONFIG).is_file() else path

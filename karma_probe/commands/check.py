@@ -13,13 +13,14 @@ from pathlib import Path
 
 from karma_probe import check
 from karma_probe.errors import BadInput, CheckFailed
-from karma_probe.results import load_run
+from karma_probe.results import Run, distinct, load_run
 from karma_probe.rundir import check_writable
 
 EXAMPLES = """examples:
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --junit reports/check.xml --json reports/check.json
   karma-probe check runs/tiny-karma-s0 --against runs/tiny-action-s0 --expect "sink_mass<" --expect "hr@10>"
+  karma-probe check runs/smollm2-base-b --against runs/smollm2-base-a --expect "sink_mass<=" --tolerance 1e-4
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json --update-baseline
   karma-probe check runs/tiny-karma-s0 runs/tiny-karma-s1 runs/tiny-karma-s2 --baseline reports/baselines/tiny.json --update-baseline
   karma-probe check runs/tiny-karma-s0 --baseline new.json --update-baseline --metric sink_mass --metric hr@10 --rel-tol 0.1
@@ -33,6 +34,9 @@ def add_arguments(p):
     p.add_argument("--against", metavar="OTHER_RUN", help="another run to compare with (needs --expect)")
     p.add_argument("--expect", action="append", default=[], metavar="METRIC<OP>",
                    help='relational claim vs --against, e.g. "sink_mass<" (RUN below OTHER); ops < <= > >=; repeatable')
+    p.add_argument("--tolerance", type=float, metavar="X",
+                   help="with --expect: values closer than X are equal within tolerance (<= and >= pass, < and > "
+                        f"fail); default: float noise, max({check.REL_EPS:g} * |value|, {check.ABS_EPS:g})")
     p.add_argument("--junit", metavar="OUT.xml", help="write JUnit XML (one testcase per claim)")
     p.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     p.add_argument("--update-baseline", action="store_true",
@@ -54,18 +58,23 @@ def run(args) -> int:
         raise BadInput(f"check one run at a time (got {len(args.run)}); several runs only with --update-baseline")
     if not args.baseline and not args.against:
         raise BadInput("nothing to check against: give --baseline FILE and/or --against OTHER_RUN --expect ...")
+    if args.tolerance is not None and not args.expect:
+        raise BadInput("--tolerance applies to --against OTHER_RUN --expect ... only")
     if bool(args.against) != bool(args.expect):
         raise BadInput("--against and --expect go together: --against OTHER_RUN --expect \"sink_mass<\"")
     relations = [check.parse_expect(e) for e in args.expect]  # parse before loading anything
     for out in (args.junit, args.json):
         if out:
             check_writable(out)  # both outputs or neither: refuse before writing either
-    target = load_run(args.run[0])
+    target = _trusted(load_run(args.run[0]))
+    other = _trusted(load_run(args.against)) if args.against else None
+    if other is not None:
+        distinct([target, other])  # a run against itself (or a copy of itself) proves nothing
     outcomes = []
     if args.baseline:
         outcomes += check.check_baseline(target, check.load_baseline(args.baseline))
-    if args.against:
-        outcomes += check.check_against(target, load_run(args.against), relations)
+    if other is not None:
+        outcomes += check.check_against(target, other, relations, tolerance=args.tolerance)
 
     # the output files first: an unwritable --junit is exit 2 before any "PASS" is printed
     if args.junit:
@@ -85,12 +94,12 @@ def run(args) -> int:
 def _update(args) -> int:
     if not args.baseline:
         raise BadInput("--update-baseline needs --baseline FILE (the file to write)")
-    if args.against or args.expect or args.junit or args.json:
-        raise BadInput("--update-baseline only writes the baseline: drop --against/--expect/--junit/--json")
+    if args.against or args.expect or args.junit or args.json or args.tolerance is not None:
+        raise BadInput("--update-baseline only writes the baseline: drop --against/--expect/--tolerance/--junit/--json")
     if min(t for t in (args.abs_tol, args.rel_tol, 0.0) if t is not None) < 0:
         raise BadInput("--abs-tol and --rel-tol must be >= 0")
     check_writable(args.baseline)
-    runs = [load_run(r) for r in args.run]
+    runs = distinct([_trusted(load_run(r)) for r in args.run])
     previous = check.load_baseline(args.baseline) if Path(args.baseline).exists() else None
     if len(runs) > 1:
         if args.abs_tol is not None or args.rel_tol is not None:
@@ -111,3 +120,11 @@ def _update(args) -> int:
     print(f"wrote {args.baseline}: {len(baseline['metrics'])} metrics from {target.path}"
           + (" (metrics and tolerances kept from the previous baseline)" if previous and not args.metric else ""))
     return 0
+
+
+def _trusted(run: Run) -> Run:
+    """``run`` if its results derive from what it holds (rundir.chain); a STALE or BROKEN run is
+    never passed (nor made a baseline): exit 2 with the reason and what to re-run."""
+    if not run.chain.trusted:
+        raise BadInput(f"{run.path}: {run.chain}; check passes no run whose results do not derive from what it holds")
+    return run

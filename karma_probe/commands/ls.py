@@ -2,7 +2,10 @@
 
 A run is a directory with a ``config.json``; its files are read through :mod:`karma_probe.rundir`
 (the stages are ``rundir.STAGES``), and a run whose files do not parse is listed as BROKEN with
-the reason instead of ending the listing.
+the reason instead of ending the listing. The ``chain`` column says whether the analysis still
+derives from the run's capture and checkpoint (karma_probe.rundir.chain): ok, unverified (written
+before fingerprints), STALE (re-captured or re-trained since) or BROKEN (a capture file missing or
+truncated); each run that is not ok gets a line below the table saying why and what to re-run.
 """
 
 EXAMPLES = """examples:
@@ -25,6 +28,7 @@ def run(args) -> int:
     from karma_probe.analyzers.catalogue import format_value, names
     from karma_probe.errors import BadInput
     from karma_probe.rundir import RunPaths, read_analysis, read_config
+    from karma_probe.rundir.chain import chain_status
 
     shown = names(listed=True)  # the catalogue's ls columns
 
@@ -38,26 +42,38 @@ def run(args) -> int:
         paths = RunPaths(d)
         try:
             meta = read_config(d, required=True)
-            summary = read_analysis(d).summary if paths.analysis.is_file() else {}
+            analysis = read_analysis(d) if paths.analysis.is_file() else None
         except BadInput as e:
             rows.append({"run": d.name, "error": str(e)})
             continue
+        summary = analysis.summary if analysis else {}
+        chain = chain_status(d, analysis.derived_from if analysis else None)
         rows.append({"run": d.name, "condition": meta.get("condition"), "seed": meta.get("seed"),
-                     "stages": paths.stages(), **{m: _json_value(summary.get(m)) for m in shown}})
+                     "stages": paths.stages(), "chain": chain.state, "chain_reason": chain.reason,
+                     **{m: _json_value(summary.get(m)) for m in shown}})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
         print(f"no runs under {root}")
         return 0
-    head = f"{'run':<28} {'condition':<9} {'seed':>4}  {'stages':<38}" + "".join(f"{m:>18}" for m in shown)
+    head = (f"{'run':<28} {'condition':<9} {'seed':>4}  {'stages':<38}{'chain':<11}"
+            + "".join(f"{m:>18}" for m in shown))
     print(head)
     for r in rows:
         if "error" in r:
             print(f"{r['run']:<28} BROKEN: {r['error']}")
             continue
+        chain = r["chain"].upper() if r["chain"] in ("stale", "broken") else r["chain"]
         vals = "".join(f"{format_value(r[m]):>18}" if isinstance(r[m], (int, float)) else f"{'-':>18}" for m in shown)
-        print(f"{r['run']:<28} {str(r['condition']):<9} {str(r['seed']):>4}  {','.join(r['stages']):<38}{vals}")
+        print(f"{r['run']:<28} {str(r['condition']):<9} {str(r['seed']):>4}  {','.join(r['stages']):<38}{chain:<11}{vals}")
+    for r in rows:
+        if r.get("chain") in ("stale", "broken"):
+            print(f"{r['run']}: {r['chain'].upper()}: {r['chain_reason']}")
+    unverified = [r["run"] for r in rows if r.get("chain") == "unverified"]
+    if unverified:
+        print(f"unverified ({', '.join(unverified)}): written before runs recorded what each result was derived "
+              "from; re-run `karma-probe capture` and `analyze` to verify")
     return 0
 
 

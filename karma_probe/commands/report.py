@@ -25,15 +25,20 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import sys
+
     from karma_probe.errors import BadInput
     from karma_probe.report import write_report
-    from karma_probe.results import load_run
+    from karma_probe.results import distinct, load_run
     from karma_probe.rundir import check_writable
 
     if args.probes < 1 or args.samples < 0:
         raise BadInput("--probes must be >= 1 and --samples >= 0")
     check_writable(args.out)  # before the pages are drawn, not after
-    runs = [load_run(r) for r in args.runs]  # every run is validated before a page is drawn
+    runs = distinct([load_run(r) for r in args.runs])  # every run is validated before a page is drawn
+    for r in runs:  # a STALE or BROKEN run is reported, marked on its own first page: say so here too
+        if not r.chain.trusted:
+            print(f"karma-probe report: warning: {r.path}: {r.chain}", file=sys.stderr)
     written = write_report(runs, args.out, probes=args.probes, samples=args.samples, layer=args.layer, head=args.head)
     print(f"wrote {written.path} ({len(written.pages)} pages)")
     return 0

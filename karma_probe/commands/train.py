@@ -55,8 +55,14 @@ def run(args) -> int:
 
         hf_logging.disable_progress_bar()
 
-    metrics = train_run(cfg, Path(args.out), preset=args.preset, overwrite=args.overwrite, progress=not args.no_progress,
-                        threads=args.threads)
+    from contextlib import nullcontext
+
+    from karma_probe.rundir.lock import claim_run, writer_rank
+
+    # one writer per run (rundir.lock); under a distributed launcher only rank 0 writes the run
+    with claim_run(args.out, "train", new=True) if writer_rank() == 0 else nullcontext():
+        metrics = train_run(cfg, Path(args.out), preset=args.preset, overwrite=args.overwrite,
+                            progress=not args.no_progress, threads=args.threads)
     if metrics:
         print(json.dumps({"run": args.out, "test": metrics["test"], "random": metrics["random"]}, indent=2))
     return 0

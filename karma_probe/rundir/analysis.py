@@ -73,6 +73,8 @@ class Analysis:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     # seconds its analyzers took (final checkpoint + every trajectory checkpoint); None when not recorded
     seconds: float | None = None
+    # fingerprints of the capture and checkpoint it was computed from (rundir.chain); {} when not recorded
+    derived_from: dict[str, Any] = field(default_factory=dict)
 
     def by_layer(self, metric: str) -> dict[int, float]:
         """``metric`` per layer: the per-layer records if any, else the mean of its per-head records."""
@@ -135,7 +137,8 @@ def parse_analysis(obj: Any, where: str) -> Analysis:
         intervals[metric] = (low, high)
     return Analysis(run=run, records=records, summary=summary, higher_is_better=dict(hib),
                     samples=samples, trajectory=tuple(sorted(trajectory, key=lambda t: t["step"])),
-                    intervals=intervals, seconds=_seconds(obj))
+                    intervals=intervals, seconds=_seconds(obj),
+                    derived_from=expect(obj.get("derived_from") or {}, dict, f"{where}: 'derived_from'"))
 
 
 def _seconds(obj: dict) -> float | None:

@@ -21,13 +21,15 @@ metrics = metric_names(view.runs)
 rows, verdicts = [], []
 for run in view.runs:
     is_ref = run.name == ref.name
-    row = {"run": run.name, "condition": run.condition, "status": "reference" if is_ref else "ok"}
+    chain = run.chain  # rundir.chain: a STALE run is shown, marked with why
+    row = {"run": run.name, "condition": run.condition,
+           "status": str(chain) if not chain.trusted else "reference" if is_ref else chain.state}
     change = changes(run, ref, metrics, view.runs)
     for metric, c in change.items():
         text = format_value(c.value) if c.value == c.value else "–"  # NaN: the run lacks this metric
         row[metric] = text if is_ref or c.delta != c.delta else f"{text} ({format_delta(c.delta)})"
     rows.append(row)
-    verdicts.append({m: c.verdict for m, c in change.items()})
+    verdicts.append({m: c.verdict for m, c in change.items()} | ({} if chain.trusted else {"status": "broken"}))
 for broken in view.listing.broken:  # a run that did not load keeps its row, with the reason
     rows.append({"run": broken.name, "condition": "", "status": f"not loaded: {broken.reason}"})
     verdicts.append({"status": "broken"})
