@@ -66,8 +66,10 @@ class Run:
         """What this run is a seed of (:func:`group_runs`): its model, preset and condition."""
         train = self.config.get("train") if isinstance(self.config.get("train"), dict) else {}
         model = train.get("model") or self.analysis.run.get("model")
+        # seeds of one thing differ in their seed alone: a variant (another λ, ρ, layer count) is its own group
+        variant = tuple(sorted((k, v) for k, v in train.items() if k not in ("seed", "model") and _hashable(v)))
         return GroupKey(model=None if model is None else str(model), preset=self.config.get("preset"),
-                        condition=self.condition)
+                        condition=self.condition, variant=variant, reference=self.config.get("reference"))
 
     @property
     def origin(self) -> str | None:
@@ -126,6 +128,15 @@ class GroupKey:
     model: str | None
     preset: str | None
     condition: str
+    variant: tuple = ()  # the training config apart from seed and model, as sorted (field, value) pairs
+    reference: str | None = None  # a reference run's kind: "step 0" | "untouched" (config.json "reference")
+
+    def differences(self, others: Sequence["GroupKey"]) -> list[str]:
+        """``field=value`` for each config field where this key differs from another of ``others``."""
+        mine = dict(self.variant)
+        fields = {k for o in others for k, v in dict(o.variant).items() if mine.get(k) != v}
+        fields |= {k for o in others for k in mine if k not in dict(o.variant)}
+        return [f"{k}={mine.get(k)}" for k in sorted(fields) if k in mine]
 
 
 def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
@@ -142,15 +153,23 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
         groups.setdefault(r.group, []).append(r)
     out: dict[str, list[Run]] = {}
     for key, rs in groups.items():
-        rivals = [k for k in groups if k.condition == key.condition and k != key]
+        label = key.reference or key.condition  # a reference is named for what it is: "step 0", "untouched"
+        rivals = [k for k in groups if (k.reference or k.condition) == label and k != key]
         if not rivals:
-            out[key.condition] = rs
+            out[label] = rs
             continue
         parts = [str(key.model)] if any(k.model != key.model for k in rivals) else []
-        if any(k.preset != key.preset for k in rivals if k.model == key.model) or not parts:
+        if any(k.preset != key.preset for k in rivals if k.model == key.model):
             parts.append(f"preset {key.preset}")
-        out[f"{key.condition} ({', '.join(parts)})"] = rs
+        same = [k for k in rivals if k.model == key.model and k.preset == key.preset]
+        if same:  # a variant of the same model and preset: name the config fields that differ
+            parts += key.differences(same) or [f"preset {key.preset}"]
+        out[f"{label} ({', '.join(parts)})"] = rs
     return out
+
+
+def _hashable(v) -> bool:
+    return isinstance(v, (str, int, float, bool)) or v is None
 
 
 def distinct(runs: Sequence[Run]) -> list[Run]:

@@ -45,8 +45,11 @@ from karma_probe.results import Run, group_runs
 # in catalogue order: both are facts of analyzers/catalogue.py.
 CLAIMS = catalogue.CLAIMS
 RETRIEVAL = catalogue.RETRIEVAL
-CONDITION_NAMES = {"base": "base (untouched)", "action": "action-only", "gen": "gen only", "rec": "rec only",
-                   "karma": "KARMA"}
+# Group names as shown; the references are named for what they are (results.group_runs): "step 0",
+# the trained runs' model before its first step; "untouched", the backbone itself; "base", a reference
+# model of unknown kind (a user's own model, a run made before references were named).
+CONDITION_NAMES = {"step 0": "step 0", "untouched": "untouched", "base": "base", "action": "action-only",
+                   "gen": "gen only", "rec": "rec only", "karma": "KARMA"}
 BASELINES = ("random", "popularity", "markov")  # rankers in metrics.json "baselines"; random has no ranks
 ONE_SEED = " (one seed)"
 METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and baseline gaps: over the "

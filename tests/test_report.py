@@ -297,7 +297,7 @@ def test_a_study_of_several_seeds_is_reported_by_condition(tmp_path):
     texts = dict(zip(written.pages, _texts(written.path)))
     assert written.pages[0].startswith("Study: 5 runs, mean ± 95 % CI over seeds per condition")
     header, rows = study.condition_rows(runs)
-    assert header[2:] == ["base (untouched) (n=1)", "action-only (n=2)", "KARMA (n=2)"]
+    assert header[2:] == ["base (n=1)", "action-only (n=2)", "KARMA (n=2)"]  # a reference of unknown kind
     sink = next(r for r in rows if r[0] == "sink_mass")
     assert sink[3] == study.mean_ci(study.table(runs, ["sink_mass"])["action"]["sink_mass"]) and "±" in sink[3]
     assert f"sink_mass lower {sink[2]} {sink[3]} {sink[4]}" in texts[written.pages[0]]
