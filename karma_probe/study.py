@@ -33,8 +33,10 @@ on another user's embedding), so what the backbone knows about item-text format 
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+from pathlib import Path
 from typing import Callable, Sequence
 
 from karma_probe import stats
@@ -145,65 +147,74 @@ def _paired_by_seed(a: Sequence[Run], b: Sequence[Run]) -> list[tuple[Run, Run]]
     return [(ka[s], kb[s]) for s in ka if s in kb]
 
 
-def difference(a: Sequence[Run], b: Sequence[Run], metric: str,
-               b_baseline: str | None = None) -> tuple[float | None, stats.Interval | None, int]:
-    """``metric`` of runs ``a`` minus runs ``b`` (or minus ``a``'s own ``b_baseline`` ranker):
-    the estimate, its 95 % CI (None where none can be had), and the number of seed pairs used."""
-    if b_baseline is not None:
-        pairs = [(r, r) for r in a]
-    else:
-        pairs = _paired_by_seed(a, b)
+def paired_diffs(a: Sequence[Run], b: Sequence[Run], metric: str,
+                 b_baseline: str | None = None) -> list[tuple[Run, Run, float]]:
+    """``(run of a, its partner, a - b)`` for every seed pair with a finite ``metric`` on both
+    sides (``b_baseline``: the partner is the run itself and b is its own baseline ranker)."""
+    pairs = [(r, r) for r in a] if b_baseline is not None else _paired_by_seed(a, b)
 
     def value(run: Run, baseline: str | None) -> float:
         if baseline is None:
             return run.summary.get(metric, math.nan)
         return ((((run.metrics or {}).get("baselines") or {}).get(baseline) or {}).get("test") or {}).get(metric, math.nan)
 
-    kept = [(x, y, d) for x, y in pairs if math.isfinite(d := value(x, None) - value(y, b_baseline))]
+    return [(x, y, d) for x, y in pairs if math.isfinite(d := value(x, None) - value(y, b_baseline))]
+
+
+def difference(a: Sequence[Run], b: Sequence[Run], metric: str, b_baseline: str | None = None,
+               level: float = stats.LEVEL) -> tuple[float | None, stats.Interval | None, int]:
+    """``metric`` of runs ``a`` minus runs ``b`` (or minus ``a``'s own ``b_baseline`` ranker):
+    the estimate, its CI at ``level`` (None where none can be had), and the number of seed pairs used."""
+    kept = paired_diffs(a, b, metric, b_baseline)
     diffs = [d for _, _, d in kept]
     if not diffs:
         return None, None, 0
     if len(diffs) > 1:
-        ci = across_seeds(diffs, "seeds (paired by seed)", lambda: [_one_seed(x, y, metric, b_baseline) for x, y, _ in kept])
+        ci = across_seeds(diffs, "seeds (paired by seed)",
+                          lambda: [_one_seed(x, y, metric, b_baseline) for x, y, _ in kept], level=level)
         return statistics.fmean(diffs), ci, len(diffs)
-    x, y = pairs[0]
-    ci = _one_seed(x, y, metric, b_baseline)
+    x, y, _ = kept[0]
+    ci = _one_seed(x, y, metric, b_baseline, level)
     return (ci.estimate if ci else diffs[0]), ci, 1
 
 
-def seed_interval(values: Sequence[float], unit: str = "seeds") -> stats.Interval | None:
+def seed_interval(values: Sequence[float], unit: str = "seeds", level: float = stats.LEVEL) -> stats.Interval | None:
     """:func:`stats.t_interval` over seeds, but None when the values agree exactly (to rounding): a
     zero-width interval from a zero sample spread (two or three seeds, a metric counted in whole
     users) would call any nonzero difference significant."""
     v = [x for x in values if x is not None and math.isfinite(x)]
     if len(v) > 1 and max(v) - min(v) <= 1e-9 * max(abs(x) for x in v):
         return None
-    return stats.t_interval(v, unit=unit)
+    return stats.t_interval(v, level=level, unit=unit)
 
 
-def across_seeds(values: Sequence[float], unit: str,
-                 within: Callable[[], list[stats.Interval | None]]) -> stats.Interval | None:
-    """The t-interval over several seeds' ``values``; where they agree exactly, the within-run
-    intervals ``within()`` (one per seed or seed pair, computed only then) combined as independent,
-    or None when one of them is missing."""
-    ci = seed_interval(values, unit=unit)
+def across_seeds(values: Sequence[float], unit: str, within: Callable[[], list[stats.Interval | None]],
+                 level: float = stats.LEVEL) -> stats.Interval | None:
+    """The t-interval over several seeds' ``values`` at ``level``; where they agree exactly, the
+    within-run intervals ``within()`` (one per seed or seed pair, at 95 %, computed only then)
+    combined as independent and rescaled to ``level`` (:func:`stats.rescale`), or None when one of
+    them is missing."""
+    ci = seed_interval(values, unit=unit, level=level)
     if ci is not None or len(values) < 2:
         return ci
     parts = within()
-    return (stats.mean_of_independent(parts, f"{len(parts)} {unit} agree exactly; their within-run intervals, "
-                                             "combined") if parts and all(parts) else None)
+    if not parts or not all(parts):
+        return None
+    ci = stats.mean_of_independent(parts, f"{len(parts)} {unit} agree exactly; their within-run intervals, combined")
+    return ci if level == ci.level else stats.rescale(ci, level)
 
 
-def _one_seed(x: Run, y: Run, metric: str, baseline: str | None) -> stats.Interval | None:
+def _one_seed(x: Run, y: Run, metric: str, baseline: str | None, level: float = stats.LEVEL) -> stats.Interval | None:
     rx, ry = x.ranks("test"), y.ranks("test", baseline=baseline)
     if stats.is_rank_metric(metric) and rx is not None and ry is not None and len(rx) == len(ry):
-        return stats.rank_metric_diff(rx, ry, metric)
+        return stats.rank_metric_diff(rx, ry, metric, level=level)
     if baseline is not None:
         return None
     ix, iy = x.interval(metric), y.interval(metric)
     if ix is None or iy is None:
         return None
-    return stats.combine_independent(ix, iy, "probe bootstraps of both runs, combined")
+    ci = stats.combine_independent(ix, iy, "probe bootstraps of both runs, combined")
+    return ci if level == ci.level else stats.rescale(ci, level)
 
 
 def status(ci: stats.Interval | None, one_seed: bool) -> str:
@@ -214,24 +225,31 @@ def status(ci: stats.Interval | None, one_seed: bool) -> str:
 
 # --------------------------------------------------------------------------- the claims
 
-def verdict(runs: Sequence[Run]) -> list[dict]:
-    """Each claim "action-only is <higher|lower> than KARMA on M" with its effect and 95 % CI.
+def verdict(runs: Sequence[Run], calibration: dict | str | Path | None = None) -> list[dict]:
+    """Each claim "action-only is <higher|lower> than KARMA on M" with its effect, 95 % CI, its
+    Holm-corrected decision and its detection limit.
 
     Entry keys: ``metric``, ``claim``, ``action``, ``karma`` (condition means), ``effect`` (signed:
-    > 0 is the claimed direction), ``ci_low``, ``ci_high`` (the effect's CI; None without one),
-    ``holds`` (True only when ``ci_low > 0``), ``status``, ``basis`` (how the CI was obtained),
-    ``seeds`` (seed pairs behind it). [] unless both conditions are among ``runs``.
+    > 0 is the claimed direction), ``ci_low``, ``ci_high`` (the effect's raw 95 % CI; None without
+    one), ``p`` (its two-sided p-value, :class:`stats.Interval`), ``holds`` (True only when
+    ``ci_low > 0``), ``status``, ``basis`` (how the CI was obtained), ``seeds`` (seed pairs behind it);
+    ``holm`` (:func:`holm_correct`: the family's ``m``, this claim's ``step``, ``alpha`` and ``level``,
+    the corrected ``ci_low`` / ``ci_high``, ``holds`` and ``status``); ``detectable`` /
+    ``detectable_80`` (:func:`detection_limit`; with ``calibration`` also ``detectable_dose`` /
+    ``detectable_80_dose``). [] unless both conditions are among ``runs``.
     """
-    return claims_against(runs, "karma")
+    return claims_against(runs, "karma", calibration)
 
 
-def claims_against(runs: Sequence[Run], other: str) -> list[dict]:
+def claims_against(runs: Sequence[Run], other: str, calibration: dict | str | Path | None = None) -> list[dict]:
     """:func:`verdict` with condition ``other`` in KARMA's place: "action-only is <higher|lower> than
-    ``other``", the mean of ``other`` under the key ``other``. [] unless both conditions are among ``runs``."""
+    ``other``", the mean of ``other`` under the key ``other``; Holm's family is these claims
+    ("action vs ``other``"). [] unless both conditions are among ``runs``."""
     groups = by_condition(runs)
     if "action" not in groups or other not in groups:
         return []
-    out = []
+    slopes = read_calibration(calibration) if calibration is not None else {}
+    out, again = [], []
     for metric, expected in CLAIMS:
         a, k = cell(groups["action"], metric), cell(groups[other], metric)
         if a["mean"] is None or k["mean"] is None:
@@ -241,23 +259,123 @@ def claims_against(runs: Sequence[Run], other: str) -> list[dict]:
             continue
         sign = 1 if expected == "higher" else -1
         ci = _signed(ci, sign)
-        out.append({"metric": metric, "claim": f"action-only {expected} than {other}", "action": a["mean"],
-                    other: k["mean"], "effect": sign * diff,
-                    "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
-                    "holds": bool(ci and ci.low > 0), "status": status(ci, seeds == 1),
-                    "basis": ci.method if ci else "no CI: no ranks, no probe intervals", "seeds": seeds})
+        entry = {"metric": metric, "claim": f"action-only {expected} than {other}", "action": a["mean"],
+                 other: k["mean"], "effect": sign * diff,
+                 "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None, "p": ci.p if ci else None,
+                 "holds": bool(ci and ci.low > 0), "status": status(ci, seeds == 1),
+                 "basis": ci.method if ci else "no CI: no ranks, no probe intervals", "seeds": seeds}
+        entry |= detection_limit(paired_diffs(groups["action"], groups[other], metric), ci, slopes, metric)
+        out.append(entry)
+        again.append(lambda level, m=metric, sign=sign: _signed(difference(groups["action"], groups[other], m,
+                                                                           level=level)[1], sign))
+    holm_correct(out, again, f"action vs {other}")
     return out
+
+
+def holm_correct(entries: list[dict], at_level: Sequence[Callable[[float], stats.Interval | None]], family: str,
+                 words: Callable[[stats.Interval | None, bool], str] | None = None) -> None:
+    """Holm's step-down over one family of ``entries`` (each with its raw ``p``, ``seeds``), adding
+    ``entry["holm"]`` in place.
+
+    The entries are ordered by p-value (:func:`stats.holm_steps`, no CI counting as p = 1); the
+    claim at step ``i`` of ``m`` gets the level ``1 - 0.05 / (m - i + 1)`` and its CI recomputed at
+    that level by ``at_level[j](level)`` the way the raw one was (t-interval over seeds, bootstrap
+    over users, or probe intervals combined and rescaled: :func:`difference`). A claim is
+    **rejected** (its corrected CI excludes 0) only while every claim before it was: the first one
+    that is not stops the step-down, and every later one stays "within noise" even where its own
+    corrected CI would exclude 0. ``holm``: ``family``, ``m``, ``step``, ``alpha`` (α / (m − i + 1)),
+    ``level``, ``ci_low`` / ``ci_high`` (corrected), ``holds``, ``status`` (``words``, by default
+    :func:`status`; the same words as the raw one).
+    """
+    words = words or status
+    steps = stats.holm_steps([e["p"] for e in entries])
+    going = True
+    for j in sorted(range(len(entries)), key=lambda j: steps[j][0]):
+        e, (step, alpha) = entries[j], steps[j]
+        ci = at_level[j](1 - alpha) if e["p"] is not None else None
+        rejected = going and ci is not None and ci.excludes_zero()
+        going = rejected
+        word = words(ci, e["seeds"] == 1)
+        if ci is not None and not rejected:  # retained: "within noise", whatever the bounds alone say
+            word = "within noise" + (ONE_SEED if e["seeds"] == 1 else "")
+        e["holm"] = {"family": family, "m": len(entries), "step": step, "alpha": alpha, "level": 1 - alpha,
+                     "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
+                     "holds": bool(rejected and ci.low > 0), "status": word}
+
+
+def detection_limit(kept: Sequence[tuple[Run, Run, float]], ci: stats.Interval | None,
+                    slopes: dict[str, float] | None = None, metric: str = "") -> dict:
+    """The smallest paired difference this claim's seeds could detect (issue 25), for a multi-seed
+    claim: ``detectable`` = t(0.975, n−1)·s/√n and ``detectable_80`` = (t(0.975, n−1) + t(0.8, n−1))·s/√n
+    over the n per-seed differences (:func:`stats.detectable`; s: their sample std). Where the seeds
+    agree exactly (s = 0, the CI is the within-run fallback) the same from that CI's half-width with
+    normal quantiles (:func:`stats.detectable_from`), and ``detectable_from`` says which. With one
+    seed pair: None (no seed spread to speak of). With calibration ``slopes`` (metric change per unit
+    of planted dose, :func:`read_calibration`): ``detectable_dose`` = detectable / |slope of ``metric``|
+    (and ``detectable_80_dose``), the smallest planted dose the study would have seen; None where
+    the calibration has no (or a zero) slope for ``metric``."""
+    diffs = [d for _, _, d in kept]
+    out: dict = {"detectable": None, "detectable_80": None, "detectable_from": None}
+    if len(diffs) > 1 and seed_interval(diffs) is not None:
+        out = {"detectable": stats.detectable(diffs), "detectable_80": stats.detectable(diffs, power=0.8),
+               "detectable_from": f"seed spread of {len(diffs)} paired differences"}
+    elif len(diffs) > 1 and ci is not None:
+        out = {"detectable": stats.detectable_from(ci), "detectable_80": stats.detectable_from(ci, power=0.8),
+               "detectable_from": "within-run intervals (the seeds agree exactly)"}
+    if slopes:
+        slope = slopes.get(metric)
+        for key in ("detectable", "detectable_80"):
+            out[f"{key}_dose"] = out[key] / abs(slope) if out[key] is not None and slope else None
+    return out
+
+
+def read_calibration(source: dict | str | Path) -> dict[str, float]:
+    """``{metric: slope per unit dose}`` from a calibration (a path to calibration.json, or its
+    parsed content). Accepted: ``{metric: slope}``; ``{metric: {"slope": slope}}`` (a slope may itself
+    be ``{"estimate": x, ...}``); and either nested under families or other keys at any depth (e.g.
+    ``{"families": {"attention": {"metrics": {"sink_mass": {"slope": ...}}}}}``, the shape
+    ``karma-probe calibrate`` writes per family and metric). Only catalogued metric names count;
+    a file that is unreadable or names none is BadInput."""
+    from karma_probe.errors import BadInput
+
+    if not isinstance(source, dict):
+        try:
+            source = json.loads(Path(source).read_text())
+        except (OSError, ValueError) as e:
+            raise BadInput(f"calibration {source}: cannot read it as JSON ({e})") from None
+
+    def number(v) -> float | None:
+        if isinstance(v, dict):
+            v = v.get("estimate", v.get("value"))
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+    slopes: dict[str, float] = {}
+
+    def walk(node) -> None:
+        for key, value in (node.items() if isinstance(node, dict) else ()):
+            if key in catalogue.FACTS and key not in slopes:
+                slope = number(value.get("slope")) if isinstance(value, dict) else number(value)
+                if slope is not None:
+                    slopes[key] = slope
+                    continue
+            walk(value)
+
+    walk(source)
+    if not slopes:
+        raise BadInput("calibration: no slope for any known metric (expected {metric: slope} or "
+                       "{metric: {\"slope\": x}}, possibly nested by family)")
+    return slopes
 
 
 ABLATIONS = ("gen", "rec")  # one regularizer each: which of KARMA's two does what it does?
 
 
-def ablations(runs: Sequence[Run]) -> dict[str, list[dict]]:
+def ablations(runs: Sequence[Run], calibration: dict | str | Path | None = None) -> dict[str, list[dict]]:
     """Each one-regularizer condition (gen only, rec only) against action-only, claim by claim, as
     :func:`claims_against` scores it (effect > 0: the regularizer moves the metric the way the paper
     says KARMA does). ``{condition: [entry, ...]}`` for the conditions among ``runs``; set beside
     :func:`verdict` it says whether one regularizer alone explains KARMA's effect."""
-    return {c: rows for c in ABLATIONS if (rows := claims_against(runs, c))}
+    return {c: rows for c in ABLATIONS if (rows := claims_against(runs, c, calibration))}
 
 
 def ablation_rows(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
@@ -317,7 +435,7 @@ def claim_rows(runs: Sequence[Run]) -> list[list[str]]:
 def _signed(ci: stats.Interval | None, sign: int) -> stats.Interval | None:
     if ci is None or sign == 1:
         return ci
-    return stats.Interval(-ci.estimate, -ci.high, -ci.low, ci.n, ci.method)
+    return ci.negated()
 
 
 # --------------------------------------------------------------------------- retrieval vs baselines
@@ -330,9 +448,11 @@ def gap_status(ci: stats.Interval | None, one_seed: bool) -> str:
 def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> dict:
     """Each trained condition's test retrieval minus each baseline ranker's, with a 95 % CI.
 
-    ``{condition: {baseline: {metric: {"run", "baseline", "diff", "ci_low", "ci_high", "status",
-    "basis", "seeds"}}}}``; ``status`` is "better" / "worse" (CI excludes 0) / "within noise" /
+    ``{condition: {baseline: {metric: {"run", "baseline", "diff", "ci_low", "ci_high", "p", "status",
+    "basis", "seeds", "holm"}}}}``; ``status`` is "better" / "worse" (CI excludes 0) / "within noise" /
     "no CI", "(one seed)" appended for one seed. Baselines come from each run's metrics.json.
+    Holm's family (:func:`holm_correct`): one condition against one baseline ranker over the
+    retrieval metrics, the one question "does it beat that ranker?".
     """
     out: dict = {}
     for cond, rs in by_condition(runs).items():
@@ -340,6 +460,7 @@ def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> d
             have = [r for r in rs if ((r.metrics or {}).get("baselines") or {}).get(name)]
             if not have:
                 continue
+            family, again = {}, []
             for metric in RETRIEVAL:
                 diff, ci, seeds = difference(have, [], metric, b_baseline=name)
                 if diff is None:
@@ -347,10 +468,15 @@ def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> d
                 base_values = [v for r in have if math.isfinite(v := r.metrics["baselines"][name].get("test", {})
                                                                 .get(metric, math.nan))]
                 word = gap_status(ci, seeds == 1)
-                out.setdefault(cond, {}).setdefault(name, {})[metric] = {
+                family[metric] = {
                     "run": cell(have, metric)["mean"], "baseline": statistics.fmean(base_values) if base_values else None,
                     "diff": diff, "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
-                    "status": word, "basis": ci.method if ci else "no CI: no per-user ranks", "seeds": seeds}
+                    "p": ci.p if ci else None, "status": word, "basis": ci.method if ci else "no CI: no per-user ranks",
+                    "seeds": seeds}
+                again.append(lambda level, m=metric: difference(have, [], m, b_baseline=name, level=level)[1])
+            if family:
+                holm_correct(list(family.values()), again, f"{cond} vs {name}", words=gap_status)
+                out.setdefault(cond, {})[name] = family
     return out
 
 
@@ -366,9 +492,10 @@ def vs_reference(runs: Sequence[Run], references: Sequence[dict] = REFERENCES) -
     """Each condition's ``split`` ``metric`` (from metrics.json) minus each fixed reference figure.
 
     ``{condition: {reference name: {"label", "source", "split", "metric", "reference", "run", "diff",
-    "ci_low", "ci_high", "status", "basis", "seeds"}}}``. Several seeds: the t-interval over the
+    "ci_low", "ci_high", "p", "status", "basis", "seeds", "holm"}}}``. Several seeds: the t-interval over the
     per-seed values minus the reference; one seed: the bootstrap over users of that split's ranks.
     ``status`` as :func:`vs_baselines`. Conditions whose metrics.json lacks the split are left out.
+    Holm's family is the one comparison (m = 1), so the corrected entry equals the raw one.
     """
     out: dict = {}
     for cond, rs in by_condition(runs).items():
@@ -378,24 +505,28 @@ def vs_reference(runs: Sequence[Run], references: Sequence[dict] = REFERENCES) -
                     if math.isfinite(v := (((r.metrics or {}).get(split) or {}).get(metric, math.nan)))]
             if not have:
                 continue
-            def over_users(run: Run) -> stats.Interval | None:
+            def over_users(run: Run, level: float = stats.LEVEL) -> stats.Interval | None:
                 ranks = run.ranks(split)
-                boot = stats.rank_metric_ci(ranks, metric) if ranks is not None and stats.is_rank_metric(metric) else None
-                return (stats.Interval(boot.estimate - value, boot.low - value, boot.high - value, boot.n, boot.method)
-                        if boot else None)
+                if ranks is None or not stats.is_rank_metric(metric):
+                    return None  # the bootstrap of (per-user value - reference): its p-value is about the gap
+                return stats.bootstrap_mean(stats.per_user(ranks, metric) - value, level=level)
 
-            if len(have) > 1:
-                ci = across_seeds([v - value for _, v in have], "seeds", lambda: [over_users(r) for r, _ in have])
-                run_value = statistics.fmean(v for _, v in have)
-            else:
-                ci = over_users(have[0][0])
-                run_value = ci.estimate + value if ci else have[0][1]
-            word = gap_status(ci, len(have) == 1)
-            out.setdefault(cond, {})[ref["name"]] = {
+            def gap(level: float = stats.LEVEL) -> stats.Interval | None:
+                if len(have) > 1:
+                    return across_seeds([v - value for _, v in have], "seeds", lambda: [over_users(r) for r, _ in have],
+                                        level=level)
+                return over_users(have[0][0], level)
+
+            ci = gap()
+            run_value = statistics.fmean(v for _, v in have) if len(have) > 1 else ci.estimate + value if ci else have[0][1]
+            entry = {
                 "label": ref["label"], "source": ref["source"], "split": split, "metric": metric,
                 "reference": value, "run": run_value, "diff": run_value - value,
-                "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None, "status": word,
-                "basis": ci.method if ci else "no CI: no per-user ranks", "seeds": len(have)}
+                "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None, "p": ci.p if ci else None,
+                "status": gap_status(ci, len(have) == 1), "basis": ci.method if ci else "no CI: no per-user ranks",
+                "seeds": len(have)}
+            holm_correct([entry], [gap], f"{cond} vs {ref['name']}", words=gap_status)  # m = 1: as the raw one
+            out.setdefault(cond, {})[ref["name"]] = entry
     return out
 
 

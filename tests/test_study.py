@@ -22,8 +22,8 @@ def _claim(verdict, metric):
     return next(v for v in verdict if v["metric"] == metric)
 
 
-VERDICT_KEYS = {"metric", "claim", "action", "karma", "effect", "ci_low", "ci_high", "holds", "status", "basis",
-                "seeds"}
+VERDICT_KEYS = {"metric", "claim", "action", "karma", "effect", "ci_low", "ci_high", "p", "holds", "status", "basis",
+                "seeds", "holm", "detectable", "detectable_80", "detectable_from"}
 
 
 def test_one_seed_retrieval_claim_gets_a_paired_user_ci(tmp_path):
@@ -471,3 +471,99 @@ def test_markdown_ablations_quote_summary_json_and_bold_only_what_holds(tmp_path
         row = next(line for line in lines if line.startswith(f"| `{e['metric']}` |"))
         assert format_value(e["rec"]) in row and (f"**{e['status']}**" in row) == e["holds"]
     assert md in study.summary_markdown(summary)
+
+
+def _controlled_study(root, effects: dict[str, list[float]]):
+    """Three seeds of action-only and KARMA whose signed per-seed effects are ``effects[metric]``;
+    every other claim gets effects -0.01, 0, 0.01 (p = 1)."""
+    runs = []
+    for s in range(3):
+        karma = {m: 0.5 for m, _ in study.CLAIMS}
+        action = {}
+        for m, expected in study.CLAIMS:
+            e = effects.get(m, [-0.01, 0.0, 0.01])[s]
+            action[m] = 0.5 + (e if expected == "higher" else -e)
+        runs += [load_run(make_run(root, f"action-s{s}", "action", seed=s, summary=action)),
+                 load_run(make_run(root, f"karma-s{s}", "karma", seed=s, summary=karma))]
+    return runs
+
+
+def test_holm_keeps_a_raw_hold_that_the_family_cannot_afford(tmp_path):
+    from scipy.stats import t
+
+    # sink_mass: effects 0.015, 0.02, 0.025 (mean 0.02, s 0.005): p = 0.0202 by hand (test_stats), so the raw
+    # 95 % CI excludes 0; erank: effects 0.0199, 0.02, 0.0201 (p ≈ 2e-5) survives any correction
+    runs = _controlled_study(tmp_path, {"sink_mass": [0.015, 0.02, 0.025], "erank": [0.0199, 0.02, 0.0201]})
+    v = study.verdict(runs)
+    m = len(v)
+    assert m == len(study.CLAIMS)
+    sink, erank = _claim(v, "sink_mass"), _claim(v, "erank")
+    assert sink["holds"] and sink["p"] == pytest.approx(0.0202, abs=1e-4)
+    assert erank["holm"]["step"] == 1 and sink["holm"]["step"] == 2
+    assert sink["holm"]["alpha"] == pytest.approx(0.05 / (m - 1)) and sink["holm"]["m"] == m
+    half = t.ppf(1 - 0.05 / (m - 1) / 2, 2) * 0.005 / math.sqrt(3)  # the t-interval at the Holm level
+    assert (sink["holm"]["ci_low"], sink["holm"]["ci_high"]) == pytest.approx((0.02 - half, 0.02 + half))
+    assert sink["holm"]["ci_low"] < 0 < sink["ci_low"]
+    assert not sink["holm"]["holds"] and sink["holm"]["status"] == "within noise"
+    assert erank["holm"]["holds"] and erank["holm"]["status"] == "holds"
+    assert erank["holm"]["family"] == "action vs karma"
+    assert all(not e["holm"]["holds"] for e in v if e["metric"] not in ("erank",))
+    assert all(e["holm"]["ci_high"] - e["holm"]["ci_low"] >= e["ci_high"] - e["ci_low"] for e in v)  # never narrower
+
+
+def test_holm_stops_at_the_first_retained_claim(tmp_path):
+    # sink_mass's corrected CI excludes 0 on its own, but a claim with a smaller p came first and was kept
+    runs = _controlled_study(tmp_path, {"sink_mass": [0.015, 0.02, 0.025]})
+    entries = [dict(e) for e in study.verdict(runs)][:3]
+    for e in entries:
+        e["p"] = 0.5
+    entries[0]["p"] = 0.001
+    always = lambda level: study.stats.Interval(1.0, 0.5, 1.5, 3, "excludes 0")  # noqa: E731
+    never = lambda level: study.stats.Interval(1.0, -0.5, 2.5, 3, "contains 0")  # noqa: E731
+    study.holm_correct(entries, [never, always, always], "f")
+    assert [e["holm"]["holds"] for e in entries] == [False, False, False]
+    assert [e["holm"]["status"] for e in entries] == ["within noise"] * 3
+
+
+def test_every_multi_seed_claim_carries_its_detection_limit(tmp_path):
+    runs = _controlled_study(tmp_path, {"sink_mass": [0.01, 0.02, 0.03]})
+    sink = _claim(study.verdict(runs), "sink_mass")
+    t975, t80 = 0.95 / math.sqrt(2 * 0.975 * 0.025), 0.6 / math.sqrt(2 * 0.8 * 0.2)  # df = 2, closed form
+    assert sink["detectable"] == pytest.approx(t975 * 0.01 / math.sqrt(3))
+    assert sink["detectable_80"] == pytest.approx((t975 + t80) * 0.01 / math.sqrt(3))
+    assert "seed spread of 3" in sink["detectable_from"]
+    one = _claim(study.verdict(_runs(tmp_path / "one", users=30, n_items=100)), "sink_mass")
+    assert one["detectable"] is None  # one seed: no seed spread
+    with_cal = _claim(study.verdict(runs, calibration={"sink_mass": -0.2, "erank": 3.0}), "sink_mass")
+    assert with_cal["detectable_dose"] == pytest.approx(sink["detectable"] / 0.2)
+    assert with_cal["detectable_80_dose"] == pytest.approx(sink["detectable_80"] / 0.2)
+    assert "detectable_dose" in _claim(study.verdict(runs, calibration={"erank": 3.0}), "sink_mass")
+    assert _claim(study.verdict(runs, calibration={"erank": 3.0}), "sink_mass")["detectable_dose"] is None
+
+
+def test_calibration_is_read_flat_or_nested(tmp_path):
+    from karma_probe.errors import BadInput
+
+    assert study.read_calibration({"sink_mass": 0.3}) == {"sink_mass": 0.3}
+    nested = {"families": {"attention": {"metrics": {"sink_mass": {"slope": {"estimate": 0.3, "ci": [0.2, 0.4]}},
+                                                     "sink_rate": {"slope": 0.5}}},
+                           "geometry": {"aniso_cos": {"slope": -0.1}}}}
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(nested))
+    assert study.read_calibration(path) == {"sink_mass": 0.3, "sink_rate": 0.5, "aniso_cos": -0.1}
+    for bad in ({"unknown": 1.0}, tmp_path / "missing.json"):
+        with pytest.raises(BadInput):
+            study.read_calibration(bad)
+
+
+def test_baseline_gaps_are_corrected_per_condition_and_ranker(tmp_path):
+    runs = _runs(tmp_path, users=200, n_items=400)
+    per = study.vs_baselines(runs)["karma"]["popularity"]
+    assert {e["holm"]["family"] for e in per.values()} == {"karma vs popularity"}
+    assert sorted(e["holm"]["step"] for e in per.values()) == list(range(1, len(per) + 1))
+    for e in per.values():
+        assert e["holm"]["ci_low"] <= e["ci_low"] and e["holm"]["ci_high"] >= e["ci_high"]
+        assert e["holm"]["status"].replace(" (one seed)", "") in ("better", "worse", "within noise")
+    ref = study.vs_reference(runs)["karma"]["sasrec"]
+    assert ref["holm"]["m"] == 1 and (ref["holm"]["ci_low"], ref["holm"]["ci_high"]) == pytest.approx(
+        (ref["ci_low"], ref["ci_high"]))
