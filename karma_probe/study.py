@@ -29,6 +29,20 @@ is below zero, else it is **within noise**. Raw ``recon_token_acc`` / ``recon_ex
 claims: action-only and gen never train the reconstruction adapter, so they "hold" by
 construction. Decodability claims are on the ``*_gain`` metrics (the metric minus the same metric
 on another user's embedding), so what the backbone knows about item-text format cancels.
+
+**Holm's correction** (:func:`holm_correct`): seventeen claims at 95 % each would call about one
+in twenty noise "holds". Each *family* of tests is corrected together by Holm's step-down, the
+claim at step i of m judged by its CI at level 1 − 0.05 / (m − i + 1); every entry keeps its raw
+CI and adds ``holm``. The families, one question each:
+
+- *action-only vs KARMA* (:func:`verdict`): every claim of the paper;
+- *action-only vs gen only*, *action-only vs rec only* (:func:`ablations`): each regularizer's claims;
+- *condition C vs baseline ranker B* (:func:`vs_baselines`): the retrieval metrics, "does C beat B?";
+- *condition C vs a reference figure* (:func:`vs_reference`): one test, so Holm changes nothing.
+
+**Detection limit** (:func:`detection_limit`): per claim of a multi-seed study, the smallest paired
+difference its seed spread could have detected, at 95 % and at 80 % power, and with a calibration
+(:func:`read_calibration`) the planted dose that difference corresponds to.
 """
 
 from __future__ import annotations
@@ -57,7 +71,10 @@ METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and ba
                "probes (analysis.json intervals) combined as independent. Seeds whose paired differences "
                "agree exactly (a zero-width t-interval): those within-run intervals of every pair, combined. "
                "A claim holds only when its CI "
-               "excludes zero on the claimed side. Raw recon_token_acc / recon_exact are not claims "
+               "excludes zero on the claimed side. Holm-corrected: within each comparison (action-only vs "
+               "KARMA, vs gen only, vs rec only; each condition vs each baseline ranker) the claims ordered "
+               "by p-value, the one at step i of m judged by its CI at level 1 - 0.05/(m - i + 1), stopping at "
+               "the first that is not significant. Raw recon_token_acc / recon_exact are not claims "
                "(action-only never trains the reconstruction adapter); decodability claims use *_gain.")
 
 
@@ -381,7 +398,7 @@ def ablations(runs: Sequence[Run], calibration: dict | str | Path | None = None)
 def ablation_rows(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
     """Action-only against each regularized condition (gen only, rec only, KARMA) as one table of
     strings: per claim, action-only's mean, then per condition its mean, the signed effect with its
-    95 % CI, and the verdict. ([], []) without a one-regularizer condition beside action-only."""
+    95 % CI, the raw verdict and the Holm-corrected one (each comparison its own family). ([], []) without a one-regularizer condition beside action-only."""
     return _ablation_table(ablations(runs), verdict(runs))
 
 
@@ -395,7 +412,7 @@ def _ablation_table(per: dict[str, list[dict]], karma: list[dict], bold: bool = 
     header = ["metric", "action-only is", "action-only"]
     for c in conditions:
         name = CONDITION_NAMES[c]
-        header += [name, f"{name}: effect [95 % CI]", f"{name}: verdict"]
+        header += [name, f"{name}: effect [95 % CI]", f"{name}: verdict", f"{name}: Holm verdict"]
     by_metric = {c: {e["metric"]: e for e in per[c]} for c in conditions}
     rows = []
     for metric, expected in CLAIMS:
@@ -406,16 +423,19 @@ def _ablation_table(per: dict[str, list[dict]], karma: list[dict], bold: bool = 
         row = [metric, expected, format_value(first["action"])]
         for c, e in zip(conditions, entries):
             if e is None:
-                row += ["–", "–", "–"]
+                row += ["–", "–", "–", "–"]
                 continue
             ci = "" if e["ci_low"] is None else f" [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
             word = f"**{e['status']}**" if bold and e["holds"] else e["status"]
-            row += [format_value(e[c]), format_value(e["effect"]) + ci, word]
+            holm = (e.get("holm") or {}).get("status", "–")
+            row += [format_value(e[c]), format_value(e["effect"]) + ci, word,
+                    f"**{holm}**" if bold and (e.get("holm") or {}).get("holds") else holm]
         rows.append(row)
     return header, rows
 
 
-CLAIM_COLUMNS = ("metric", "action-only is", "action-only", "karma", "effect", "95 % CI", "verdict", "CI from")
+CLAIM_COLUMNS = ("metric", "action-only is", "action-only", "karma", "effect", "95 % CI", "verdict",
+                 "Holm level", "Holm CI", "Holm verdict", "detectable (80 % power)", "CI from")
 
 
 def claim_rows(runs: Sequence[Run]) -> list[list[str]]:
@@ -425,11 +445,36 @@ def claim_rows(runs: Sequence[Run]) -> list[list[str]]:
 
     rows = []
     for e in verdict(runs):
-        ci = "no CI" if e["ci_low"] is None else f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
-        rows.append([e["metric"], e["claim"].removeprefix("action-only ").removesuffix(" than karma"),
-                     format_value(e["action"]), format_value(e["karma"]), format_value(e["effect"]), ci,
-                     e["status"], e["basis"]])
+        holm = e["holm"]
+        rows.append([e["metric"], _direction(e), format_value(e["action"]), format_value(e["karma"]),
+                     format_value(e["effect"]), _ci_text(e["ci_low"], e["ci_high"]), e["status"],
+                     f"{holm['level'] * 100:.2f} %", _ci_text(holm["ci_low"], holm["ci_high"]), holm["status"],
+                     detectable_text(e), e["basis"]])
     return rows
+
+
+def _direction(e: dict) -> str:
+    """"higher" / "lower": what the claim says action-only is."""
+    return e["claim"].removeprefix("action-only ").rsplit(" than ", 1)[0]
+
+
+def _ci_text(low: float | None, high: float | None) -> str:
+    from karma_probe.results import format_value
+
+    return "no CI" if low is None else f"[{format_value(low)}, {format_value(high)}]"
+
+
+def detectable_text(e: dict) -> str:
+    """A claim's detection limit as printed: "0.012 (0.015)" (95 %, and at 80 % power), with the
+    planted dose where a calibration gave one ("; dose 0.25"); "–" without one."""
+    from karma_probe.results import format_value
+
+    if e.get("detectable") is None:
+        return "–"
+    text = f"{format_value(e['detectable'])} ({format_value(e['detectable_80'])})"
+    if e.get("detectable_dose") is not None:
+        text += f"; dose {format_value(e['detectable_dose'])} ({format_value(e['detectable_80_dose'])})"
+    return text
 
 
 def _signed(ci: stats.Interval | None, sign: int) -> stats.Interval | None:
@@ -663,9 +708,38 @@ def markdown(summary: dict, metrics: Sequence[str] | None = None) -> str:
     lines.append("")
     for e in summary.get("verdict") or []:
         ci = "no CI" if e.get("ci_low") is None else f"95 % CI [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
-        word = f"**{e['status']}**" if e.get("holds") else e["status"]
+        holm = e.get("holm")
+        if holm:  # the corrected decision first, the raw one beside it where they differ
+            word = f"**{holm['status']}**" if holm["holds"] else holm["status"]
+            word += " (Holm" + (f"; raw {e['status']})" if holm["status"] != e["status"] else ")")
+        else:  # a summary.json from before the correction
+            word = f"**{e['status']}**" if e.get("holds") else e["status"]
         lines.append(f"- `{e['metric']}`: {e['claim']} — {word} (effect {format_value(e['effect'])}, {ci}; "
                      f"action {format_value(e['action'])}, karma {format_value(e['karma'])})")
+    return "\n".join(lines)
+
+
+def markdown_verdict(summary: dict) -> str:
+    """summary.json's ``verdict`` as a Markdown table for the README: per claim the effect, the raw
+    95 % CI and verdict beside the Holm-corrected CI (at its level) and verdict, and the detection
+    limit at the study's number of seeds (95 %, and at 80 % power in brackets; with a calibration
+    the planted dose it corresponds to). Bold: holds after correction. "" without claims."""
+    from karma_probe.results import format_value
+
+    entries = summary.get("verdict") or []
+    if not entries:
+        return ""
+    n = "/".join(str(x) for x in sorted({e["seeds"] for e in entries if e.get("seeds")})) or "?"
+    lines = [f"| claim | effect | raw 95 % CI | raw | Holm level | Holm CI | Holm | detectable at n = {n} (80 % power) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        holm = e.get("holm") or {}
+        word = holm.get("status", "–")
+        level = f"{holm['level'] * 100:.2f} %" if holm else "–"
+        lines.append(f"| `{e['metric']}` {_direction(e)} | {format_value(e['effect'])} | "
+                     f"{_ci_text(e.get('ci_low'), e.get('ci_high'))} | {e['status']} | {level} | "
+                     f"{_ci_text(holm.get('ci_low'), holm.get('ci_high'))} | "
+                     f"{f'**{word}**' if holm.get('holds') else word} | {detectable_text(e)} |")
     return "\n".join(lines)
 
 
@@ -778,12 +852,17 @@ def summary_markdown(summary: dict) -> str:
     parts = [f"# Study: preset {summary.get('preset')}, {len(runs)} runs, seeds {summary.get('seeds')}",
              "", f"Written by `karma-probe reproduce` from summary.json ({(summary.get('provenance') or {}).get('created', '?')}, "
              f"git {str((summary.get('provenance') or {}).get('git_sha', '?'))[:10]}). Uncertainty: {summary.get('uncertainty', '')}",
-             "", "## Every condition: mean ± 95 % CI half-width over seeds", "", markdown(summary),
-             "", "## Retrieval beside its nulls (test split; SASRec on test_all)", "", markdown_retrieval(summary)]
+             "", "## Every condition: mean ± 95 % CI half-width over seeds", "", markdown(summary)]
+    if claims := markdown_verdict(summary):
+        parts += ["", "## The claims: raw and Holm-corrected, with each one's detection limit", "",
+                  "Holm's step-down over the claims of action-only vs KARMA (one family; bold: holds after the "
+                  "correction). Detectable: the smallest paired difference the seed spread could detect, "
+                  "t(0.975, n-1)·s/√n, and at 80 % power (t(0.975, n-1) + t(0.8, n-1))·s/√n.", "", claims]
+    parts += ["", "## Retrieval beside its nulls (test split; SASRec on test_all)", "", markdown_retrieval(summary)]
     if abl := markdown_ablations(summary):
         parts += ["", "## Each regularizer alone: action-only against gen only, rec only and KARMA", "",
                   "effect > 0: the regularized run sits where the paper says KARMA does; bold: the 95 % CI "
-                  "excludes 0 that way.", "", abl]
+                  "excludes 0 that way (Holm: after the correction over that comparison's claims).", "", abl]
     if traj := markdown_trajectory(summary):
         parts += ["", "## The claims over training (bold: the CI excludes 0 in the paper's direction)", "", traj]
     if times := markdown_wall_times(summary):

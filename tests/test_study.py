@@ -230,9 +230,17 @@ def test_markdown_rows_are_mean_plus_minus_half_width_and_only_holds_is_bold(tmp
     row = next(line for line in md.splitlines() if line.startswith("| `sink_mass`"))
     assert row.startswith("| `sink_mass` | lower | ") and row.count("±") == 2
     assert study.mean_ci(summary["table"]["karma"]["sink_mass"]) in row
-    for e in summary["verdict"]:
+    for e in summary["verdict"]:  # bold: holds after Holm's correction; the raw word beside it where it differs
         line = next(line for line in md.splitlines() if line.startswith(f"- `{e['metric']}`"))
-        assert ("**" in line) == e["holds"] and "95 % CI [" in line
+        assert ("**" in line) == e["holm"]["holds"] and "95 % CI [" in line and "(Holm" in line
+        assert (f"raw {e['status']}" in line) == (e["status"] != e["holm"]["status"])
+    assert any(e["holds"] and not e["holm"]["holds"] for e in summary["verdict"])  # the case this checks
+    table = study.markdown_verdict(summary)
+    assert "detectable at n = 2 (80 % power)" in table.splitlines()[0]
+    for e in summary["verdict"]:
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{e['metric']}` "))
+        assert study.detectable_text(e) in row and format_value(e["holm"]["ci_low"]) in row, row
+        assert f"{e['holm']['level'] * 100:.2f} %" in row and e["status"] in row
 
 
 def test_trajectory_means_and_paired_effects_over_seeds(tmp_path):
@@ -444,11 +452,13 @@ def test_ablations_score_each_regularizer_alone_against_action_only(tmp_path):
     assert sink["effect"] == pytest.approx(np.mean(diffs)) and sink["seeds"] == 3
     assert {e["metric"] for e in abl["rec"]} == {e["metric"] for e in study.verdict(runs)}
     header, rows = study.ablation_rows(runs)
-    assert header[:3] == ["metric", "action-only is", "action-only"] and len(header) == 3 + 3 * 3
-    assert header[3::3] == ["gen only", "rec only", "KARMA"]
+    assert header[:3] == ["metric", "action-only is", "action-only"] and len(header) == 3 + 3 * 4
+    assert header[3::4] == ["gen only", "rec only", "KARMA"]
     row = next(r for r in rows if r[0] == "sink_mass")
     karma = _claim(study.verdict(runs), "sink_mass")
-    assert row[1] == "higher" and row[-1] == karma["status"] and row[-2].startswith(format_value(karma["effect"]))
+    assert row[1] == "higher" and row[-2] == karma["status"] and row[-3].startswith(format_value(karma["effect"]))
+    assert row[-1] == karma["holm"]["status"] and row[6] == sink["holm"]["status"]
+    assert sink["holm"]["family"] == "action vs gen" and sink["holm"]["m"] == len(abl["gen"])
     assert row[5] == sink["status"] and f"[{format_value(sink['ci_low'])}, {format_value(sink['ci_high'])}]" in row[4]
 
 
