@@ -438,13 +438,14 @@ CLAIM_COLUMNS = ("metric", "action-only is", "action-only", "karma", "effect", "
                  "Holm level", "Holm CI", "Holm verdict", "detectable (80 % power)", "CI from")
 
 
-def claim_rows(runs: Sequence[Run]) -> list[list[str]]:
+def claim_rows(runs: Sequence[Run], claims: list[dict] | None = None) -> list[list[str]]:
     """The claims as table rows of strings (:data:`CLAIM_COLUMNS`), as the PDF and the dashboard show
-    them; the numbers are :func:`verdict`'s, the same as summary.json's ``verdict``."""
+    them; the numbers are :func:`verdict`'s (or ``claims``, its entries already computed), the same
+    as summary.json's ``verdict``."""
     from karma_probe.results import format_value
 
     rows = []
-    for e in verdict(runs):
+    for e in verdict(runs) if claims is None else claims:
         holm = e["holm"]
         rows.append([e["metric"], _direction(e), format_value(e["action"]), format_value(e["karma"]),
                      format_value(e["effect"]), _ci_text(e["ci_low"], e["ci_high"]), e["status"],

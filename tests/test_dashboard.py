@@ -502,3 +502,18 @@ def test_overview_sets_each_regularizer_beside_karma(tmp_path, monkeypatch):
     header, rows = study.ablation_rows(list(results.list_runs(root).ok))
     table = next(d.value for d in at.dataframe if "gen only: verdict" in d.value.columns)
     assert list(table.columns) == header and table.values.tolist() == rows
+
+
+def test_overview_opens_with_the_forest_plot_of_the_claims(ci_root, monkeypatch):
+    from karma_probe import figures, study
+
+    at = open_page(app(ci_root, monkeypatch), "overview")
+    assert_clean(at)
+    forest = charts(at)[0]  # the first chart on the page, above every table
+    expected = figures.to_plotly(figures.claims_forest(study.verdict(list(results.list_runs(ci_root).ok))))
+    assert list(forest["layout"]["yaxis"]["ticktext"]) == list(expected.layout.yaxis.ticktext)
+    dots = [t for t in forest["data"] if t.get("mode") == "markers"]
+    assert [list(t["x"]) for t in dots] == [list(t.x) for t in expected.data if t.mode == "markers"]
+    assert any("Holm" in text for t in dots for text in t["text"])
+    assert any(a["text"] == "<b>Retrieval</b>" for a in forest["layout"]["annotations"])
+    assert "Holm verdict" in at.dataframe[1].value.columns  # the claims table follows, with the corrected verdict

@@ -11,10 +11,11 @@ from karma_probe.figures.retrieval import hr_at_k
 from karma_probe.figures.spec import FigureSpec, Series
 from karma_probe.figures.summary import condition_bars, metric_bars
 from karma_probe.figures.training import condition_trajectory, loss_curves, metric_trajectory
+from karma_probe.figures.verdict import claims_forest
 
 __all__ = [
     "FigureSpec", "Series", "to_plotly", "to_matplotlib",
     "metric_by_layer", "sink_mass_by_layer", "head_heatmap", "head_heatmaps", "attention_map", "strongest_sink",
     "singular_spectrum", "cosine_histogram", "pca_scatter", "role_pca",
-    "condition_bars", "condition_trajectory", "hr_at_k", "loss_curves", "metric_trajectory", "metric_bars",
+    "claims_forest", "condition_bars", "condition_trajectory", "hr_at_k", "loss_curves", "metric_trajectory", "metric_bars",
 ]
