@@ -70,10 +70,6 @@ class Interval:
         """The interval of ``-estimate`` (same level and p-value)."""
         return Interval(-self.estimate, -self.high, -self.low, self.n, self.method, self.level, self.p)
 
-    def shifted(self, by: float) -> "Interval":
-        """The interval of ``estimate + by``; the p-value is then unknown (it was about 0, not -by)."""
-        return Interval(self.estimate + by, self.low + by, self.high + by, self.n, self.method, self.level)
-
 
 # --------------------------------------------------------------------------- per-user values
 

@@ -611,7 +611,8 @@ def stage_seconds(runs: Sequence[Run]) -> dict[str, float]:
     return out
 
 
-NULL_COLUMNS = ("condition", "against", "metric", "run", "null", "run - null", "95 % CI", "verdict", "CI from")
+NULL_COLUMNS = ("condition", "against", "metric", "run", "null", "run - null", "95 % CI", "verdict", "Holm verdict",
+                "CI from")
 NULL_METRICS = ("hr@10", "mrr")
 
 
@@ -631,7 +632,8 @@ def null_rows(runs: Sequence[Run]) -> list[list[str]]:
         for against, metric, e in entries:
             ci = "no CI" if e["ci_low"] is None else f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
             rows.append([CONDITION_NAMES.get(cond, cond), against, metric, format_value(e["run"]),
-                         format_value(e["baseline"]), format_delta(e["diff"]), ci, e["status"], e["basis"]])
+                         format_value(e["baseline"]), format_delta(e["diff"]), ci, e["status"],
+                         (e.get("holm") or {}).get("status", "–"), e["basis"]])
     return rows
 
 
@@ -747,7 +749,8 @@ def markdown_verdict(summary: dict) -> str:
 def markdown_retrieval(summary: dict, metric: str = "hr@10") -> str:
     """Each condition's test ``metric`` beside its nulls (summary.json ``retrieval_vs_baselines`` and
     ``retrieval_vs_reference``) as a Markdown table for the README: the run (mean ± CI half-width),
-    then per null "run − null [95 % CI] verdict"; the header gives each null's value."""
+    then per null "run − null [95 % CI] verdict", with "(Holm: ...)" where the corrected verdict
+    differs; the header gives each null's value."""
     from karma_probe.results import format_delta, format_value
 
     table = summary.get("table") or {}
@@ -772,7 +775,9 @@ def markdown_retrieval(summary: dict, metric: str = "hr@10") -> str:
         if not e:
             return "–"
         ci = "" if e.get("ci_low") is None else f" [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
-        return (f"{format_value(e['run'])}: " if show_run else "") + f"{format_delta(e['diff'])}{ci} {e['status']}"
+        holm = (e.get("holm") or {}).get("status")
+        corrected = f" (Holm: {holm})" if holm and holm != e["status"] else ""  # said only where it differs
+        return (f"{format_value(e['run'])}: " if show_run else "") + f"{format_delta(e['diff'])}{ci} {e['status']}{corrected}"
 
     lines = [f"| condition | test {metric} | " + " | ".join(h for h, _, _ in columns) + " |",
              "|---|---|" + "---|" * len(columns)]

@@ -392,7 +392,8 @@ def test_markdown_retrieval_puts_each_condition_beside_its_nulls(tmp_path):
     e = summary["retrieval_vs_baselines"]["karma"]["popularity"]["hr@10"]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == study.mean_ci(summary["table"]["karma"]["hr@10"])
-    assert cells[2].endswith(e["status"]) and f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]" in cells[2]
+    holm = "" if e["holm"]["status"] == e["status"] else f" (Holm: {e['holm']['status']})"
+    assert cells[2].endswith(e["status"] + holm) and f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]" in cells[2]
     ref = summary["retrieval_vs_reference"]["karma"]["sasrec"]
     assert cells[-1].startswith(f"{format_value(ref['run'])}: ") and cells[-1].endswith(ref["status"])
 
