@@ -1,13 +1,14 @@
-"""The PDF diagnostic report: a verdict table, one section per metric family, and an appendix.
+"""The PDF diagnostic report: a verdict, one section per metric family, and an appendix.
 
 Page one answers "did this run collapse less than that one?": each headline metric of every run,
-its change against the first run, and better / worse by the metric's own declared direction. A
-study with several seeds of a condition gets the condition table instead (mean ± 95 % CI over
-seeds, karma_probe.study), condition bars, and the per-run pages (layers, heads, maps, embeddings,
-decoded samples, losses) for one run of each condition, its lowest seed.
-With an action-only and a KARMA run among them, page two gives each of the paper's claims with
-its effect, 95 % CI and holds / does not hold / within noise (karma_probe.study, the same entries
-as summary.json's ``verdict``); bar charts carry each run's CI as error bars. The sections then show the evidence, drawn by the same figure functions as the dashboard
+its change against the first run, and better / worse by the metric's own declared direction;
+with an action-only and a KARMA run among them, the next pages give each of the paper's claims as
+a forest plot (figures.claims_forest: effect, raw and Holm-corrected CI, coloured by verdict) and
+as a table (karma_probe.study, the same entries as summary.json's ``verdict``). A study with
+several seeds of a condition opens with that forest plot instead; its tables (the condition
+table, mean ± 95 % CI over seeds, the claims and the ablations) follow as the appendix. It gets
+condition bars, and the per-run pages (layers, heads, maps, embeddings, decoded samples, losses)
+for one run of each condition, its lowest seed. Bar charts carry each run's CI as error bars. The sections then show the evidence, drawn by the same figure functions as the dashboard
 (karma_probe.figures), so a number in the PDF and on screen cannot disagree. A section whose data
 are missing (no captures, no training log) says so in one line instead of failing the report.
 """
@@ -61,12 +62,18 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
             pages = _Pages(pdf, runs)
             _untrusted(pages, runs)
             shown = study.representatives(runs)  # the runs of the per-run pages
-            if study.is_study(runs):
+            claims = study.verdict(runs)
+            tables_last = study.is_study(runs) and bool(claims)
+            if tables_last:  # page one is the verdict as a picture; the tables go to the appendix
+                _forest(pages, claims)
+            elif study.is_study(runs):  # seeds, but no action-only vs KARMA: the condition table leads
                 _study_table(pages, runs, shown)
+                _ablations(pages, runs)
             else:
                 _verdict(pages, runs)
-            _claims(pages, runs)
-            _ablations(pages, runs)
+                _forest(pages, claims)
+                _claims(pages, runs, claims)
+                _ablations(pages, runs)
             _attention(pages, runs, shown, probes, layer, head)
             _geometry(pages, runs, shown)
             _decodability(pages, runs, shown, samples)
@@ -75,6 +82,10 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
             if _family_metrics(runs, "Other"):  # metrics the catalogue does not know (an older or newer analysis.json)
                 _family_overview(pages, runs, "Other")
             _training(pages, runs, shown)
+            if tables_last:
+                _study_table(pages, runs, shown)
+                _claims(pages, runs, claims)
+                _ablations(pages, runs)
             _appendix(pages, runs)
     return Written(path=out, pages=tuple(pages.titles))
 
@@ -208,29 +219,45 @@ def _verdict(pages: _Pages, runs: Sequence[Run]) -> None:
             _table(ax, header, chunk)
 
 
-CLAIM_WIDTHS = [0.14, 0.05, 0.08, 0.08, 0.08, 0.15, 0.15, 0.27]
+FOREST_TITLE = "Verdict: the paper's claims, raw and Holm-corrected"
 
 
-def _claims(pages: _Pages, runs: Sequence[Run]) -> None:
-    """Does the paper's direction hold here? One row per claim with its effect and 95 % CI."""
-    rows = study.claim_rows(runs)
+def _forest(pages: _Pages, claims: list[dict]) -> None:
+    """The verdict as one picture (figures.claims_forest): a row per claim, raw and corrected CI."""
+    if not claims:
+        return  # needs both an action-only and a KARMA run
+    with pages.page(FOREST_TITLE) as fig:
+        figures.to_matplotlib(figures.claims_forest(claims), ax=fig.add_subplot())
+
+
+CLAIM_WIDTHS = [0.105, 0.03, 0.04, 0.04, 0.04, 0.095, 0.115, 0.037, 0.095, 0.115, 0.08, 0.19]  # at 7 pt
+
+
+def _claims(pages: _Pages, runs: Sequence[Run], claims: list[dict]) -> None:
+    """Does the paper's direction hold here? One row per claim (``claims``: study.verdict's entries)
+    with its effect, raw and Holm-corrected 95 % CI and verdict, and its detection limit."""
+    rows = study.claim_rows(runs, claims)
     if not rows:
         return  # needs both an action-only and a KARMA run
     header = list(study.CLAIM_COLUMNS)
     intro = ("Each claim: action-only collapses relative to KARMA. effect > 0 is the claimed direction; "
-             "'holds' only when the whole 95 % CI is above 0. " + study.METHOD)
-    _table_page(pages, "Claims: action-only vs KARMA, effect and 95 % CI", intro, header, rows,
-                widths=CLAIM_WIDTHS, left_columns=(0, 1, 6, 7))
+             "'holds' only when the whole 95 % CI is above 0. Detectable: the smallest paired difference the "
+             "seed spread could detect, t(0.975, n-1)·s/√n, in brackets at 80 % power (t(0.975, n-1) + "
+             "t(0.8, n-1))·s/√n. " + study.METHOD)
+    _table_page(pages, "Claims: action-only vs KARMA, effect, raw and Holm-corrected 95 % CI", intro, header, rows,
+                widths=CLAIM_WIDTHS, left_columns=(0, 1, 6, 9, 11), fontsize=7)
 
 
 def _table_page(pages: _Pages, title: str, intro: str, header: list[str], rows: list[list[str]],
-                widths: list[float], left_columns: Sequence[int]) -> None:
+                widths: list[float], left_columns: Sequence[int], fontsize: float = 8) -> None:
     """One page: a grey introduction, then the first :data:`TABLE_ROWS` rows of a table."""
+    lines = textwrap.wrap(intro, 190)
     with pages.page(title, layout=None) as fig:
-        fig.text(0.01, 0.925, _plain("\n".join(textwrap.wrap(intro, 190))), fontsize=8, va="top", color="dimgray")
-        ax = fig.add_axes([0.01, 0.04, 0.98, 0.82])
+        fig.text(0.01, 0.925, _plain("\n".join(lines)), fontsize=8, va="top", color="dimgray")
+        top = min(0.86, 0.925 - 0.0175 * len(lines) - 0.01)  # below the introduction, however long
+        ax = fig.add_axes([0.01, 0.04, 0.98, top - 0.04])
         ax.axis("off")
-        _table(ax, header, rows[:TABLE_ROWS], widths=widths, left_columns=left_columns)
+        _table(ax, header, rows[:TABLE_ROWS], widths=widths, left_columns=left_columns, fontsize=fontsize)
 
 
 def _ablations(pages: _Pages, runs: Sequence[Run]) -> None:
@@ -238,14 +265,19 @@ def _ablations(pages: _Pages, runs: Sequence[Run]) -> None:
     header, rows = study.ablation_rows(runs)
     if not rows:
         return  # needs action-only and a one-regularizer run
-    intro = ("Each cell pair: the regularized condition's mean and the claim's effect against action-only, signed "
-             "as on the claims page (> 0: the regularized run sits where the paper says KARMA does). Gen only "
+    intro = ("Per condition: its mean, the claim's effect against action-only with its 95 % CI, signed "
+             "as on the claims page (> 0: the regularized run sits where the paper says KARMA does), the raw "
+             "verdict and the Holm-corrected one (each comparison its own family). Gen only "
              "trains the action loss plus history-conditioned generation, rec only plus embedding-conditioned "
              "reconstruction, KARMA both. If one regularizer alone matches KARMA's column, it explains KARMA's "
              "effect. Same CIs as the claims page.")
+    verdicts = [c for c in range(len(header)) if header[c].endswith("verdict")]
+    if all(row[c].endswith(study.ONE_SEED) or row[c] == "–" for row in rows for c in verdicts):
+        rows = [[x.removesuffix(study.ONE_SEED) if c in verdicts else x for c, x in enumerate(row)] for row in rows]
+        intro += " Every verdict is from one seed."  # said once here, so that fifteen columns fit the page
     _table_page(pages, "Each regularizer alone: action-only vs gen only, rec only and KARMA", intro, header, rows,
-                widths=[0.13, 0.05, 0.06] + [0.06, 0.14, 0.09] * ((len(header) - 3) // 3),
-                left_columns=(0, 1, *range(5, len(header), 3)))
+                widths=[0.09, 0.028, 0.038] + [0.04, 0.13, 0.055, 0.055] * ((len(header) - 3) // 4),
+                left_columns=(0, 1, *verdicts), fontsize=6.5)
 
 
 def _fill(text: str) -> str:
@@ -253,7 +285,7 @@ def _fill(text: str) -> str:
 
 
 def _table(ax, header: list[str], rows: list[list[str]], widths: list[float] | None = None,
-           left_columns: Sequence[int] = (0, 1)) -> None:
+           left_columns: Sequence[int] = (0, 1), fontsize: float = 8) -> None:
     """Draw the table cell by cell: names left-aligned, numbers right-aligned, verdicts coloured.
 
     The header row is two lines tall so long run names wrap inside their column.
@@ -274,11 +306,11 @@ def _table(ax, header: list[str], rows: list[list[str]], widths: list[float] | N
             fill = GREY if i == 0 else "#f6f6f6" if family_row else _fill(text)
             ax.add_patch(Rectangle((left, y), w, h, facecolor=fill, edgecolor="#d0d0d0", linewidth=0.5))
             if i == 0:  # ~5.2 pt per character at 8 pt bold
-                text = "\n".join(textwrap.wrap(text, max(4, int(w * page_width_pt / 5.2)), max_lines=2,
-                                               placeholder="…", break_on_hyphens=False))
+                text = "\n".join(textwrap.wrap(text, max(4, int(w * page_width_pt / (5.2 * fontsize / 8))),
+                                               max_lines=2, placeholder="…", break_on_hyphens=False))
             left_aligned = c in left_columns or family_row
             ax.text(left + 0.005 if left_aligned else left + w - 0.005, y + h / 2, _plain(text),
-                    ha="left" if left_aligned else "right", va="center", fontsize=8, linespacing=1.1,
+                    ha="left" if left_aligned else "right", va="center", fontsize=fontsize, linespacing=1.1,
                     fontweight="bold" if i == 0 or family_row else "normal")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -416,7 +448,7 @@ def _retrieval(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None
     _retrieval_nulls(pages, runs)
 
 
-NULL_WIDTHS = [0.10, 0.17, 0.06, 0.07, 0.07, 0.08, 0.13, 0.12, 0.20]
+NULL_WIDTHS = [0.08, 0.15, 0.045, 0.055, 0.055, 0.065, 0.12, 0.11, 0.11, 0.19]  # at 7 pt
 
 
 def _retrieval_nulls(pages: _Pages, runs: Sequence[Run]) -> None:
@@ -427,9 +459,10 @@ def _retrieval_nulls(pages: _Pages, runs: Sequence[Run]) -> None:
              "Markov rankers are scored on the same users, the random ranker by its expected value. The "
              "SASRec figure is a reference measured elsewhere on the same leave-one-out split with nothing "
              "excluded (test_all): it has no CI of its own. 'better' / 'worse' only when the 95 % CI of "
-             "run - null excludes 0 (how each CI is obtained: the claims page).")
+             "run - null excludes 0 (how each CI is obtained: the claims page). Holm: corrected over the "
+             "retrieval metrics of one condition against one null.")
     _table_page(pages, "Retrieval against its nulls: random, popularity, Markov, SASRec", intro,
-                list(study.NULL_COLUMNS), rows, widths=NULL_WIDTHS, left_columns=(0, 1, 2, 7, 8))
+                list(study.NULL_COLUMNS), rows, widths=NULL_WIDTHS, left_columns=(0, 1, 2, 7, 8, 9), fontsize=7)
 
 
 def _training(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:

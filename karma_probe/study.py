@@ -29,12 +29,28 @@ is below zero, else it is **within noise**. Raw ``recon_token_acc`` / ``recon_ex
 claims: action-only and gen never train the reconstruction adapter, so they "hold" by
 construction. Decodability claims are on the ``*_gain`` metrics (the metric minus the same metric
 on another user's embedding), so what the backbone knows about item-text format cancels.
+
+**Holm's correction** (:func:`holm_correct`): seventeen claims at 95 % each would call about one
+in twenty noise "holds". Each *family* of tests is corrected together by Holm's step-down, the
+claim at step i of m judged by its CI at level 1 − 0.05 / (m − i + 1); every entry keeps its raw
+CI and adds ``holm``. The families, one question each:
+
+- *action-only vs KARMA* (:func:`verdict`): every claim of the paper;
+- *action-only vs gen only*, *action-only vs rec only* (:func:`ablations`): each regularizer's claims;
+- *condition C vs baseline ranker B* (:func:`vs_baselines`): the retrieval metrics, "does C beat B?";
+- *condition C vs a reference figure* (:func:`vs_reference`): one test, so Holm changes nothing.
+
+**Detection limit** (:func:`detection_limit`): per claim of a multi-seed study, the smallest paired
+difference its seed spread could have detected, at 95 % and at 80 % power, and with a calibration
+(:func:`read_calibration`) the planted dose that difference corresponds to.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+from pathlib import Path
 from typing import Callable, Sequence
 
 from karma_probe import stats
@@ -58,7 +74,10 @@ METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and ba
                "probes (analysis.json intervals) combined as independent. Seeds whose paired differences "
                "agree exactly (a zero-width t-interval): those within-run intervals of every pair, combined. "
                "A claim holds only when its CI "
-               "excludes zero on the claimed side. Raw recon_token_acc / recon_exact are not claims "
+               "excludes zero on the claimed side. Holm-corrected: within each comparison (action-only vs "
+               "KARMA, vs gen only, vs rec only; each condition vs each baseline ranker) the claims ordered "
+               "by p-value, the one at step i of m judged by its CI at level 1 - 0.05/(m - i + 1), stopping at "
+               "the first that is not significant. Raw recon_token_acc / recon_exact are not claims "
                "(action-only never trains the reconstruction adapter); decodability claims use *_gain.")
 
 
@@ -147,65 +166,74 @@ def _paired_by_seed(a: Sequence[Run], b: Sequence[Run]) -> list[tuple[Run, Run]]
     return [(ka[s], kb[s]) for s in ka if s in kb]
 
 
-def difference(a: Sequence[Run], b: Sequence[Run], metric: str,
-               b_baseline: str | None = None) -> tuple[float | None, stats.Interval | None, int]:
-    """``metric`` of runs ``a`` minus runs ``b`` (or minus ``a``'s own ``b_baseline`` ranker):
-    the estimate, its 95 % CI (None where none can be had), and the number of seed pairs used."""
-    if b_baseline is not None:
-        pairs = [(r, r) for r in a]
-    else:
-        pairs = _paired_by_seed(a, b)
+def paired_diffs(a: Sequence[Run], b: Sequence[Run], metric: str,
+                 b_baseline: str | None = None) -> list[tuple[Run, Run, float]]:
+    """``(run of a, its partner, a - b)`` for every seed pair with a finite ``metric`` on both
+    sides (``b_baseline``: the partner is the run itself and b is its own baseline ranker)."""
+    pairs = [(r, r) for r in a] if b_baseline is not None else _paired_by_seed(a, b)
 
     def value(run: Run, baseline: str | None) -> float:
         if baseline is None:
             return run.summary.get(metric, math.nan)
         return ((((run.metrics or {}).get("baselines") or {}).get(baseline) or {}).get("test") or {}).get(metric, math.nan)
 
-    kept = [(x, y, d) for x, y in pairs if math.isfinite(d := value(x, None) - value(y, b_baseline))]
+    return [(x, y, d) for x, y in pairs if math.isfinite(d := value(x, None) - value(y, b_baseline))]
+
+
+def difference(a: Sequence[Run], b: Sequence[Run], metric: str, b_baseline: str | None = None,
+               level: float = stats.LEVEL) -> tuple[float | None, stats.Interval | None, int]:
+    """``metric`` of runs ``a`` minus runs ``b`` (or minus ``a``'s own ``b_baseline`` ranker):
+    the estimate, its CI at ``level`` (None where none can be had), and the number of seed pairs used."""
+    kept = paired_diffs(a, b, metric, b_baseline)
     diffs = [d for _, _, d in kept]
     if not diffs:
         return None, None, 0
     if len(diffs) > 1:
-        ci = across_seeds(diffs, "seeds (paired by seed)", lambda: [_one_seed(x, y, metric, b_baseline) for x, y, _ in kept])
+        ci = across_seeds(diffs, "seeds (paired by seed)",
+                          lambda: [_one_seed(x, y, metric, b_baseline) for x, y, _ in kept], level=level)
         return statistics.fmean(diffs), ci, len(diffs)
-    x, y = pairs[0]
-    ci = _one_seed(x, y, metric, b_baseline)
+    x, y, _ = kept[0]
+    ci = _one_seed(x, y, metric, b_baseline, level)
     return (ci.estimate if ci else diffs[0]), ci, 1
 
 
-def seed_interval(values: Sequence[float], unit: str = "seeds") -> stats.Interval | None:
+def seed_interval(values: Sequence[float], unit: str = "seeds", level: float = stats.LEVEL) -> stats.Interval | None:
     """:func:`stats.t_interval` over seeds, but None when the values agree exactly (to rounding): a
     zero-width interval from a zero sample spread (two or three seeds, a metric counted in whole
     users) would call any nonzero difference significant."""
     v = [x for x in values if x is not None and math.isfinite(x)]
     if len(v) > 1 and max(v) - min(v) <= 1e-9 * max(abs(x) for x in v):
         return None
-    return stats.t_interval(v, unit=unit)
+    return stats.t_interval(v, level=level, unit=unit)
 
 
-def across_seeds(values: Sequence[float], unit: str,
-                 within: Callable[[], list[stats.Interval | None]]) -> stats.Interval | None:
-    """The t-interval over several seeds' ``values``; where they agree exactly, the within-run
-    intervals ``within()`` (one per seed or seed pair, computed only then) combined as independent,
-    or None when one of them is missing."""
-    ci = seed_interval(values, unit=unit)
+def across_seeds(values: Sequence[float], unit: str, within: Callable[[], list[stats.Interval | None]],
+                 level: float = stats.LEVEL) -> stats.Interval | None:
+    """The t-interval over several seeds' ``values`` at ``level``; where they agree exactly, the
+    within-run intervals ``within()`` (one per seed or seed pair, at 95 %, computed only then)
+    combined as independent and rescaled to ``level`` (:func:`stats.rescale`), or None when one of
+    them is missing."""
+    ci = seed_interval(values, unit=unit, level=level)
     if ci is not None or len(values) < 2:
         return ci
     parts = within()
-    return (stats.mean_of_independent(parts, f"{len(parts)} {unit} agree exactly; their within-run intervals, "
-                                             "combined") if parts and all(parts) else None)
+    if not parts or not all(parts):
+        return None
+    ci = stats.mean_of_independent(parts, f"{len(parts)} {unit} agree exactly; their within-run intervals, combined")
+    return ci if level == ci.level else stats.rescale(ci, level)
 
 
-def _one_seed(x: Run, y: Run, metric: str, baseline: str | None) -> stats.Interval | None:
+def _one_seed(x: Run, y: Run, metric: str, baseline: str | None, level: float = stats.LEVEL) -> stats.Interval | None:
     rx, ry = x.ranks("test"), y.ranks("test", baseline=baseline)
     if stats.is_rank_metric(metric) and rx is not None and ry is not None and len(rx) == len(ry):
-        return stats.rank_metric_diff(rx, ry, metric)
+        return stats.rank_metric_diff(rx, ry, metric, level=level)
     if baseline is not None:
         return None
     ix, iy = x.interval(metric), y.interval(metric)
     if ix is None or iy is None:
         return None
-    return stats.combine_independent(ix, iy, "probe bootstraps of both runs, combined")
+    ci = stats.combine_independent(ix, iy, "probe bootstraps of both runs, combined")
+    return ci if level == ci.level else stats.rescale(ci, level)
 
 
 def status(ci: stats.Interval | None, one_seed: bool) -> str:
@@ -216,24 +244,31 @@ def status(ci: stats.Interval | None, one_seed: bool) -> str:
 
 # --------------------------------------------------------------------------- the claims
 
-def verdict(runs: Sequence[Run]) -> list[dict]:
-    """Each claim "action-only is <higher|lower> than KARMA on M" with its effect and 95 % CI.
+def verdict(runs: Sequence[Run], calibration: dict | str | Path | None = None) -> list[dict]:
+    """Each claim "action-only is <higher|lower> than KARMA on M" with its effect, 95 % CI, its
+    Holm-corrected decision and its detection limit.
 
     Entry keys: ``metric``, ``claim``, ``action``, ``karma`` (condition means), ``effect`` (signed:
-    > 0 is the claimed direction), ``ci_low``, ``ci_high`` (the effect's CI; None without one),
-    ``holds`` (True only when ``ci_low > 0``), ``status``, ``basis`` (how the CI was obtained),
-    ``seeds`` (seed pairs behind it). [] unless both conditions are among ``runs``.
+    > 0 is the claimed direction), ``ci_low``, ``ci_high`` (the effect's raw 95 % CI; None without
+    one), ``p`` (its two-sided p-value, :class:`stats.Interval`), ``holds`` (True only when
+    ``ci_low > 0``), ``status``, ``basis`` (how the CI was obtained), ``seeds`` (seed pairs behind it);
+    ``holm`` (:func:`holm_correct`: the family's ``m``, this claim's ``step``, ``alpha`` and ``level``,
+    the corrected ``ci_low`` / ``ci_high``, ``holds`` and ``status``); ``detectable`` /
+    ``detectable_80`` (:func:`detection_limit`; with ``calibration`` also ``detectable_dose`` /
+    ``detectable_80_dose``). [] unless both conditions are among ``runs``.
     """
-    return claims_against(runs, "karma")
+    return claims_against(runs, "karma", calibration)
 
 
-def claims_against(runs: Sequence[Run], other: str) -> list[dict]:
+def claims_against(runs: Sequence[Run], other: str, calibration: dict | str | Path | None = None) -> list[dict]:
     """:func:`verdict` with condition ``other`` in KARMA's place: "action-only is <higher|lower> than
-    ``other``", the mean of ``other`` under the key ``other``. [] unless both conditions are among ``runs``."""
+    ``other``", the mean of ``other`` under the key ``other``; Holm's family is these claims
+    ("action vs ``other``"). [] unless both conditions are among ``runs``."""
     groups = by_condition(runs)
     if "action" not in groups or other not in groups:
         return []
-    out = []
+    slopes = read_calibration(calibration) if calibration is not None else {}
+    out, again = [], []
     for metric, expected in CLAIMS:
         a, k = cell(groups["action"], metric), cell(groups[other], metric)
         if a["mean"] is None or k["mean"] is None:
@@ -243,29 +278,129 @@ def claims_against(runs: Sequence[Run], other: str) -> list[dict]:
             continue
         sign = 1 if expected == "higher" else -1
         ci = _signed(ci, sign)
-        out.append({"metric": metric, "claim": f"action-only {expected} than {other}", "action": a["mean"],
-                    other: k["mean"], "effect": sign * diff,
-                    "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
-                    "holds": bool(ci and ci.low > 0), "status": status(ci, seeds == 1),
-                    "basis": ci.method if ci else "no CI: no ranks, no probe intervals", "seeds": seeds})
+        entry = {"metric": metric, "claim": f"action-only {expected} than {other}", "action": a["mean"],
+                 other: k["mean"], "effect": sign * diff,
+                 "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None, "p": ci.p if ci else None,
+                 "holds": bool(ci and ci.low > 0), "status": status(ci, seeds == 1),
+                 "basis": ci.method if ci else "no CI: no ranks, no probe intervals", "seeds": seeds}
+        entry |= detection_limit(paired_diffs(groups["action"], groups[other], metric), ci, slopes, metric)
+        out.append(entry)
+        again.append(lambda level, m=metric, sign=sign: _signed(difference(groups["action"], groups[other], m,
+                                                                           level=level)[1], sign))
+    holm_correct(out, again, f"action vs {other}")
     return out
+
+
+def holm_correct(entries: list[dict], at_level: Sequence[Callable[[float], stats.Interval | None]], family: str,
+                 words: Callable[[stats.Interval | None, bool], str] | None = None) -> None:
+    """Holm's step-down over one family of ``entries`` (each with its raw ``p``, ``seeds``), adding
+    ``entry["holm"]`` in place.
+
+    The entries are ordered by p-value (:func:`stats.holm_steps`, no CI counting as p = 1); the
+    claim at step ``i`` of ``m`` gets the level ``1 - 0.05 / (m - i + 1)`` and its CI recomputed at
+    that level by ``at_level[j](level)`` the way the raw one was (t-interval over seeds, bootstrap
+    over users, or probe intervals combined and rescaled: :func:`difference`). A claim is
+    **rejected** (its corrected CI excludes 0) only while every claim before it was: the first one
+    that is not stops the step-down, and every later one stays "within noise" even where its own
+    corrected CI would exclude 0. ``holm``: ``family``, ``m``, ``step``, ``alpha`` (α / (m − i + 1)),
+    ``level``, ``ci_low`` / ``ci_high`` (corrected), ``holds``, ``status`` (``words``, by default
+    :func:`status`; the same words as the raw one).
+    """
+    words = words or status
+    steps = stats.holm_steps([e["p"] for e in entries])
+    going = True
+    for j in sorted(range(len(entries)), key=lambda j: steps[j][0]):
+        e, (step, alpha) = entries[j], steps[j]
+        ci = at_level[j](1 - alpha) if e["p"] is not None else None
+        rejected = going and ci is not None and ci.excludes_zero()
+        going = rejected
+        word = words(ci, e["seeds"] == 1)
+        if ci is not None and not rejected:  # retained: "within noise", whatever the bounds alone say
+            word = "within noise" + (ONE_SEED if e["seeds"] == 1 else "")
+        e["holm"] = {"family": family, "m": len(entries), "step": step, "alpha": alpha, "level": 1 - alpha,
+                     "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
+                     "holds": bool(rejected and ci.low > 0), "status": word}
+
+
+def detection_limit(kept: Sequence[tuple[Run, Run, float]], ci: stats.Interval | None,
+                    slopes: dict[str, float] | None = None, metric: str = "") -> dict:
+    """The smallest paired difference this claim's seeds could detect (issue 25), for a multi-seed
+    claim: ``detectable`` = t(0.975, n−1)·s/√n and ``detectable_80`` = (t(0.975, n−1) + t(0.8, n−1))·s/√n
+    over the n per-seed differences (:func:`stats.detectable`; s: their sample std). Where the seeds
+    agree exactly (s = 0, the CI is the within-run fallback) the same from that CI's half-width with
+    normal quantiles (:func:`stats.detectable_from`), and ``detectable_from`` says which. With one
+    seed pair: None (no seed spread to speak of). With calibration ``slopes`` (metric change per unit
+    of planted dose, :func:`read_calibration`): ``detectable_dose`` = detectable / |slope of ``metric``|
+    (and ``detectable_80_dose``), the smallest planted dose the study would have seen; None where
+    the calibration has no (or a zero) slope for ``metric``."""
+    diffs = [d for _, _, d in kept]
+    out: dict = {"detectable": None, "detectable_80": None, "detectable_from": None}
+    if len(diffs) > 1 and seed_interval(diffs) is not None:
+        out = {"detectable": stats.detectable(diffs), "detectable_80": stats.detectable(diffs, power=0.8),
+               "detectable_from": f"seed spread of {len(diffs)} paired differences"}
+    elif len(diffs) > 1 and ci is not None:
+        out = {"detectable": stats.detectable_from(ci), "detectable_80": stats.detectable_from(ci, power=0.8),
+               "detectable_from": "within-run intervals (the seeds agree exactly)"}
+    if slopes:
+        slope = slopes.get(metric)
+        for key in ("detectable", "detectable_80"):
+            out[f"{key}_dose"] = out[key] / abs(slope) if out[key] is not None and slope else None
+    return out
+
+
+def read_calibration(source: dict | str | Path) -> dict[str, float]:
+    """``{metric: slope per unit dose}`` from a calibration (a path to calibration.json, or its
+    parsed content). Accepted: ``{metric: slope}``; ``{metric: {"slope": slope}}`` (a slope may itself
+    be ``{"estimate": x, ...}``); and either nested under families or other keys at any depth (e.g.
+    ``{"families": {"attention": {"metrics": {"sink_mass": {"slope": ...}}}}}``, the shape
+    ``karma-probe calibrate`` writes per family and metric). Only catalogued metric names count;
+    a file that is unreadable or names none is BadInput."""
+    from karma_probe.errors import BadInput
+
+    if not isinstance(source, dict):
+        try:
+            source = json.loads(Path(source).read_text())
+        except (OSError, ValueError) as e:
+            raise BadInput(f"calibration {source}: cannot read it as JSON ({e})") from None
+
+    def number(v) -> float | None:
+        if isinstance(v, dict):
+            v = v.get("estimate", v.get("value"))
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+    slopes: dict[str, float] = {}
+
+    def walk(node) -> None:
+        for key, value in (node.items() if isinstance(node, dict) else ()):
+            if key in catalogue.FACTS and key not in slopes:
+                slope = number(value.get("slope")) if isinstance(value, dict) else number(value)
+                if slope is not None:
+                    slopes[key] = slope
+                    continue
+            walk(value)
+
+    walk(source)
+    if not slopes:
+        raise BadInput("calibration: no slope for any known metric (expected {metric: slope} or "
+                       "{metric: {\"slope\": x}}, possibly nested by family)")
+    return slopes
 
 
 ABLATIONS = ("gen", "rec")  # one regularizer each: which of KARMA's two does what it does?
 
 
-def ablations(runs: Sequence[Run]) -> dict[str, list[dict]]:
+def ablations(runs: Sequence[Run], calibration: dict | str | Path | None = None) -> dict[str, list[dict]]:
     """Each one-regularizer condition (gen only, rec only) against action-only, claim by claim, as
     :func:`claims_against` scores it (effect > 0: the regularizer moves the metric the way the paper
     says KARMA does). ``{condition: [entry, ...]}`` for the conditions among ``runs``; set beside
     :func:`verdict` it says whether one regularizer alone explains KARMA's effect."""
-    return {c: rows for c in ABLATIONS if (rows := claims_against(runs, c))}
+    return {c: rows for c in ABLATIONS if (rows := claims_against(runs, c, calibration))}
 
 
 def ablation_rows(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
     """Action-only against each regularized condition (gen only, rec only, KARMA) as one table of
     strings: per claim, action-only's mean, then per condition its mean, the signed effect with its
-    95 % CI, and the verdict. ([], []) without a one-regularizer condition beside action-only."""
+    95 % CI, the raw verdict and the Holm-corrected one (each comparison its own family). ([], []) without a one-regularizer condition beside action-only."""
     return _ablation_table(ablations(runs), verdict(runs))
 
 
@@ -279,7 +414,7 @@ def _ablation_table(per: dict[str, list[dict]], karma: list[dict], bold: bool = 
     header = ["metric", "action-only is", "action-only"]
     for c in conditions:
         name = CONDITION_NAMES[c]
-        header += [name, f"{name}: effect [95 % CI]", f"{name}: verdict"]
+        header += [name, f"{name}: effect [95 % CI]", f"{name}: verdict", f"{name}: Holm verdict"]
     by_metric = {c: {e["metric"]: e for e in per[c]} for c in conditions}
     rows = []
     for metric, expected in CLAIMS:
@@ -290,36 +425,65 @@ def _ablation_table(per: dict[str, list[dict]], karma: list[dict], bold: bool = 
         row = [metric, expected, format_value(first["action"])]
         for c, e in zip(conditions, entries):
             if e is None:
-                row += ["–", "–", "–"]
+                row += ["–", "–", "–", "–"]
                 continue
             ci = "" if e["ci_low"] is None else f" [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
             word = f"**{e['status']}**" if bold and e["holds"] else e["status"]
-            row += [format_value(e[c]), format_value(e["effect"]) + ci, word]
+            holm = (e.get("holm") or {}).get("status", "–")
+            row += [format_value(e[c]), format_value(e["effect"]) + ci, word,
+                    f"**{holm}**" if bold and (e.get("holm") or {}).get("holds") else holm]
         rows.append(row)
     return header, rows
 
 
-CLAIM_COLUMNS = ("metric", "action-only is", "action-only", "karma", "effect", "95 % CI", "verdict", "CI from")
+CLAIM_COLUMNS = ("metric", "action-only is", "action-only", "karma", "effect", "95 % CI", "verdict",
+                 "Holm level", "Holm CI", "Holm verdict", "detectable (80 % power)", "CI from")
 
 
-def claim_rows(runs: Sequence[Run]) -> list[list[str]]:
+def claim_rows(runs: Sequence[Run], claims: list[dict] | None = None) -> list[list[str]]:
     """The claims as table rows of strings (:data:`CLAIM_COLUMNS`), as the PDF and the dashboard show
-    them; the numbers are :func:`verdict`'s, the same as summary.json's ``verdict``."""
+    them; the numbers are :func:`verdict`'s (or ``claims``, its entries already computed), the same
+    as summary.json's ``verdict``."""
     from karma_probe.results import format_value
 
     rows = []
-    for e in verdict(runs):
-        ci = "no CI" if e["ci_low"] is None else f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
-        rows.append([e["metric"], e["claim"].removeprefix("action-only ").removesuffix(" than karma"),
-                     format_value(e["action"]), format_value(e["karma"]), format_value(e["effect"]), ci,
-                     e["status"], e["basis"]])
+    for e in verdict(runs) if claims is None else claims:
+        holm = e["holm"]
+        rows.append([e["metric"], _direction(e), format_value(e["action"]), format_value(e["karma"]),
+                     format_value(e["effect"]), _ci_text(e["ci_low"], e["ci_high"]), e["status"],
+                     f"{holm['level'] * 100:.2f} %", _ci_text(holm["ci_low"], holm["ci_high"]), holm["status"],
+                     detectable_text(e), e["basis"]])
     return rows
+
+
+def _direction(e: dict) -> str:
+    """"higher" / "lower": what the claim says action-only is."""
+    return e["claim"].removeprefix("action-only ").rsplit(" than ", 1)[0]
+
+
+def _ci_text(low: float | None, high: float | None) -> str:
+    from karma_probe.results import format_value
+
+    return "no CI" if low is None else f"[{format_value(low)}, {format_value(high)}]"
+
+
+def detectable_text(e: dict) -> str:
+    """A claim's detection limit as printed: "0.012 (0.015)" (95 %, and at 80 % power), with the
+    planted dose where a calibration gave one ("; dose 0.25"); "–" without one."""
+    from karma_probe.results import format_value
+
+    if e.get("detectable") is None:
+        return "–"
+    text = f"{format_value(e['detectable'])} ({format_value(e['detectable_80'])})"
+    if e.get("detectable_dose") is not None:
+        text += f"; dose {format_value(e['detectable_dose'])} ({format_value(e['detectable_80_dose'])})"
+    return text
 
 
 def _signed(ci: stats.Interval | None, sign: int) -> stats.Interval | None:
     if ci is None or sign == 1:
         return ci
-    return stats.Interval(-ci.estimate, -ci.high, -ci.low, ci.n, ci.method)
+    return ci.negated()
 
 
 # --------------------------------------------------------------------------- retrieval vs baselines
@@ -332,9 +496,11 @@ def gap_status(ci: stats.Interval | None, one_seed: bool) -> str:
 def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> dict:
     """Each trained condition's test retrieval minus each baseline ranker's, with a 95 % CI.
 
-    ``{condition: {baseline: {metric: {"run", "baseline", "diff", "ci_low", "ci_high", "status",
-    "basis", "seeds"}}}}``; ``status`` is "better" / "worse" (CI excludes 0) / "within noise" /
+    ``{condition: {baseline: {metric: {"run", "baseline", "diff", "ci_low", "ci_high", "p", "status",
+    "basis", "seeds", "holm"}}}}``; ``status`` is "better" / "worse" (CI excludes 0) / "within noise" /
     "no CI", "(one seed)" appended for one seed. Baselines come from each run's metrics.json.
+    Holm's family (:func:`holm_correct`): one condition against one baseline ranker over the
+    retrieval metrics, the one question "does it beat that ranker?".
     """
     out: dict = {}
     for cond, rs in by_condition(runs).items():
@@ -342,6 +508,7 @@ def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> d
             have = [r for r in rs if ((r.metrics or {}).get("baselines") or {}).get(name)]
             if not have:
                 continue
+            family, again = {}, []
             for metric in RETRIEVAL:
                 diff, ci, seeds = difference(have, [], metric, b_baseline=name)
                 if diff is None:
@@ -349,10 +516,15 @@ def vs_baselines(runs: Sequence[Run], baselines: Sequence[str] = BASELINES) -> d
                 base_values = [v for r in have if math.isfinite(v := r.metrics["baselines"][name].get("test", {})
                                                                 .get(metric, math.nan))]
                 word = gap_status(ci, seeds == 1)
-                out.setdefault(cond, {}).setdefault(name, {})[metric] = {
+                family[metric] = {
                     "run": cell(have, metric)["mean"], "baseline": statistics.fmean(base_values) if base_values else None,
                     "diff": diff, "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
-                    "status": word, "basis": ci.method if ci else "no CI: no per-user ranks", "seeds": seeds}
+                    "p": ci.p if ci else None, "status": word, "basis": ci.method if ci else "no CI: no per-user ranks",
+                    "seeds": seeds}
+                again.append(lambda level, m=metric: difference(have, [], m, b_baseline=name, level=level)[1])
+            if family:
+                holm_correct(list(family.values()), again, f"{cond} vs {name}", words=gap_status)
+                out.setdefault(cond, {})[name] = family
     return out
 
 
@@ -368,9 +540,10 @@ def vs_reference(runs: Sequence[Run], references: Sequence[dict] = REFERENCES) -
     """Each condition's ``split`` ``metric`` (from metrics.json) minus each fixed reference figure.
 
     ``{condition: {reference name: {"label", "source", "split", "metric", "reference", "run", "diff",
-    "ci_low", "ci_high", "status", "basis", "seeds"}}}``. Several seeds: the t-interval over the
+    "ci_low", "ci_high", "p", "status", "basis", "seeds", "holm"}}}``. Several seeds: the t-interval over the
     per-seed values minus the reference; one seed: the bootstrap over users of that split's ranks.
     ``status`` as :func:`vs_baselines`. Conditions whose metrics.json lacks the split are left out.
+    Holm's family is the one comparison (m = 1), so the corrected entry equals the raw one.
     """
     out: dict = {}
     for cond, rs in by_condition(runs).items():
@@ -380,24 +553,28 @@ def vs_reference(runs: Sequence[Run], references: Sequence[dict] = REFERENCES) -
                     if math.isfinite(v := (((r.metrics or {}).get(split) or {}).get(metric, math.nan)))]
             if not have:
                 continue
-            def over_users(run: Run) -> stats.Interval | None:
+            def over_users(run: Run, level: float = stats.LEVEL) -> stats.Interval | None:
                 ranks = run.ranks(split)
-                boot = stats.rank_metric_ci(ranks, metric) if ranks is not None and stats.is_rank_metric(metric) else None
-                return (stats.Interval(boot.estimate - value, boot.low - value, boot.high - value, boot.n, boot.method)
-                        if boot else None)
+                if ranks is None or not stats.is_rank_metric(metric):
+                    return None  # the bootstrap of (per-user value - reference): its p-value is about the gap
+                return stats.bootstrap_mean(stats.per_user(ranks, metric) - value, level=level)
 
-            if len(have) > 1:
-                ci = across_seeds([v - value for _, v in have], "seeds", lambda: [over_users(r) for r, _ in have])
-                run_value = statistics.fmean(v for _, v in have)
-            else:
-                ci = over_users(have[0][0])
-                run_value = ci.estimate + value if ci else have[0][1]
-            word = gap_status(ci, len(have) == 1)
-            out.setdefault(cond, {})[ref["name"]] = {
+            def gap(level: float = stats.LEVEL) -> stats.Interval | None:
+                if len(have) > 1:
+                    return across_seeds([v - value for _, v in have], "seeds", lambda: [over_users(r) for r, _ in have],
+                                        level=level)
+                return over_users(have[0][0], level)
+
+            ci = gap()
+            run_value = statistics.fmean(v for _, v in have) if len(have) > 1 else ci.estimate + value if ci else have[0][1]
+            entry = {
                 "label": ref["label"], "source": ref["source"], "split": split, "metric": metric,
                 "reference": value, "run": run_value, "diff": run_value - value,
-                "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None, "status": word,
-                "basis": ci.method if ci else "no CI: no per-user ranks", "seeds": len(have)}
+                "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None, "p": ci.p if ci else None,
+                "status": gap_status(ci, len(have) == 1), "basis": ci.method if ci else "no CI: no per-user ranks",
+                "seeds": len(have)}
+            holm_correct([entry], [gap], f"{cond} vs {ref['name']}", words=gap_status)  # m = 1: as the raw one
+            out.setdefault(cond, {})[ref["name"]] = entry
     return out
 
 
@@ -436,7 +613,8 @@ def stage_seconds(runs: Sequence[Run]) -> dict[str, float]:
     return out
 
 
-NULL_COLUMNS = ("condition", "against", "metric", "run", "null", "run - null", "95 % CI", "verdict", "CI from")
+NULL_COLUMNS = ("condition", "against", "metric", "run", "null", "run - null", "95 % CI", "verdict", "Holm verdict",
+                "CI from")
 NULL_METRICS = ("hr@10", "mrr")
 
 
@@ -456,7 +634,8 @@ def null_rows(runs: Sequence[Run]) -> list[list[str]]:
         for against, metric, e in entries:
             ci = "no CI" if e["ci_low"] is None else f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
             rows.append([CONDITION_NAMES.get(cond, cond), against, metric, format_value(e["run"]),
-                         format_value(e["baseline"]), format_delta(e["diff"]), ci, e["status"], e["basis"]])
+                         format_value(e["baseline"]), format_delta(e["diff"]), ci, e["status"],
+                         (e.get("holm") or {}).get("status", "–"), e["basis"]])
     return rows
 
 
@@ -534,16 +713,46 @@ def markdown(summary: dict, metrics: Sequence[str] | None = None) -> str:
     lines.append("")
     for e in summary.get("verdict") or []:
         ci = "no CI" if e.get("ci_low") is None else f"95 % CI [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
-        word = f"**{e['status']}**" if e.get("holds") else e["status"]
+        holm = e.get("holm")
+        if holm:  # the corrected decision first, the raw one beside it where they differ
+            word = f"**{holm['status']}**" if holm["holds"] else holm["status"]
+            word += " (Holm" + (f"; raw {e['status']})" if holm["status"] != e["status"] else ")")
+        else:  # a summary.json from before the correction
+            word = f"**{e['status']}**" if e.get("holds") else e["status"]
         lines.append(f"- `{e['metric']}`: {e['claim']} — {word} (effect {format_value(e['effect'])}, {ci}; "
                      f"action {format_value(e['action'])}, karma {format_value(e['karma'])})")
+    return "\n".join(lines)
+
+
+def markdown_verdict(summary: dict) -> str:
+    """summary.json's ``verdict`` as a Markdown table for the README: per claim the effect, the raw
+    95 % CI and verdict beside the Holm-corrected CI (at its level) and verdict, and the detection
+    limit at the study's number of seeds (95 %, and at 80 % power in brackets; with a calibration
+    the planted dose it corresponds to). Bold: holds after correction. "" without claims."""
+    from karma_probe.results import format_value
+
+    entries = summary.get("verdict") or []
+    if not entries:
+        return ""
+    n = "/".join(str(x) for x in sorted({e["seeds"] for e in entries if e.get("seeds")})) or "?"
+    lines = [f"| claim | effect | raw 95 % CI | raw | Holm level | Holm CI | Holm | detectable at n = {n} (80 % power) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        holm = e.get("holm") or {}
+        word = holm.get("status", "–")
+        level = f"{holm['level'] * 100:.2f} %" if holm else "–"
+        lines.append(f"| `{e['metric']}` {_direction(e)} | {format_value(e['effect'])} | "
+                     f"{_ci_text(e.get('ci_low'), e.get('ci_high'))} | {e['status']} | {level} | "
+                     f"{_ci_text(holm.get('ci_low'), holm.get('ci_high'))} | "
+                     f"{f'**{word}**' if holm.get('holds') else word} | {detectable_text(e)} |")
     return "\n".join(lines)
 
 
 def markdown_retrieval(summary: dict, metric: str = "hr@10") -> str:
     """Each condition's test ``metric`` beside its nulls (summary.json ``retrieval_vs_baselines`` and
     ``retrieval_vs_reference``) as a Markdown table for the README: the run (mean ± CI half-width),
-    then per null "run − null [95 % CI] verdict"; the header gives each null's value."""
+    then per null "run − null [95 % CI] verdict", with "(Holm: ...)" where the corrected verdict
+    differs; the header gives each null's value."""
     from karma_probe.results import format_delta, format_value
 
     table = summary.get("table") or {}
@@ -568,7 +777,9 @@ def markdown_retrieval(summary: dict, metric: str = "hr@10") -> str:
         if not e:
             return "–"
         ci = "" if e.get("ci_low") is None else f" [{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
-        return (f"{format_value(e['run'])}: " if show_run else "") + f"{format_delta(e['diff'])}{ci} {e['status']}"
+        holm = (e.get("holm") or {}).get("status")
+        corrected = f" (Holm: {holm})" if holm and holm != e["status"] else ""  # said only where it differs
+        return (f"{format_value(e['run'])}: " if show_run else "") + f"{format_delta(e['diff'])}{ci} {e['status']}{corrected}"
 
     lines = [f"| condition | test {metric} | " + " | ".join(h for h, _, _ in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
@@ -649,12 +860,17 @@ def summary_markdown(summary: dict) -> str:
     parts = [f"# Study: preset {summary.get('preset')}, {len(runs)} runs, seeds {summary.get('seeds')}",
              "", f"Written by `karma-probe reproduce` from summary.json ({(summary.get('provenance') or {}).get('created', '?')}, "
              f"git {str((summary.get('provenance') or {}).get('git_sha', '?'))[:10]}). Uncertainty: {summary.get('uncertainty', '')}",
-             "", "## Every condition: mean ± 95 % CI half-width over seeds", "", markdown(summary),
-             "", "## Retrieval beside its nulls (test split; SASRec on test_all)", "", markdown_retrieval(summary)]
+             "", "## Every condition: mean ± 95 % CI half-width over seeds", "", markdown(summary)]
+    if claims := markdown_verdict(summary):
+        parts += ["", "## The claims: raw and Holm-corrected, with each one's detection limit", "",
+                  "Holm's step-down over the claims of action-only vs KARMA (one family; bold: holds after the "
+                  "correction). Detectable: the smallest paired difference the seed spread could detect, "
+                  "t(0.975, n-1)·s/√n, and at 80 % power (t(0.975, n-1) + t(0.8, n-1))·s/√n.", "", claims]
+    parts += ["", "## Retrieval beside its nulls (test split; SASRec on test_all)", "", markdown_retrieval(summary)]
     if abl := markdown_ablations(summary):
         parts += ["", "## Each regularizer alone: action-only against gen only, rec only and KARMA", "",
                   "effect > 0: the regularized run sits where the paper says KARMA does; bold: the 95 % CI "
-                  "excludes 0 that way.", "", abl]
+                  "excludes 0 that way (Holm: after the correction over that comparison's claims).", "", abl]
     if traj := markdown_trajectory(summary):
         parts += ["", "## The claims over training (bold: the CI excludes 0 in the paper's direction)", "", traj]
     if times := markdown_wall_times(summary):

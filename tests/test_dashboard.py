@@ -551,3 +551,16 @@ def test_a_stale_run_is_marked_in_the_overview_and_copies_count_once(tmp_path, m
     status = dict(zip(table["run"], table["status"]))
     assert status["karma-s0"].startswith("STALE: ") and "re-run `karma-probe analyze`" in status["karma-s0"]
     assert status["action-s0-copy"] == "not loaded: the same run as action-s0 (a symlink or a copy of it); listed once"
+def test_overview_opens_with_the_forest_plot_of_the_claims(ci_root, monkeypatch):
+    from karma_probe import figures, study
+
+    at = open_page(app(ci_root, monkeypatch), "overview")
+    assert_clean(at)
+    forest = charts(at)[0]  # the first chart on the page, above every table
+    expected = figures.to_plotly(figures.claims_forest(study.verdict(list(results.list_runs(ci_root).ok))))
+    assert list(forest["layout"]["yaxis"]["ticktext"]) == list(expected.layout.yaxis.ticktext)
+    dots = [t for t in forest["data"] if t.get("mode") == "markers"]
+    assert [list(t["x"]) for t in dots] == [list(t.x) for t in expected.data if t.mode == "markers"]
+    assert any("Holm" in text for t in dots for text in t["text"])
+    assert any(a["text"] == "<b>Retrieval</b>" for a in forest["layout"]["annotations"])
+    assert "Holm verdict" in at.dataframe[1].value.columns  # the claims table follows, with the corrected verdict

@@ -461,3 +461,55 @@ def test_run_looks_tell_groups_of_one_condition_apart(tmp_path):
     assert looks["mine-s0"].colour not in ("#000000", looks["base"].colour)
     assert _hue_gap(looks["mine-s0"].colour, looks["mine-s1"].colour) <= 25 and looks["mine-s0"] != looks["mine-s1"]
     assert figures.run_looks(mine)["mine-s0"].colour == "#000000"  # alone, the first group is the reference
+# --------------------------------------------------------------------------- the verdict
+
+def test_claims_forest_of_a_fake_study_draws_raw_and_corrected_intervals(tmp_path):
+    import math
+
+    from karma_probe import study
+    from karma_probe.analyzers.catalogue import FACTS, FAMILIES
+    from karma_probe.figures.spec import forest_layout
+    from karma_probe.figures.style import VERDICT_INK, VERDICT_LEGEND, verdict_key
+
+    runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, users=60, n_items=200, capture=False))
+            for s in (0, 1, 2) for c in ("action", "karma")]
+    claims = study.verdict(runs)
+    spec = figures.claims_forest(claims)
+    assert spec.kind == "forest" and not spec.empty and len(spec.rows) == len(claims)
+    groups = list(dict.fromkeys(r.group for r in spec.rows))
+    assert groups == [f.capitalize() for f in FAMILIES if any(FACTS[e["metric"]].family == f for e in claims)]
+    by_label = {r.label.split(" (")[0]: r for r in spec.rows}
+    for e in claims:
+        row, half = by_label[e["metric"]], (e["ci_high"] - e["ci_low"]) / 2
+        if half == 0:  # hr@200 of a 200-item catalogue: 1 for every run, a CI of width 0, nothing to scale by
+            assert e["effect"] == 0 and (row.x, row.low, row.high_wide) == (0, 0, 0) and "[0, 0]" in row.text
+            continue
+        assert row.x == pytest.approx(math.asinh(e["effect"] / half))
+        assert (row.low, row.high) == pytest.approx((math.asinh(e["ci_low"] / half), math.asinh(e["ci_high"] / half)))
+        assert row.low_wide <= row.low and row.high_wide >= row.high  # the corrected CI is never narrower
+        assert row.verdict == verdict_key(e["holm"]["status"]) and row.verdict in VERDICT_INK
+        assert (row.low_wide > 0) == e["holm"]["holds"] or not e["holm"]["holds"]  # holds: wide CI above 0
+    ys, headings = forest_layout(spec.rows)
+    assert len(set(ys)) == len(ys) and [g for g, _ in headings] == groups and ys == sorted(ys, reverse=True)
+    assert "0" in spec.x_ticks and len(spec.x_ticks) == len(spec.x_tick_values)
+    fig = _drawn(spec)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [r.label for r in spec.rows]
+    assert {t.get_text() for t in ax.texts} >= set(groups) | {r.text for r in spec.rows}
+    plot = figures.to_plotly(spec)
+    dots = [t for t in plot.data if t.mode == "markers"]
+    assert sum(len([x for x in t.x if x is not None]) for t in dots) == len(claims)
+    assert {t.name for t in dots} == {VERDICT_LEGEND[r.verdict] for r in spec.rows}
+    assert list(plot.layout.yaxis.ticktext) == [r.label for r in spec.rows]
+
+
+def test_claims_forest_without_cis_or_claims(tmp_path):
+    from karma_probe import study
+
+    runs = [load_run(make_run(tmp_path, c, c, capture=False)) for c in ("action", "karma")]  # no intervals at all
+    spec = figures.claims_forest(study.verdict(runs))
+    assert all(np.isnan(r.x) and r.verdict == "no CI" and "no CI" in r.text for r in spec.rows)
+    _drawn(spec)
+    figures.to_plotly(spec)
+    assert figures.claims_forest([]).empty
+    _drawn(figures.claims_forest([]))

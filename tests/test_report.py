@@ -15,7 +15,7 @@ from karma_probe.cli import main
 from karma_probe.results import format_delta, format_value, load_run
 
 FULL_REPORT = [  # two runs with everything: the page plan, in order
-    "Verdict: 2 runs", "Claims: action-only vs KARMA", "Attention: headline metrics", "Attention: by layer",
+    "Verdict: 2 runs", "Verdict: the paper's claims", "Claims: action-only vs KARMA", "Attention: headline metrics", "Attention: by layer",
     "Attention: sink_mass by layer and head", "Attention: key_concentration by layer and head",
     "Attention: attn_entropy by layer and head", "Attention maps: karma", "Attention maps: action",
     "Geometry: headline metrics", "Geometry: by layer", "Geometry: spectra and cosine similarity",
@@ -295,12 +295,18 @@ def test_a_study_of_several_seeds_is_reported_by_condition(tmp_path):
     assert [r.name for r in study.representatives(runs)] == ["action-s1", "karma-s1", "base"]
     written = report.write_report(runs, tmp_path / "study.pdf")
     texts = dict(zip(written.pages, _texts(written.path)))
-    assert written.pages[0].startswith("Study: 5 runs, mean ± 95 % CI over seeds per condition")
+    assert written.pages[0] == report.FOREST_TITLE  # the verdict as a picture; the tables are the appendix
+    (table,) = [t for t in written.pages if t.startswith("Study: 5 runs, mean ± 95 % CI over seeds per condition")]
+    order = list(written.pages)
+    assert order.index(table) > max(i for i, t in enumerate(order) if t.startswith("Attention"))
+    assert order.index(table) < order.index(next(t for t in order if t.startswith("Claims: action-only vs KARMA")))
+    assert order.index(next(t for t in order if t.startswith("Claims"))) < order.index(
+        next(t for t in order if t.startswith("Appendix:")))
     header, rows = study.condition_rows(runs)
     assert header[2:] == ["base (n=1)", "action-only (n=2)", "KARMA (n=2)"]  # a reference of unknown kind
     sink = next(r for r in rows if r[0] == "sink_mass")
     assert sink[3] == study.mean_ci(study.table(runs, ["sink_mass"])["action"]["sink_mass"]) and "±" in sink[3]
-    assert f"sink_mass lower {sink[2]} {sink[3]} {sink[4]}" in texts[written.pages[0]]
+    assert f"sink_mass lower {sink[2]} {sink[3]} {sink[4]}" in texts[table]
     attention = texts[next(t for t in written.pages if t.startswith("Attention: headline metrics"))]
     assert "by condition" in attention and "mean of 2 seeds ± 95 % CI (base: 1)" in attention
     maps = [t for t in written.pages if t.startswith("Attention maps:")]
@@ -325,3 +331,27 @@ def test_ablation_page_sets_each_regularizer_beside_karma(tmp_path):
         assert format_value(value) in line, line
     without = [r for r in runs if r.condition in ("action", "karma")]
     assert not any(t.startswith("Each regularizer") for t in report.write_report(without, tmp_path / "w.pdf").pages)
+
+
+def test_page_one_of_a_study_is_the_forest_plot_of_its_claims(tmp_path):
+    """Every claim is a row (its label, its numbers in their own units, raw → Holm verdict), under its
+    family's heading, with the legend; the same entries as study.verdict."""
+    from karma_probe import study
+    from karma_probe.figures.style import VERDICT_LEGEND, verdict_key
+    from karma_probe.results import format_delta
+
+    runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, users=60, n_items=200, **LIGHT))
+            for s in (0, 1, 2) for c in ("action", "karma")]
+    written = report.write_report(runs, tmp_path / "study.pdf")
+    assert written.pages[0] == report.FOREST_TITLE
+    page = _texts(written.path)[0]
+    assert report.FOREST_TITLE in page and "Holm-corrected CI" in page
+    claims = study.verdict(runs)
+    for e in claims:
+        assert f"{e['metric']} ({e['claim'].split()[1]})" in page, e["metric"]
+        assert f"{format_delta(e['effect'])} [{format_value(e['ci_low'])}" in page, e["metric"]
+        assert f"{e['status']} → Holm {e['holm']['status']}" in page, e["metric"]
+    for family in ("Attention", "Geometry", "Decodability", "Knowledge", "Retrieval"):
+        assert family in page.splitlines()
+    for word in {verdict_key(e["holm"]["status"]) for e in claims}:
+        assert VERDICT_LEGEND[word] in page

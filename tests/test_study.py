@@ -22,8 +22,8 @@ def _claim(verdict, metric):
     return next(v for v in verdict if v["metric"] == metric)
 
 
-VERDICT_KEYS = {"metric", "claim", "action", "karma", "effect", "ci_low", "ci_high", "holds", "status", "basis",
-                "seeds"}
+VERDICT_KEYS = {"metric", "claim", "action", "karma", "effect", "ci_low", "ci_high", "p", "holds", "status", "basis",
+                "seeds", "holm", "detectable", "detectable_80", "detectable_from"}
 
 
 def test_one_seed_retrieval_claim_gets_a_paired_user_ci(tmp_path):
@@ -230,9 +230,17 @@ def test_markdown_rows_are_mean_plus_minus_half_width_and_only_holds_is_bold(tmp
     row = next(line for line in md.splitlines() if line.startswith("| `sink_mass`"))
     assert row.startswith("| `sink_mass` | lower | ") and row.count("±") == 2
     assert study.mean_ci(summary["table"]["karma"]["sink_mass"]) in row
-    for e in summary["verdict"]:
+    for e in summary["verdict"]:  # bold: holds after Holm's correction; the raw word beside it where it differs
         line = next(line for line in md.splitlines() if line.startswith(f"- `{e['metric']}`"))
-        assert ("**" in line) == e["holds"] and "95 % CI [" in line
+        assert ("**" in line) == e["holm"]["holds"] and "95 % CI [" in line and "(Holm" in line
+        assert (f"raw {e['status']}" in line) == (e["status"] != e["holm"]["status"])
+    assert any(e["holds"] and not e["holm"]["holds"] for e in summary["verdict"])  # the case this checks
+    table = study.markdown_verdict(summary)
+    assert "detectable at n = 2 (80 % power)" in table.splitlines()[0]
+    for e in summary["verdict"]:
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{e['metric']}` "))
+        assert study.detectable_text(e) in row and format_value(e["holm"]["ci_low"]) in row, row
+        assert f"{e['holm']['level'] * 100:.2f} %" in row and e["status"] in row
 
 
 def test_trajectory_means_and_paired_effects_over_seeds(tmp_path):
@@ -384,7 +392,8 @@ def test_markdown_retrieval_puts_each_condition_beside_its_nulls(tmp_path):
     e = summary["retrieval_vs_baselines"]["karma"]["popularity"]["hr@10"]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == study.mean_ci(summary["table"]["karma"]["hr@10"])
-    assert cells[2].endswith(e["status"]) and f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]" in cells[2]
+    holm = "" if e["holm"]["status"] == e["status"] else f" (Holm: {e['holm']['status']})"
+    assert cells[2].endswith(e["status"] + holm) and f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]" in cells[2]
     ref = summary["retrieval_vs_reference"]["karma"]["sasrec"]
     assert cells[-1].startswith(f"{format_value(ref['run'])}: ") and cells[-1].endswith(ref["status"])
 
@@ -444,11 +453,13 @@ def test_ablations_score_each_regularizer_alone_against_action_only(tmp_path):
     assert sink["effect"] == pytest.approx(np.mean(diffs)) and sink["seeds"] == 3
     assert {e["metric"] for e in abl["rec"]} == {e["metric"] for e in study.verdict(runs)}
     header, rows = study.ablation_rows(runs)
-    assert header[:3] == ["metric", "action-only is", "action-only"] and len(header) == 3 + 3 * 3
-    assert header[3::3] == ["gen only", "rec only", "KARMA"]
+    assert header[:3] == ["metric", "action-only is", "action-only"] and len(header) == 3 + 3 * 4
+    assert header[3::4] == ["gen only", "rec only", "KARMA"]
     row = next(r for r in rows if r[0] == "sink_mass")
     karma = _claim(study.verdict(runs), "sink_mass")
-    assert row[1] == "higher" and row[-1] == karma["status"] and row[-2].startswith(format_value(karma["effect"]))
+    assert row[1] == "higher" and row[-2] == karma["status"] and row[-3].startswith(format_value(karma["effect"]))
+    assert row[-1] == karma["holm"]["status"] and row[6] == sink["holm"]["status"]
+    assert sink["holm"]["family"] == "action vs gen" and sink["holm"]["m"] == len(abl["gen"])
     assert row[5] == sink["status"] and f"[{format_value(sink['ci_low'])}, {format_value(sink['ci_high'])}]" in row[4]
 
 
@@ -471,3 +482,99 @@ def test_markdown_ablations_quote_summary_json_and_bold_only_what_holds(tmp_path
         row = next(line for line in lines if line.startswith(f"| `{e['metric']}` |"))
         assert format_value(e["rec"]) in row and (f"**{e['status']}**" in row) == e["holds"]
     assert md in study.summary_markdown(summary)
+
+
+def _controlled_study(root, effects: dict[str, list[float]]):
+    """Three seeds of action-only and KARMA whose signed per-seed effects are ``effects[metric]``;
+    every other claim gets effects -0.01, 0, 0.01 (p = 1)."""
+    runs = []
+    for s in range(3):
+        karma = {m: 0.5 for m, _ in study.CLAIMS}
+        action = {}
+        for m, expected in study.CLAIMS:
+            e = effects.get(m, [-0.01, 0.0, 0.01])[s]
+            action[m] = 0.5 + (e if expected == "higher" else -e)
+        runs += [load_run(make_run(root, f"action-s{s}", "action", seed=s, summary=action)),
+                 load_run(make_run(root, f"karma-s{s}", "karma", seed=s, summary=karma))]
+    return runs
+
+
+def test_holm_keeps_a_raw_hold_that_the_family_cannot_afford(tmp_path):
+    from scipy.stats import t
+
+    # sink_mass: effects 0.015, 0.02, 0.025 (mean 0.02, s 0.005): p = 0.0202 by hand (test_stats), so the raw
+    # 95 % CI excludes 0; erank: effects 0.0199, 0.02, 0.0201 (p ≈ 2e-5) survives any correction
+    runs = _controlled_study(tmp_path, {"sink_mass": [0.015, 0.02, 0.025], "erank": [0.0199, 0.02, 0.0201]})
+    v = study.verdict(runs)
+    m = len(v)
+    assert m == len(study.CLAIMS)
+    sink, erank = _claim(v, "sink_mass"), _claim(v, "erank")
+    assert sink["holds"] and sink["p"] == pytest.approx(0.0202, abs=1e-4)
+    assert erank["holm"]["step"] == 1 and sink["holm"]["step"] == 2
+    assert sink["holm"]["alpha"] == pytest.approx(0.05 / (m - 1)) and sink["holm"]["m"] == m
+    half = t.ppf(1 - 0.05 / (m - 1) / 2, 2) * 0.005 / math.sqrt(3)  # the t-interval at the Holm level
+    assert (sink["holm"]["ci_low"], sink["holm"]["ci_high"]) == pytest.approx((0.02 - half, 0.02 + half))
+    assert sink["holm"]["ci_low"] < 0 < sink["ci_low"]
+    assert not sink["holm"]["holds"] and sink["holm"]["status"] == "within noise"
+    assert erank["holm"]["holds"] and erank["holm"]["status"] == "holds"
+    assert erank["holm"]["family"] == "action vs karma"
+    assert all(not e["holm"]["holds"] for e in v if e["metric"] not in ("erank",))
+    assert all(e["holm"]["ci_high"] - e["holm"]["ci_low"] >= e["ci_high"] - e["ci_low"] for e in v)  # never narrower
+
+
+def test_holm_stops_at_the_first_retained_claim(tmp_path):
+    # sink_mass's corrected CI excludes 0 on its own, but a claim with a smaller p came first and was kept
+    runs = _controlled_study(tmp_path, {"sink_mass": [0.015, 0.02, 0.025]})
+    entries = [dict(e) for e in study.verdict(runs)][:3]
+    for e in entries:
+        e["p"] = 0.5
+    entries[0]["p"] = 0.001
+    always = lambda level: study.stats.Interval(1.0, 0.5, 1.5, 3, "excludes 0")  # noqa: E731
+    never = lambda level: study.stats.Interval(1.0, -0.5, 2.5, 3, "contains 0")  # noqa: E731
+    study.holm_correct(entries, [never, always, always], "f")
+    assert [e["holm"]["holds"] for e in entries] == [False, False, False]
+    assert [e["holm"]["status"] for e in entries] == ["within noise"] * 3
+
+
+def test_every_multi_seed_claim_carries_its_detection_limit(tmp_path):
+    runs = _controlled_study(tmp_path, {"sink_mass": [0.01, 0.02, 0.03]})
+    sink = _claim(study.verdict(runs), "sink_mass")
+    t975, t80 = 0.95 / math.sqrt(2 * 0.975 * 0.025), 0.6 / math.sqrt(2 * 0.8 * 0.2)  # df = 2, closed form
+    assert sink["detectable"] == pytest.approx(t975 * 0.01 / math.sqrt(3))
+    assert sink["detectable_80"] == pytest.approx((t975 + t80) * 0.01 / math.sqrt(3))
+    assert "seed spread of 3" in sink["detectable_from"]
+    one = _claim(study.verdict(_runs(tmp_path / "one", users=30, n_items=100)), "sink_mass")
+    assert one["detectable"] is None  # one seed: no seed spread
+    with_cal = _claim(study.verdict(runs, calibration={"sink_mass": -0.2, "erank": 3.0}), "sink_mass")
+    assert with_cal["detectable_dose"] == pytest.approx(sink["detectable"] / 0.2)
+    assert with_cal["detectable_80_dose"] == pytest.approx(sink["detectable_80"] / 0.2)
+    assert "detectable_dose" in _claim(study.verdict(runs, calibration={"erank": 3.0}), "sink_mass")
+    assert _claim(study.verdict(runs, calibration={"erank": 3.0}), "sink_mass")["detectable_dose"] is None
+
+
+def test_calibration_is_read_flat_or_nested(tmp_path):
+    from karma_probe.errors import BadInput
+
+    assert study.read_calibration({"sink_mass": 0.3}) == {"sink_mass": 0.3}
+    nested = {"families": {"attention": {"metrics": {"sink_mass": {"slope": {"estimate": 0.3, "ci": [0.2, 0.4]}},
+                                                     "sink_rate": {"slope": 0.5}}},
+                           "geometry": {"aniso_cos": {"slope": -0.1}}}}
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(nested))
+    assert study.read_calibration(path) == {"sink_mass": 0.3, "sink_rate": 0.5, "aniso_cos": -0.1}
+    for bad in ({"unknown": 1.0}, tmp_path / "missing.json"):
+        with pytest.raises(BadInput):
+            study.read_calibration(bad)
+
+
+def test_baseline_gaps_are_corrected_per_condition_and_ranker(tmp_path):
+    runs = _runs(tmp_path, users=200, n_items=400)
+    per = study.vs_baselines(runs)["karma"]["popularity"]
+    assert {e["holm"]["family"] for e in per.values()} == {"karma vs popularity"}
+    assert sorted(e["holm"]["step"] for e in per.values()) == list(range(1, len(per) + 1))
+    for e in per.values():
+        assert e["holm"]["ci_low"] <= e["ci_low"] and e["holm"]["ci_high"] >= e["ci_high"]
+        assert e["holm"]["status"].replace(" (one seed)", "") in ("better", "worse", "within noise")
+    ref = study.vs_reference(runs)["karma"]["sasrec"]
+    assert ref["holm"]["m"] == 1 and (ref["holm"]["ci_low"], ref["holm"]["ci_high"]) == pytest.approx(
+        (ref["ci_low"], ref["ci_high"]))

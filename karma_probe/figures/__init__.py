@@ -12,10 +12,12 @@ from karma_probe.figures.spec import FigureSpec, Series
 from karma_probe.figures.style import Look, run_look, run_looks
 from karma_probe.figures.summary import condition_bars, metric_bars
 from karma_probe.figures.training import condition_trajectory, gradient_ratios, loss_curves, metric_trajectory
+from karma_probe.figures.verdict import claims_forest
 
 __all__ = [
     "FigureSpec", "Series", "Look", "run_look", "run_looks", "to_plotly", "to_matplotlib",
     "metric_by_layer", "sink_mass_by_layer", "head_heatmap", "head_heatmaps", "attention_map", "strongest_sink",
     "singular_spectrum", "cosine_histogram", "pca_scatter", "role_pca",
-    "condition_bars", "condition_trajectory", "gradient_ratios", "hr_at_k", "loss_curves", "metric_trajectory", "metric_bars",
+    "claims_forest", "condition_bars", "condition_trajectory", "gradient_ratios", "hr_at_k", "loss_curves",
+    "metric_trajectory", "metric_bars",
 ]

@@ -34,7 +34,10 @@ def to_matplotlib(spec: FigureSpec, ax=None):
     if ax is None:
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(7, 4.5), layout="constrained")
+        size = (7, 4.5)
+        if spec.kind == "forest":  # a row per claim plus its numbers at the right: as tall and wide as it needs
+            size = (11, 1.8 + 0.25 * (len(spec.rows) + len({r.group for r in spec.rows})))
+        fig = Figure(figsize=size, layout="constrained")
         ax = fig.add_subplot()
     title = _mpl_text(spec.title) + (f"\n{_mpl_text(spec.note)}" if spec.note else "")
     ax.set_title(title, fontsize=9)
@@ -48,6 +51,9 @@ def to_matplotlib(spec: FigureSpec, ax=None):
     ax.tick_params(labelsize=7)
     if spec.kind == "heatmap":
         _mpl_heatmap(spec, ax)
+        return ax.figure
+    if spec.kind == "forest":
+        _mpl_forest(spec, ax)
         return ax.figure
     if spec.kind == "bar":
         _mpl_bars(spec, ax)
@@ -149,6 +155,40 @@ def _mpl_heatmap(spec: FigureSpec, ax) -> None:
                         color="black" if light else "white")
 
 
+def _mpl_forest(spec: FigureSpec, ax) -> None:
+    """Rows top down (spec.forest_layout): the wide interval thin, the narrow one thick, the effect a
+    dot, coloured by verdict; zero a vertical line; family headings and each row's text beside it."""
+    from matplotlib.lines import Line2D
+
+    from karma_probe.figures.spec import forest_layout
+    from karma_probe.figures.style import VERDICT_INK, VERDICT_LEGEND
+
+    ys, headings = forest_layout(spec.rows)
+    ax.axvline(0, color="black", linewidth=0.8, zorder=1)
+    for row, y in zip(spec.rows, ys):
+        colour = VERDICT_INK[row.verdict]
+        if math.isfinite(row.low_wide) and math.isfinite(row.high_wide):
+            ax.hlines(y, row.low_wide, row.high_wide, color=colour, linewidth=1.0, zorder=2)
+        if math.isfinite(row.low) and math.isfinite(row.high):
+            ax.hlines(y, row.low, row.high, color=colour, linewidth=4.5, alpha=0.85, zorder=3)
+        if math.isfinite(row.x):
+            ax.plot([row.x], [y], "o", color=colour, markersize=5, markeredgecolor="white", zorder=4)
+        ax.text(1.01, y, _mpl_text(row.text), transform=ax.get_yaxis_transform(), fontsize=6.5, va="center",
+                ha="left", color="dimgray")
+    ax.set_yticks(ys, [_mpl_text(r.label) for r in spec.rows], fontsize=7)
+    for group, y in headings:
+        ax.text(-0.01, y, _mpl_text(group), transform=ax.get_yaxis_transform(), fontsize=8, fontweight="bold",
+                va="center", ha="right")
+    ax.set_ylim(min(ys) - 0.8, 0.8)
+    if spec.x_tick_values:
+        ax.set_xticks(spec.x_tick_values, [_mpl_text(t) for t in spec.x_ticks], fontsize=7)
+    present = list(dict.fromkeys(r.verdict for r in spec.rows))
+    ax.legend([Line2D([], [], color=VERDICT_INK[v], marker="o", linewidth=3) for v in present],
+              [VERDICT_LEGEND[v] for v in present], fontsize=7, frameon=False, loc="upper center",
+              bbox_to_anchor=(0.5, -0.07), ncol=len(present))
+    ax.grid(axis="x", alpha=0.3, linewidth=0.5)
+
+
 def _mpl_ticks(set_ticks, labels: tuple[str, ...], length_in: float, rotation: int) -> None:
     """Every label when they fit at >= MIN_TICK_PT, else every k-th one (positions stay exact)."""
     if not labels:
@@ -191,6 +231,8 @@ def to_plotly(spec: FigureSpec):
         return fig
     if spec.kind == "heatmap":
         return _plotly_heatmap(spec, fig, go)
+    if spec.kind == "forest":
+        return _plotly_forest(spec, fig, go)
     dashed = iter(DASHED_GREYS * len(spec.series))
     for s in spec.series:
         name = _html(s.name)
@@ -242,6 +284,46 @@ def _plotly_heatmap(spec: FigureSpec, fig, go):
         fig.update_xaxes(tickmode="array", **_plotly_ticks(spec.x_ticks))
     if spec.y_ticks:
         fig.update_yaxes(tickmode="array", **_plotly_ticks(spec.y_ticks))
+    return fig
+
+
+def _plotly_forest(spec: FigureSpec, fig, go):
+    """As :func:`_mpl_forest`: per verdict one trace of thin wide intervals, one of thick narrow ones
+    and one of dots (hover: the row's text); zero a vertical line; family headings as annotations."""
+    from karma_probe.figures.spec import forest_layout
+    from karma_probe.figures.style import VERDICT_INK, VERDICT_LEGEND
+
+    ys, headings = forest_layout(spec.rows)
+    for verdict in dict.fromkeys(r.verdict for r in spec.rows):
+        mine = [(r, y) for r, y in zip(spec.rows, ys) if r.verdict == verdict]
+        colour = VERDICT_INK[verdict]
+        for lo, hi, width, show in (("low_wide", "high_wide", 1.5, False), ("low", "high", 7, False)):
+            xs, yy = [], []
+            for r, y in mine:
+                a, b = getattr(r, lo), getattr(r, hi)
+                if math.isfinite(a) and math.isfinite(b):
+                    xs += [a, b, None]
+                    yy += [y, y, None]
+            if xs:
+                fig.add_trace(go.Scatter(x=xs, y=yy, mode="lines", line=dict(color=colour, width=width),
+                                         opacity=0.85, hoverinfo="skip", showlegend=show, legendgroup=verdict))
+        dots = [(r, y) for r, y in mine if math.isfinite(r.x)]
+        fig.add_trace(go.Scatter(x=[r.x for r, _ in dots] or [None], y=[y for _, y in dots] or [None], mode="markers",
+                                 marker=dict(color=colour, size=9, line=dict(color="white", width=1)),
+                                 name=_html(VERDICT_LEGEND[verdict]), legendgroup=verdict,
+                                 text=[_html(f"{r.label}: {r.text}") for r, _ in dots],
+                                 hovertemplate="%{text}<extra></extra>"))
+    fig.add_vline(x=0, line=dict(color="black", width=1))
+    fig.update_yaxes(tickmode="array", tickvals=ys, ticktext=[_html(r.label) for r in spec.rows],
+                     range=[min(ys) - 0.8, 0.8], showgrid=False)
+    if spec.x_tick_values:
+        fig.update_xaxes(tickmode="array", tickvals=list(spec.x_tick_values), ticktext=[_html(t) for t in spec.x_ticks])
+    for group, y in headings:
+        fig.add_annotation(text=f"<b>{_html(group)}</b>", x=0, xref="paper", xanchor="right", y=y, yref="y",
+                           showarrow=False, xshift=-8)
+    fig.update_layout(height=max(360, 28 * (len(ys) + len(headings)) + 120), legend=dict(orientation="h", y=1.02,
+                                                                                          yanchor="bottom"),
+                      margin=dict(l=230, r=20, t=80, b=50))
     return fig
 
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from karma_probe.figures.style import Look
 
-Kind = Literal["line", "bar", "heatmap", "hist", "scatter"]
-KINDS = ("line", "bar", "heatmap", "hist", "scatter")
+Kind = Literal["line", "bar", "heatmap", "hist", "scatter", "forest"]
+KINDS = ("line", "bar", "heatmap", "hist", "scatter", "forest")
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +42,23 @@ class Series:
         return below, above
 
 
+@dataclass(frozen=True)
+class ForestRow:
+    """One row of a forest plot: an effect with a narrow (raw) and a wide (corrected) interval, on the
+    plot's x scale; NaN where there is none. ``verdict`` picks the colour (style.VERDICT_INK),
+    ``text`` is printed at the row's right end (the numbers in their own units)."""
+
+    label: str
+    group: str
+    x: float
+    low: float
+    high: float
+    low_wide: float
+    high_wide: float
+    verdict: str
+    text: str = ""
+
+
 @dataclass(frozen=True, eq=False)
 class FigureSpec:
     kind: Kind
@@ -62,6 +79,8 @@ class FigureSpec:
     annotate: bool = False  # heatmap: write each value into its cell (renderers skip it when too dense)
     integer_x: bool = False  # x is a layer index / step: no fractional ticks
     note: str = ""  # one line under the title, e.g. "lower is better"
+    rows: tuple[ForestRow, ...] = ()  # forest only, top to bottom
+    x_tick_values: tuple[float, ...] = ()  # forest only: where the x_ticks labels go
     meta: dict = field(default_factory=dict)  # extra facts a caller may show (not drawn)
 
     def __post_init__(self):
@@ -79,7 +98,23 @@ class FigureSpec:
         """Nothing to draw: renderers then show the title and a "no data" note."""
         if self.kind == "heatmap":
             return self.matrix is None or self.matrix.size == 0
+        if self.kind == "forest":
+            return not self.rows
         return not any(len(s.y) for s in self.series)
+
+
+def forest_layout(rows: Sequence[ForestRow]) -> tuple[list[float], list[tuple[str, float]]]:
+    """Where a forest plot's rows go, for both renderers: y of each row (0, -1, ... top down) and a
+    heading ``(group, y)`` one step above the first row of each group."""
+    ys, headings, y, group = [], [], 0.0, None
+    for row in rows:
+        if row.group != group:
+            group = row.group
+            headings.append((group, y))
+            y -= 1
+        ys.append(y)
+        y -= 1
+    return ys, headings
 
 
 def series(name: str, x: Sequence, y: Sequence, dashed: bool = False,

@@ -77,10 +77,9 @@ def run_look(condition: str, seed: int | None = None, group: int = 0) -> Look:
 
 
 def group_of(run: Any) -> Hashable:
-    """What makes runs of one condition a separate curve family: the model they were trained from
-    (or captured, for a base run) and the preset."""
-    config = run.config or {}
-    return (run.condition, (config.get("train") or {}).get("model"), config.get("preset"))
+    """What makes runs of one condition a separate curve family: the group they are seeds of
+    (results.Run.group: model, preset, condition, config variant, reference kind)."""
+    return run.group
 
 
 def run_looks(runs: Sequence[Any], group: Callable[[Any], Hashable] = group_of) -> dict[str, Look]:
@@ -95,3 +94,14 @@ def run_looks(runs: Sequence[Any], group: Callable[[Any], Hashable] = group_of) 
             seen.append(key)
         looks[run.name] = run_look(run.condition, run.seed, seen.index(key))
     return looks
+# marker and line colours of a verdict (forest plot): strong where the table fills are pale
+VERDICT_INK = {"holds": "#1a7f37", "does not hold": "#c0392b", "within noise": "#6e7781", "no CI": "#b8b8b8"}
+VERDICT_LEGEND = {"holds": "holds", "does not hold": "does not hold (reversed)", "within noise": "within noise",
+                  "no CI": "no CI"}
+
+
+def verdict_key(status: str) -> str:
+    """A status as :data:`VERDICT_INK` keys it: "holds (one seed)" → "holds", "better" → "holds",
+    "worse" → "does not hold"."""
+    word = status.removesuffix(" (one seed)")
+    return {"better": "holds", "worse": "does not hold"}.get(word, word if word in VERDICT_INK else "no CI")

@@ -1,7 +1,9 @@
-"""Overview: every run's headline metrics, each one's change against the reference run, with several
-seeds of a condition selected the per-condition table (mean ± 95 % CI over seeds), and with
-action-only and KARMA runs selected the paper's claims with effect, 95 % CI and verdict (the same
-entries as summary.json's ``verdict``: karma_probe.study)."""
+"""Overview: with action-only and KARMA runs selected, first the verdict as a picture (the forest plot
+of the paper's claims, raw and Holm-corrected: figures.claims_forest, the PDF's page one); then every
+run's headline metrics, each one's change against the reference run, with several seeds of a
+condition selected the per-condition table (mean ± 95 % CI over seeds), and the claims as a table
+with effect, raw and corrected 95 % CI, verdicts and detection limits (the same entries as
+summary.json's ``verdict``: karma_probe.study)."""
 
 import pandas as pd
 import streamlit as st
@@ -16,6 +18,14 @@ st.title("Overview")
 st.caption(f"Headline metrics (analysis.json `summary`) of the selected runs, with the change against the "
            f"reference run **{ref.name}** in brackets. Green: better, red: worse, by each metric's declared "
            "direction (`higher_is_better`; hover a column name).")
+
+claims = study.verdict(view.runs)
+if claims:
+    st.subheader("The paper's claims: action-only vs KARMA, raw and Holm-corrected")
+    st.caption("One row per claim: its paired effect (> 0: the paper's direction) with the raw 95 % CI (thick) and "
+               "the Holm-corrected CI (thin), coloured by the corrected verdict; hover a dot for the numbers in the "
+               "metric's own units. The table below gives them all.")
+    dashboard.plot(figures.claims_forest(claims), "overview-forest")
 
 metrics = metric_names(view.runs)
 rows, verdicts = [], []
@@ -66,12 +76,12 @@ def verdict_table(rows: list[list[str]], columns: list[str]) -> None:
     st.dataframe(frame.style.apply(lambda _: styles, axis=None), hide_index=True)
 
 
-claims = study.claim_rows(view.runs)
 if claims:
     st.subheader("Claims: action-only vs KARMA")
     st.caption("effect > 0 is the claimed direction (action-only collapses relative to KARMA); a claim holds "
-               "only when its whole 95 % CI is above 0. " + study.METHOD)
-    verdict_table(claims, list(study.CLAIM_COLUMNS))
+               "only when its whole 95 % CI is above 0. Detectable: the smallest paired difference the seed spread "
+               "could detect, t(0.975, n-1)·s/√n, in brackets at 80 % power. " + study.METHOD)
+    verdict_table(study.claim_rows(view.runs, claims), list(study.CLAIM_COLUMNS))
 
 header, rows = study.ablation_rows(view.runs)
 if rows:
