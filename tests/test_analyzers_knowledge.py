@@ -40,6 +40,10 @@ def test_fact_file():
     assert all(p.strip() == p and a.strip() == a and a for p, a in facts)
     raw = json.loads(resources.files("karma_probe").joinpath("resources/facts.json").read_text())
     assert all(set(f) == {"prompt", "answer"} for f in raw)
+    # the analyzers' docs (analyze --list) quote the set sizes: they must follow the files
+    assert f"{len(facts)} prompts" in knowledge.fact_acc.__doc__
+    assert f"all {len(general_passages())} of resources/passages.txt" in knowledge.lm_ppl.__doc__
+    assert f"the {len(facts)} cloze facts" in knowledge.__doc__ and f"{len(general_passages())} passages" in knowledge.__doc__
 
 
 @pytest.fixture(scope="module")

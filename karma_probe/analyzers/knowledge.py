@@ -34,7 +34,7 @@ from karma_probe.analyzers.registry import Measurement, Record, register
 
 FACT_NEW_TOKENS = 8  # long enough for "Leonardo da Vinci", short enough that a wrong answer rarely drifts into the right one
 FACT_BATCH = 32
-PPL_MAX_TOKENS = 256  # passages are a few sentences (~60-100 tokens); the cap only guards odd inputs
+PPL_MAX_TOKENS = 256  # passages are a few sentences (32-55 SmolLM2 tokens); the cap only guards odd inputs
 PPL_BATCH = 8
 
 
@@ -152,8 +152,8 @@ def lm_ppl(inputs) -> Measurement:
     each passage cut at 256 tokens. 95 % interval: bootstrap over passages (:func:`perplexity_interval`).
 
     Range [1, vocab]; an untouched SmolLM2-135M-Instruct scores 16.3 [14.2, 19.1] (on the first 32
-    passages, the v2 study's set: 14.2; resources/smollm2_reference.json). Lower = the backbone still models plain language.
-    Reference: standard LM perplexity (Jelinek et al., 1977).
+    passages, the v2 study's set: 14.2; resources/smollm2_reference.json). Lower = the backbone
+    still models plain language. Reference: standard LM perplexity (Jelinek et al., 1977).
     """
     from karma_probe.capture.probes import general_passages
 
