@@ -19,7 +19,9 @@ Uncertainty: a metric whose analyzer measures it over probes (attention, geometr
 gets ``intervals[metric] = [low, high]``, the 95 % percentile bootstrap interval over the history
 probes (1000 seeded resamples, analyzers/bootstrap.py; ``interval_method`` says so), and its
 replicates under ``bootstrap[metric]``: the resample indices are the same for every run captured
-on the same probe set, so the replicates of two runs pair up for a paired difference.
+on the same probe set, so the replicates of two runs pair up for a paired difference. The
+knowledge metrics resample their own items the same way: ``fact_acc`` the facts, ``lm_ppl`` the
+passages.
 ``embedding_space`` says in which space the interest/item embeddings were measured (a base run's
 through a seeded random head of the trained runs' width, analyzers/space.py).
 

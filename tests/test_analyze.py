@@ -222,12 +222,14 @@ def test_cli_writes_the_analysis_contract(captured_run):
     assert all(rec["higher_is_better"] == METRICS[rec["metric"]].higher_is_better for rec in out["records"])
     assert {s["decoder"] for s in out["samples"]["decoded"]} == {"run", "post-hoc"}
     assert set(out["analyzed"]["seconds"]) >= set(METRIC_NAMES)
-    # intervals over probes: [low, high] for every attention, geometry and decodability headline
+    # intervals over probes: [low, high] for every attention, geometry and decodability headline;
+    # over facts / passages for the knowledge metrics
     assert out["interval_method"]["resamples"] == 1000 and out["interval_method"]["level"] == 0.95
-    assert set(out["intervals"]) == {m for m in METRIC_NAMES if METRICS[m].family in ("attention", "geometry", "decodability")}
+    assert set(out["intervals"]) == {m for m in METRIC_NAMES
+                                     if METRICS[m].family in ("attention", "geometry", "decodability", "knowledge")}
     for name, (lo, hi) in out["intervals"].items():
         assert lo <= hi and len(out["bootstrap"][name]) == 1000, name
-    for name in ("sink_mass", "attn_entropy", "probe_decode_acc", "recon_token_acc_gain"):
+    for name in ("sink_mass", "attn_entropy", "probe_decode_acc", "recon_token_acc_gain", "lm_ppl"):
         lo, hi = out["intervals"][name]
         assert lo <= out["summary"][name] <= hi, name
     for base in ("recon_token_acc", "recon_exact", "probe_genre_f1", "probe_decode_acc", "probe_decode_acc_own"):

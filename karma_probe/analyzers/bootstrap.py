@@ -1,7 +1,7 @@
 """Seeded percentile bootstrap over probes: the uncertainty that goes with every headline.
 
 One recipe for every metric and every run (issue 13): ``RESAMPLES`` = 1000 resamples of the n
-probes (rows) with replacement, drawn by ``numpy.random.default_rng(SEED)``, and the 95 %
+probes (rows; for the knowledge metrics the facts or the passages) with replacement, drawn by ``numpy.random.default_rng(SEED)``, and the 95 %
 percentile interval [q_2.5, q_97.5] of the metric over the resamples.
 
 The resample indices depend only on (n, RESAMPLES, SEED), so two runs captured on the same probe
@@ -25,7 +25,8 @@ RESAMPLES = 1000
 SEED = 0
 LEVEL = 0.95
 METHOD = {"resamples": RESAMPLES, "seed": SEED, "level": LEVEL, "method": "percentile",
-          "unit": "history probes (rows), resampled with replacement; the same indices for every run with the same n"}
+          "unit": "the analyzer's items, resampled with replacement: history probes (rows) for attention, geometry "
+                  "and decodability, facts for fact_acc, passages for lm_ppl; the same indices for every run with the same n"}
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ Two sets, so collapse on the task prompts can be told apart from damage to gener
   interest marker) for text-interface runs, fed as the run's own item input embeddings for
   continuous-interface runs. Each probe remembers its user and target item (the test item), so
   hidden states and interest embeddings can be scored against the truth.
-- ``text``: short general-knowledge passages written for this project
-  (``karma_probe/resources/passages.txt``, one passage per blank-line-separated block). The
-  analyzers reuse the same passages for ``lm_ppl`` through :func:`general_passages`.
+- ``text``: the first ``DEFAULT_TEXT_PROBES`` (by default) of the short general-knowledge passages
+  written for this project (``karma_probe/resources/passages.txt``, one passage per
+  blank-line-separated block). The analyzers use all of them for ``lm_ppl`` through
+  :func:`general_passages`.
 
 The same seed, dataset and N give the same probes in the same order on every machine, so runs
 (and shards of one run, see :func:`shard`) are comparable probe by probe.
@@ -27,6 +28,9 @@ from karma_probe.rundir.layout import PROBE_SETS
 
 PROBE_SEED = 0
 DEFAULT_PROBES = 64
+# The capture's text probes: the first 32 passages (the whole file before issue 26 added more for
+# lm_ppl), so capture cost and earlier captures' text probes stay as they were; lm_ppl reads all.
+DEFAULT_TEXT_PROBES = 32
 DEFAULT_MAX_ITEMS = 6  # newest history items in a prompt when the run config does not say
 SETS = PROBE_SETS  # ("history", "text"): named by the capture format
 
@@ -95,9 +99,9 @@ def text_probes(n: int | None = None) -> list[Probe]:
     return [Probe("text", p) for p in passages]
 
 
-def build_probe_set(dataset, n_history: int = DEFAULT_PROBES, *, n_text: int | None = None, seed: int = PROBE_SEED,
+def build_probe_set(dataset, n_history: int = DEFAULT_PROBES, *, n_text: int | None = DEFAULT_TEXT_PROBES, seed: int = PROBE_SEED,
                     max_items: int = DEFAULT_MAX_ITEMS) -> ProbeSet:
-    """The full probe set; an empty one is bad input (there would be nothing to measure)."""
+    """The full probe set (``n_text`` None: every passage); an empty one is bad input (there would be nothing to measure)."""
     probes = ProbeSet(seed=seed, max_items=max_items,
                       history=tuple(history_probes(dataset, n_history, seed=seed, max_items=max_items)),
                       text=tuple(text_probes(n_text)))

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from karma_probe.capture.probes import DEFAULT_MAX_ITEMS, DEFAULT_PROBES, PROBE_SEED, build_probe_set, shard, shard_offset
+from karma_probe.capture.probes import (DEFAULT_MAX_ITEMS, DEFAULT_PROBES, DEFAULT_TEXT_PROBES, PROBE_SEED, build_probe_set,
+                                       shard, shard_offset)
 from karma_probe.capture.writer import Capture, write_capture
 from karma_probe.errors import BadInput
 from karma_probe.prompts import code_token
@@ -27,7 +28,7 @@ from karma_probe.rundir import (CAPTURE, CHECKPOINT, CONFIG, STATE, atomic_dir, 
 @dataclass(frozen=True)
 class CaptureOptions:
     probes: int = DEFAULT_PROBES  # history probes (test-split users)
-    text_probes: int | None = None  # general passages; None = all
+    text_probes: int | None = DEFAULT_TEXT_PROBES  # the first N general passages; None = all
     max_len: int = 256  # T: probes are cut to this many tokens
     full_maps: int = 4  # K: full attention maps of the first K history probes
     backend: str = "torch"  # torch | tl

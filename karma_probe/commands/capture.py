@@ -7,8 +7,10 @@ activation ratios, the hidden state at the interest marker for every layer, inte
 embeddings and K full attention maps are kept too. Output: RUN/capture/ (see checkpoints.md).
 """
 
+from karma_probe.capture.probes import DEFAULT_TEXT_PROBES
+
 EXAMPLES = """examples:
-  karma-probe capture runs/tiny-karma-s0                            # 64 history probes + the general passages
+  karma-probe capture runs/tiny-karma-s0                            # 64 history probes + the first 32 general passages
   karma-probe capture runs/tiny-karma-s0 --probes 128 --max-len 512 --full-maps 8
   karma-probe capture runs/tiny-karma-s0 --backend tl               # TransformerLens run_with_cache (eager, more memory)
   karma-probe capture --model smollm2-135m --out runs/smollm2-base  # reference run of the untouched model
@@ -27,7 +29,9 @@ def add_arguments(p):
                         "trains this backbone, whose interface it also takes, so the reference sees the "
                         "trained runs' inputs)")
     p.add_argument("--probes", type=int, default=64, help="number of history probes (test-split users; default 64)")
-    p.add_argument("--text-probes", type=int, default=None, help="number of general-text passages (default: all)")
+    p.add_argument("--text-probes", type=int, default=DEFAULT_TEXT_PROBES,
+                   help=f"capture the first N general-text passages of resources/passages.txt (default {DEFAULT_TEXT_PROBES}; "
+                        "lm_ppl reads all of them whatever N is)")
     p.add_argument("--max-len", type=int, default=256, help="tokens per probe, T (default 256)")
     p.add_argument("--full-maps", type=int, default=4, help="keep full attention maps of the first K history probes (default 4)")
     p.add_argument("--backend", choices=["torch", "tl"], default="torch", help="torch hooks (default) or TransformerLens")
