@@ -55,6 +55,7 @@ class Plan:
     trajectory: bool | tuple[str, ...] = False
     threads: int | None = None  # torch threads for every stage (None: the idle cores, cpu.auto_threads)
     overrides: dict = field(default_factory=dict)
+    calibration: Path | None = None  # calibrate's calibration.json: each claim's detection limit as a planted dose
     tag: str = ""  # in the run names of a variant (e.g. "rho0.25" for --set balance_rho=0.25): <preset>-<condition>-<tag>-s<seed>
 
     def follows(self, condition: str) -> bool:
@@ -219,8 +220,8 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
                  for r, d in zip(runs, run_dirs)},
         "higher_is_better": {m: directions.get(m) for m in metrics},
         "table": study.table(runs, metrics),
-        "verdict": study.verdict(runs),
-        "ablations": study.ablations(runs),
+        "verdict": study.verdict(runs, plan.calibration),
+        "ablations": study.ablations(runs, plan.calibration),
         "retrieval_vs_baselines": study.vs_baselines(runs),
         "retrieval_vs_reference": study.vs_reference(runs),
         "trajectory": trajectory,
@@ -251,6 +252,8 @@ def _write_figures(runs, out_dir: Path, trajectory: dict | None = None, directio
         "decodability.png": lambda: bars(runs, "probe_decode_acc_gain" if any(
             "probe_decode_acc_gain" in r.summary for r in runs) else "probe_decode_acc"),
         "fact_acc.png": lambda: bars(runs, "fact_acc"),
+        # the verdict as a picture: every claim's paired effect, raw and Holm-corrected CI
+        "claims_forest.png": lambda: F.claims_forest(study.verdict(runs)),
     }
     base = next((r for r in runs if r.condition == "base"), None)
     for m in study.TRAJECTORY_METRICS if trajectory and trajectory.get("conditions") else ():

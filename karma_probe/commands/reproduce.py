@@ -36,6 +36,8 @@ def add_arguments(p):
                    help="also analyze intermediate checkpoints, to follow the metrics over training: of every "
                         "condition, or only of the conditions named (e.g. --trajectory action karma)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field (repeatable)")
+    p.add_argument("--calibration", help="calibrate's calibration.json: the report gives each claim's detection limit "
+                                         "as the planted dose it corresponds to (e.g. reports/calibration-smollm2/calibration.json)")
     p.add_argument("--tag", default="", help="name a variant's runs <preset>-<condition>-<TAG>-s<seed> (e.g. --set "
                                             "balance_rho=0.25 --tag rho0.25), so variants sit beside the plain runs")
     p.add_argument("--threads", type=int, help="torch CPU threads for every stage (default: the idle cores, by the "
@@ -59,6 +61,10 @@ def run(args) -> int:
     # rewrites the committed reports/
     if args.threads is not None and args.threads < 1:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")
+    if args.calibration:  # read now, not after hours of training: a bad file is one line and exit 2 up front
+        from karma_probe.study import read_calibration
+
+        read_calibration(Path(args.calibration))
     report_dir = Path(args.report_dir or Path(args.runs_root) / f"{args.preset}-report")
     if args.background:
         log = Path(args.log or Path(args.runs_root) / f"reproduce-{args.preset}.log")
@@ -75,7 +81,7 @@ def run(args) -> int:
     plan = Plan(preset=args.preset, conditions=tuple(args.conditions), seeds=tuple(args.seeds),
                 runs_root=Path(args.runs_root), report_dir=report_dir, steps=args.steps, probes=args.probes,
                 max_len=args.max_len, base=not args.no_base, trajectory=trajectory, overrides=parse_sets(args.set),
-                threads=args.threads, tag=_tag(args.tag))
+                threads=args.threads, tag=_tag(args.tag), calibration=Path(args.calibration) if args.calibration else None)
     reproduce(plan, progress=not args.no_progress)
     return 0
 
