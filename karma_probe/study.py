@@ -62,8 +62,23 @@ METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and ba
 def by_condition(runs: Sequence[Run]) -> dict[str, list[Run]]:
     out: dict[str, list[Run]] = {}
     for r in runs:
-        out.setdefault(r.condition, []).append(r)
+        out.setdefault(group(r), []).append(r)
     return out
+
+
+def group(run: Run) -> str:
+    """The group a run is averaged in: its condition; a user's own model (condition ``model``) is
+    its own group, named by its model directory (``+adapter`` where one was merged), so two
+    different checkpoints are never averaged as if they were seeds of one condition."""
+    from pathlib import Path
+
+    from karma_probe.rundir.layout import MODEL
+
+    if run.condition != MODEL:
+        return run.condition
+    train = run.config.get("train") or {}
+    name = Path(str(train.get("model") or run.name)).name
+    return name + (f"+{Path(str(train['adapter'])).name}" if train.get("adapter") else "")
 
 
 # --------------------------------------------------------------------------- per-condition table
