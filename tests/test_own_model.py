@@ -196,3 +196,20 @@ def test_verdicts_paired_over_the_same_probes(own, tmp_path):
     assert e["verdict"] == ("differs" if e["ci_low"] > 0 or e["ci_high"] < 0 else "within noise")
     if e["verdict"] == "differs":
         assert e["direction"] == ("better" if e["difference"] < 0 else "worse")  # sink_mass: lower is better
+
+
+def test_user_set_beside_history_probes_keeps_history_the_headline(own, tmp_path):
+    """With a dataset, the user's prompts are a third set beside history and text: per (layer, head)
+    records of their own, while the headline and ``by_layer_head`` stay on the history probes."""
+    opts = CaptureOptions(probes=4, full_maps=0, progress=False, probes_file=str(own["prompts"]))
+    create_base_run("tiny", tmp_path / "run", opts, dataset="ml-100k")
+    a = analyze_run(tmp_path / "run", metrics="sink_mass,erank", threads=1)
+    assert a["headline_set"] == "history"
+    heads = lambda s: {(r["layer"], r["head"]): r["value"] for r in a["records"]  # noqa: E731
+                       if r["metric"] == "sink_mass" and r["set"] == s and r["head"] is not None}
+    assert len(heads("history")) == len(heads("user")) == 2 * 4 and heads("history") != heads("user")
+    run = load_run(tmp_path / "run")
+    matrix = run.analysis.by_layer_head("sink_mass")
+    assert all(matrix[l, h] == v for (l, h), v in heads("history").items())
+    assert a["summary"]["erank"] == next(r["value"] for r in a["records"] if r["metric"] == "erank" and r["set"] == "interest")
+    assert {r["set"] for r in a["records"] if r["metric"] == "erank"} == {"interest", "items", "marker", "user"}
