@@ -190,7 +190,9 @@ def baseline_from_runs(runs: Sequence[Run], previous: Baseline | None = None, me
         raise BadInput("tolerances from noise need at least two runs of the same condition (e.g. three seeds)")
     if not (k > 0 and math.isfinite(k)):
         raise BadInput(f"--noise-k must be a positive number, got {k}")
-    conditions = sorted({r.condition for r in runs})
+    from karma_probe.study import group
+
+    conditions = sorted({group(r) for r in runs})  # two different models of your own are not seeds of one
     if len(conditions) > 1:
         raise BadInput(f"the runs for one baseline must share a condition; got {', '.join(conditions)} "
                        f"({', '.join(str(r.path) for r in runs)})")

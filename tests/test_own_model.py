@@ -196,6 +196,13 @@ def test_verdicts_paired_over_the_same_probes(own, tmp_path):
     assert e["verdict"] == ("differs" if e["ci_low"] > 0 or e["ci_high"] < 0 else "within noise")
     if e["verdict"] == "differs":
         assert e["direction"] == ("better" if e["difference"] < 0 else "worse")  # sink_mass: lower is better
+    # each model its own group (named by its directory), never averaged with another model as seeds
+    from karma_probe import check, study
+
+    assert {g: [r.name for r in rs] for g, rs in study.by_condition([a, t, b]).items()} == {"base": ["a", "b"],
+                                                                                           "tuned": ["t"]}
+    with pytest.raises(BadInput, match="must share a condition"):
+        check.baseline_from_runs([a, t])
 
 
 def test_user_set_beside_history_probes_keeps_history_the_headline(own, tmp_path):
