@@ -262,7 +262,8 @@ class RunInputs:
             from karma_probe.rundir.layout import UNTRAINED
 
             if self.meta.get("condition") in UNTRAINED:
-                raise Absent("no retrieval metrics: a model captured as loaded has no retriever head to rank a catalogue")
+                raise Absent("no retrieval metrics (no metrics.json): a model captured as loaded has no retriever head "
+                             "to rank a catalogue")
             raise Absent(f"{self.metrics_path}: no retrieval metrics for this checkpoint")
         m = read_json(self.metrics_path, "retrieval metrics")
         if not isinstance(m, dict) or not isinstance(m.get("test"), dict):
