@@ -34,7 +34,7 @@ import numpy as np
 from karma_probe.analyzers import bootstrap
 from karma_probe.analyzers.registry import Measurement, Record, register
 
-HEADLINE_SET = "interest"  # a capture without history probes: its headline probe set's last layer (RunInputs.geometry_headline)
+HEADLINE_SET = "interest"  # without history probes: the headline probe set's last layer (RunInputs.geometry_headline)
 
 
 # --------------------------------------------------------------------------- pure functions

@@ -116,7 +116,8 @@ def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_toke
         "probes": {"seed": opts.seed, "count": len(probes), "max_len": opts.max_len, "max_items": max_items,
                    "dataset": dataset.name if dataset is not None else None, "shard": f"{opts.shard[0]}/{opts.shard[1]}",
                    **({"file": str(opts.probes_file)} if opts.probes_file else {}), **sets},
-        "placement": {"device": str(kmodel.device.type), "dtype": str(next(kmodel.backbone.parameters()).dtype).removeprefix("torch.")},
+        "placement": {"device": kmodel.device.type,
+                      "dtype": str(next(kmodel.backbone.parameters()).dtype).removeprefix("torch.")},
         "interface": "continuous" if continuous else "text",
         "map_labels": map_labels,
         "full_maps": sorted(int(k[len("probe"):].split(".")[0]) for k in result.maps if k.endswith(".attn")),
@@ -211,7 +212,7 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
 
     placement = resolve(opts.device, opts.dtype)  # an unavailable device is refused before any loading
     data = load_dataset(dataset) if dataset is not None else None
-    if cfg is not None and cfg.interface == "continuous" and condition == BASE:
+    if cfg is not None and cfg.interface == "continuous" and condition == BASE and data is not None:
         cfg = dataclasses.replace(cfg, model=model, dataset=dataset, max_history=max_items, seed=opts.seed)
         kmodel = build_model(cfg, dataset=data).eval().to(device=placement.device, dtype=placement.torch_dtype)
         train = cfg.to_dict()

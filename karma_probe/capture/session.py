@@ -3,7 +3,8 @@
 For each probe set (``history``, ``text``, ``user``) a :class:`ProbeCollector` is the backend's
 sink: it feeds the streaming reducers, copies the full attention maps of the first K history
 probes, and keeps the residual stream at the last real token of every probe for every layer (for
-a history prompt that is the interest marker). Nothing of size (B, H, T, T) outlives one query chunk unless it is one of the K maps.
+a history prompt that is the interest marker). Nothing of size (B, H, T, T) outlives one query
+chunk unless it is one of the K maps.
 
 Tokenization matches the retriever (``add_special_tokens=False``), except for the user's own
 prompts, which get the model's tokenizer defaults (its BOS, as the model sees a prompt). A probe

@@ -84,7 +84,8 @@ def run(args) -> int:
         for e in rows:
             ci = "no CI" if e["ci_low"] is None else f"[{e['ci_low']:+.4g}, {e['ci_high']:+.4g}]"
             word = e["verdict"] + (f" ({e['direction']})" if e["direction"] else "")
-            print(f"  {e['metric']:22s} {e['base']:>10.4g} -> {e['tuned']:<10.4g} {e['difference']:+10.4g} {ci:>24s}  {word}")
+            print(f"  {e['metric']:22s} {e['base']:>10.4g} -> {e['tuned']:<10.4g} {e['difference']:+10.4g} "
+                  f"{ci:>24s}  {word}")
     print(f"wrote {summary['report']['pdf']} and {args.out.rstrip('/')}/summary.json"
           + (f" and {args.junit}" if args.junit else ""))
     return 0
