@@ -5,6 +5,11 @@ top-5% key concentration) are computed exactly from each layer's queries and key
 queries at a time, while the model runs its usual SDPA attention; residual-stream massive-
 activation ratios, the hidden state at the interest marker for every layer, interest and item
 embeddings and K full attention maps are kept too. Output: RUN/capture/ (see checkpoints.md).
+
+Your own model: --model DIR (any local causal-LM directory) makes a run of condition 'model';
+--adapter merges a PEFT adapter into it; --probes-file adds your prompts as the probe set 'user';
+--dataset none leaves out the history probes (then the headline is your prompts). To compare a
+fine-tune with its base in one go, see `karma-probe diagnose`.
 """
 
 EXAMPLES = """examples:
