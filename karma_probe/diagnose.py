@@ -21,8 +21,8 @@ captured on the same probe texts: analysis.json keeps each run's bootstrap repli
 the same resample indices for the same probe count (analyzers/bootstrap.py), so replicate b of the
 tuned run minus replicate b of the base is the difference on the same resampled probes. Otherwise
 it is :func:`karma_probe.study.difference` (the two runs' intervals combined as independent). The
-intervals are **raw**: not corrected for the number of metrics compared (expect about one metric
-in twenty to "differ" by chance when nothing changed).
+verdicts are **Holm-corrected** over the metrics of each comparison (study.holm_correct: each
+interval recomputed at its adjusted level); the raw 95 % verdict is kept beside it.
 
 **Resumable** like ``reproduce``: a run whose capture holds the same probes, dtype and adapter is
 not captured again, an analysis newer than its capture is kept, so an interrupted ``diagnose``
@@ -37,14 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from karma_probe import stats
 from karma_probe.errors import BadInput
 from karma_probe.models import ADAPTER_CONFIG
 from karma_probe.rundir import RunPaths
 
 SCHEMA = "karma_probe.diagnosis/1"
 NO_ADAPTER = "-"
-CORRECTION = ("none: raw 95 % intervals, one per metric, not corrected for the number of metrics compared "
-              "(about one metric in twenty may 'differ' by chance when nothing changed)")
+CORRECTION = ("Holm's step-down over the metrics of each tuned-vs-base comparison: a metric 'differs' only when "
+              "its interval at the Holm-adjusted level excludes 0 (the raw 95 % verdict is kept beside it)")
 METHOD = ("tuned − base of each headline value. Paired percentile bootstrap over probes (1000 resamples, the same "
           "indices for both runs: analysis.json bootstrap replicates) when both were captured on the same probe "
           "texts; otherwise the two runs' probe intervals combined as independent (study.difference). "
@@ -190,30 +191,42 @@ def _analyze(run_dir: Path, opts, threads: int | None) -> None:
 
 def compare(base, tuned) -> list[dict]:
     """One verdict per metric that both runs (``results.Run``) measured: ``tuned − base`` with its
-    95 % interval, ``verdict`` differs / within noise / no CI, ``direction`` better / worse (when it differs)."""
+    raw 95 % interval and p-value, then Holm's step-down over the metrics of this comparison
+    (study.holm_correct: each CI recomputed at its adjusted level the way the raw one was).
+    ``verdict`` (corrected) differs / within noise / no CI, ``raw_verdict`` the uncorrected word,
+    ``direction`` better / worse (when the corrected verdict differs)."""
     from karma_probe import study
 
     raw_b, raw_t = _raw(base), _raw(tuned)
     paired = _same_probes(base, tuned)
-    rows = []
+    rows, again = [], []
     for metric, hib in _directions(base, tuned).items():
         b, t = base.summary.get(metric), tuned.summary.get(metric)
         if b is None or t is None or not (math.isfinite(b) and math.isfinite(t)):
             continue
-        ci, basis = None, "no CI: neither paired replicates nor both runs' intervals"
-        if paired:
-            ci = _paired(raw_t, raw_b, metric)
-            basis = "paired bootstrap over the same probes (replicates of both runs)" if ci else basis
-        if ci is None:
-            _, iv, _ = study.difference([tuned], [base], metric)
-            ci = (iv.low, iv.high) if iv is not None else None
-            basis = iv.method if iv is not None else basis
-        word = "no CI" if ci is None else "differs" if ci[0] > 0 or ci[1] < 0 else "within noise"
-        better = (t - b > 0) == hib
+        reps = _paired_replicates(raw_t, raw_b, metric) if paired else None
+        if reps is not None:
+            at = (lambda level, d=reps: _percentile(d, level))
+            basis = "paired bootstrap over the same probes (replicates of both runs)"
+        else:
+            at = (lambda level, m=metric: study.difference([tuned], [base], m, level=level)[1])
+        ci = at(stats.LEVEL)
+        if reps is None:
+            basis = ci.method if ci is not None else "no CI: neither paired replicates nor both runs' intervals"
         rows.append({"metric": metric, "higher_is_better": hib, "base": b, "tuned": t, "difference": t - b,
-                     "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None, "verdict": word,
-                     "direction": ("better" if better else "worse") if word == "differs" else None, "basis": basis})
+                     "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None,
+                     "raw_verdict": _word(ci), "p": ci.p if ci else None, "seeds": None, "basis": basis})
+        again.append(at)
+    study.holm_correct(rows, again, family=f"{tuned.name} vs {base.name}", words=lambda ci, _one: _word(ci))
+    for r in rows:
+        r["verdict"] = r["holm"]["status"]
+        r["direction"] = (("better" if (r["difference"] > 0) == r["higher_is_better"] else "worse")
+                          if r["verdict"] == "differs" else None)
     return rows
+
+
+def _word(ci) -> str:
+    return "no CI" if ci is None else "differs" if ci.excludes_zero() else "within noise"
 
 
 def _directions(base, tuned) -> dict[str, bool]:
@@ -245,18 +258,33 @@ def _same_probes(a, b) -> bool:
         return False
 
 
-def _paired(raw_t: dict, raw_b: dict, metric: str) -> tuple[float, float] | None:
-    """The 95 % percentile interval of the replicate-by-replicate difference, or None without replicates."""
+def _paired_replicates(raw_t: dict, raw_b: dict, metric: str):
+    """The replicate-by-replicate difference tuned − base (the same resample indices), or None
+    without replicates."""
     import numpy as np
-
-    from karma_probe.analyzers.bootstrap import interval
 
     rt, rb = (raw.get("bootstrap", {}).get(metric) for raw in (raw_t, raw_b))
     if not rt or not rb or len(rt) != len(rb):
         return None
     f = lambda v: np.array([np.nan if x is None else x for x in v], dtype=np.float64)  # noqa: E731
-    iv = interval(f(rt) - f(rb))
-    return (iv.low, iv.high) if math.isfinite(iv.low) and math.isfinite(iv.high) else None
+    d = f(rt) - f(rb)
+    d = d[np.isfinite(d)]
+    return d if len(d) else None
+
+
+def _percentile(d, level: float):
+    """The percentile interval of the replicate differences ``d`` at ``level``, with the p-value it
+    inverts to (twice the smaller tail share, as stats' bootstrap); None when not finite."""
+    import numpy as np
+
+    from karma_probe.analyzers.bootstrap import interval
+
+    iv = interval(d, level)
+    if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return None
+    p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
+    return stats.Interval(float(np.mean(d)), float(iv.low), float(iv.high), len(d), "paired bootstrap over probes",
+                          level, p)
 
 
 def absent(run) -> dict[str, str]:
@@ -301,11 +329,13 @@ def _describe(model: Model, run) -> dict:
             "adapter": str(Path(model.adapter).resolve()) if model.adapter else None, "run": str(run.path)}
 
 
-DIAGNOSIS_COLUMNS = ("tuned model", "metric", "better", "base", "tuned", "tuned − base", "95 % CI", "verdict")
+DIAGNOSIS_COLUMNS = ("tuned model", "metric", "better", "base", "tuned", "tuned − base", "raw 95 % CI",
+                     "verdict (Holm)")
 
 
 def diagnosis_rows(comparisons: dict[str, list[dict]]) -> list[list[str]]:
-    """The diagnosis as table rows (the PDF page): tuned model, metric, better, base, tuned, Δ, CI, verdict."""
+    """The diagnosis as table rows (the PDF page): tuned model, metric, better, base, tuned, Δ, raw CI,
+    the Holm-corrected verdict (with the raw one where they differ)."""
     from karma_probe.results import format_delta, format_value
 
     rows = []
@@ -313,6 +343,8 @@ def diagnosis_rows(comparisons: dict[str, list[dict]]) -> list[list[str]]:
         for e in entries:
             ci = "–" if e["ci_low"] is None else f"[{format_delta(e['ci_low'])}, {format_delta(e['ci_high'])}]"
             word = e["verdict"] + (f": {e['direction']}" if e["direction"] else "")
+            if e.get("raw_verdict") not in (None, e["verdict"]):  # Holm retained what the raw 95 % CI rejected
+                word += f" (raw: {e['raw_verdict']})"
             rows.append([name, e["metric"], "higher" if e["higher_is_better"] else "lower", format_value(e["base"]),
                          format_value(e["tuned"]), format_delta(e["difference"]), ci, word])
     return rows

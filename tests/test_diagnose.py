@@ -39,7 +39,7 @@ def test_diagnose_end_to_end(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["base"]["name"] == "base" and [t["name"] for t in summary["tuned"]] == ["tuned", "base+lora"]
     assert summary["tuned"][1]["adapter"] == str(own["lora"].resolve())
-    assert summary["headline_set"] == "user" and "not corrected" in summary["correction"]
+    assert summary["headline_set"] == "user" and "Holm" in summary["correction"]
     for name in ("tuned", "base+lora"):
         rows = {e["metric"]: e for e in summary["comparisons"][name]}
         assert set(NEEDS_NO_HEAD) <= set(rows), name  # a verdict for every metric that needs no retriever head

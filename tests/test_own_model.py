@@ -193,7 +193,10 @@ def test_verdicts_paired_over_the_same_probes(own, tmp_path):
     diff = np.array(raw("t")) - np.array(raw("a"))
     e = other["sink_mass"]
     assert np.isclose(e["ci_low"], np.quantile(diff, 0.025)) and np.isclose(e["ci_high"], np.quantile(diff, 0.975))
-    assert e["verdict"] == ("differs" if e["ci_low"] > 0 or e["ci_high"] < 0 else "within noise")
+    assert e["raw_verdict"] == ("differs" if e["ci_low"] > 0 or e["ci_high"] < 0 else "within noise")
+    # Holm over this comparison's metrics: a corrected "differs" needs the raw one, never the reverse
+    assert e["holm"]["m"] == len(other) and e["holm"]["level"] >= 0.95
+    assert e["verdict"] in ("differs", "within noise") and (e["verdict"] != "differs" or e["raw_verdict"] == "differs")
     if e["verdict"] == "differs":
         assert e["direction"] == ("better" if e["difference"] < 0 else "worse")  # sink_mass: lower is better
     # each model its own group (named by its directory), never averaged with another model as seeds
@@ -201,7 +204,7 @@ def test_verdicts_paired_over_the_same_probes(own, tmp_path):
 
     assert {g: [r.name for r in rs] for g, rs in study.by_condition([a, t, b]).items()} == {"base": ["a", "b"],
                                                                                            "tuned": ["t"]}
-    with pytest.raises(BadInput, match="must share a condition"):
+    with pytest.raises(BadInput, match="must be seeds of one model, preset and condition"):
         check.baseline_from_runs([a, t])
 
 
@@ -220,3 +223,25 @@ def test_user_set_beside_history_probes_keeps_history_the_headline(own, tmp_path
     assert all(matrix[l, h] == v for (l, h), v in heads("history").items())
     assert a["summary"]["erank"] == next(r["value"] for r in a["records"] if r["metric"] == "erank" and r["set"] == "interest")
     assert {r["set"] for r in a["records"] if r["metric"] == "erank"} == {"interest", "items", "marker", "user"}
+
+
+def test_diagnose_verdict_is_holm_corrected():
+    """A raw 95 % 'differs' that Holm's step-down retains is reported 'within noise (raw: differs)'."""
+    import karma_probe.diagnose as d
+
+    ps = (0.001, 0.04, 0.5)
+    entries = [{"metric": f"m{i}", "higher_is_better": True, "base": 0.0, "tuned": 1.0, "difference": 1.0,
+                "ci_low": 0.1, "ci_high": 1.9, "raw_verdict": "differs" if p < 0.05 else "within noise", "p": p,
+                "seeds": None, "basis": "x"} for i, p in enumerate(ps)]
+    from karma_probe import stats, study
+
+    # an interval that excludes 0 exactly when its level's alpha is above the p-value
+    ats = [lambda level, p=p: stats.Interval(1.0, 0.1 if 1 - level > p else -0.2, 1.9, 10, "x", level, p) for p in ps]
+    study.holm_correct(entries, ats, family="f", words=lambda ci, _one: d._word(ci))
+    # m = 3: 0.001 < 0.05/3 is rejected; 0.04 > 0.05/2 is retained (raw 95 %: differs); the step-down stops
+    assert [e["holm"]["status"] for e in entries] == ["differs", "within noise", "within noise"]
+    for e in entries:
+        e["verdict"] = e["holm"]["status"]
+        e["direction"] = "better" if e["verdict"] == "differs" else None
+    rows = d.diagnosis_rows({"t": entries})
+    assert [r[-1] for r in rows] == ["differs: better", "within noise (raw: differs)", "within noise"]
