@@ -66,12 +66,16 @@ TRAJECTORY_TEXT_PROBES = 8
 
 
 def analyze_run(run_dir: str | Path, metrics: str | list[str] | None = None, all_checkpoints: bool = False,
-                progress: bool = False, threads: int | None = None) -> dict:
+                progress: bool = False, threads: int | None = None, device: str = "cpu", dtype: str = "float32") -> dict:
     """Analyze ``run_dir``, write ``run_dir/analysis.json`` atomically and return its content.
 
     ``threads``: torch intra-op threads while analyzing (restored afterwards); None picks
-    :func:`karma_probe.cpu.auto_threads`.
+    :func:`karma_probe.cpu.auto_threads`. ``device`` / ``dtype``: where and in which precision
+    the metrics that load the model run it (karma_probe.device).
     """
+    from karma_probe.device import resolve
+
+    placement = resolve(device, dtype)  # an unavailable device: bad input before anything is read
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BadInput(f"{run_dir}: run directory not found")
@@ -95,7 +99,7 @@ def analyze_run(run_dir: str | Path, metrics: str | list[str] | None = None, all
 
     # torch on the idle cores only when a metric loads the model (the capture-only ones are numpy)
     with torch_threads(threads) if "model" in needs else nullcontext() as n_threads:
-        out = _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected, progress)
+        out = _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected, progress, placement)
     out["analyzed"]["threads"] = n_threads
     out[DERIVED] = derived
     out = _merge_previous(run_dir, out, [m.name for m in selected], explicit=metrics is not None)
@@ -103,11 +107,12 @@ def analyze_run(run_dir: str | Path, metrics: str | list[str] | None = None, all
     return out
 
 
-def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected, progress) -> dict:
+def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected, progress, placement=None) -> dict:
     from karma_probe.analyzers.reader import FixedReader
 
     reader = FixedReader()  # the post-hoc decoder's fixed backbone: loaded once for every checkpoint
-    inputs = RunInputs(run_dir, checkpoint=checkpoint, capture=capture, progress=progress, reader=reader)
+    inputs = RunInputs(run_dir, checkpoint=checkpoint, capture=capture, progress=progress, reader=reader,
+                       placement=placement)
     result = _evaluate(selected, inputs, progress, label="")
     space = inputs.space.to_json() if capture is not None else None
     del inputs  # release the model before the trajectory loads the next one
@@ -126,11 +131,12 @@ def _analyze(run_dir, meta, checkpoint, capture, steps, step_captures, selected,
     }
     if space is not None:
         out["embedding_space"] = space
+        out["headline_set"] = capture.headline_set()  # the probe set the attention headlines are taken on
     if steps:  # non-empty exactly when --all-checkpoints (checked before anything ran)
         out["trajectory"] = []
         for ck in steps:
             ck_inputs = RunInputs(run_dir, checkpoint=ck, capture=step_captures.get(ck), metrics_path=ck / layout.METRICS,
-                                  progress=progress, reader=reader)
+                                  progress=progress, reader=reader, placement=placement)
             seconds, source = {}, "capture/"
             if ck_inputs.capture is None and any("capture" in m.needs for m in selected):
                 t0 = time.perf_counter()
@@ -218,8 +224,9 @@ def _merge_previous(run_dir: Path, new: dict, computed: list[str], explicit: boo
     merged["absent"] = {**keep(old.get("absent")), **new["absent"]}
     merged["intervals"] = {**keep(old.get("intervals")), **new["intervals"]}
     merged["bootstrap"] = {**keep(old.get("bootstrap")), **new["bootstrap"]}
-    if "embedding_space" not in new and "embedding_space" in old:
-        merged["embedding_space"] = old["embedding_space"]
+    for key in ("embedding_space", "headline_set"):
+        if key not in new and key in old:
+            merged[key] = old[key]
     # samples come from recon_exact (decoder "run") and probe_decode_acc (decoder "post-hoc")
     redone = {"run"} if "recon_exact" in done else set()
     redone |= {"post-hoc"} if "probe_decode_acc" in done else set()  # (its null and gain reuse the same fit)

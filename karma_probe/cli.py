@@ -32,6 +32,7 @@ COMMANDS = {
     "check": "CI regression gate: a run against a baseline file or another run (exit 1 on regression, JUnit XML)",
     "dashboard": "Streamlit dashboard comparing the runs under a runs directory side by side",
     "reproduce": "train, capture, analyze and report every condition and seed (resumable)",
+    "diagnose": "your own checkpoints: capture, analyze and compare each tuned model with its base (verdict per metric)",
     "ls": "list the runs under a runs directory with their stage and headline metrics",
 }
 
@@ -43,6 +44,7 @@ EXAMPLES = """examples:
   karma-probe report runs/tiny-action-s0 runs/tiny-karma-s0 -o report.pdf
   karma-probe check runs/tiny-karma-s0 --baseline reports/baselines/tiny.json
   karma-probe dashboard --runs runs
+  karma-probe diagnose BASE_DIR TUNED_DIR --probes-file my_prompts.txt -o reports/mine
   karma-probe SUBCOMMAND --help
 """
 

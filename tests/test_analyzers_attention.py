@@ -35,6 +35,8 @@ def harmonic(n: int) -> float:
 class FakeInputs:
     """Just what the attention analyzers read: per-set stats."""
 
+    headline_set = "history"
+
     def __init__(self, sets: dict[str, dict[str, np.ndarray]], train_layers: int = 0):
         self.sets = sets
         self.meta = {"train": {"train_layers": train_layers}}

@@ -452,7 +452,8 @@ def test_cli_reference_run_follows_the_contract(base_run):
     items = m["probes"]["history"]["items"][0]
     assert cap.maps["probe0.input_ids"].tolist() == items[-40:] and len(m["map_labels"]["probe0"]) == n0
     assert {k: list(v.shape) for k, v in cap.hidden.items()} == {
-        "marker_hidden": [N, L + 1, 64], "interest": [N, 64], "items": [120, 64], "targets": [N]}
+        "marker_hidden": [N, L + 1, 64], "interest": [N, 64], "items": [120, 64], "targets": [N],
+        "text_hidden": [counts["text"], L + 1, 64]}  # the passages' last-token states, every layer
     # and the run can be captured again as a run (through the retriever's load_run_model)
     r = cli(base_run, "--probes", 2, "--text-probes", 0, "--max-len", 32, "--capture-dir", base_run / "again")
     assert r.returncode == 0, r.stderr

@@ -26,8 +26,10 @@ directly; they are the known-answer tests' ground truth and the parity check of 
 Headline (``summary``) numbers are taken on the ``history`` probe set (the task's own prompts);
 the ``text`` set (general passages) gets one record per metric with ``set="text"``, so damage
 on task prompts can be told apart from damage on plain language. Per (layer, head) records exist
-for the ``history`` set only, so a consumer that indexes records by (metric, layer, head) sees
-one value per cell.
+for the headline set and for the user's own prompts (``set="user"``, from ``--probes-file``); a
+capture without history probes (a user's own model, no dataset) takes its headline on ``user``,
+else ``text``, and says so in analysis.json ``headline_set``. A consumer that indexes records by
+(metric, layer, head) takes the headline set's (``Analysis.by_layer_head``): one value per cell.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from karma_probe.analyzers.registry import Absent, Measurement, Record, register
 
 SINK_EPSILON = 0.3  # Gu et al. (ICLR 2025) call a head a sink head above this first-token mass
 TOP_PERCENT = 5  # the "barcode" statistic: share on the top ⌈5%⌉ key positions
-HEADLINE_SET = "history"
+HEADLINE_SET = "history"  # a capture without history probes: "user", else "text" (Capture.headline_set)
+USER_SET = "user"  # the user's own prompts (--probes-file): per (layer, head) records like the headline set
 
 
 # --------------------------------------------------------------------------- pure functions on full maps
@@ -149,9 +152,14 @@ def per_probe(stats: dict[str, np.ndarray], key: str) -> np.ndarray:
     return stats[key].astype(np.float64)
 
 
-def _head_records(metric: str, values: np.ndarray) -> list[Record]:
-    return [Record(metric, float(values[l, h]), layer=l, head=h, set=HEADLINE_SET)
+def _head_records(metric: str, values: np.ndarray, name: str = HEADLINE_SET) -> list[Record]:
+    return [Record(metric, float(values[l, h]), layer=l, head=h, set=name)
             for l in range(values.shape[0]) for h in range(values.shape[1])]
+
+
+def _layered(inputs, name: str) -> bool:
+    """Whether set ``name`` gets per-layer (and per-head) records: the headline set and the user's prompts."""
+    return name in (inputs.headline_set, USER_SET)
 
 
 def _probe_mean_metric(inputs, metric: str, key: str, pooled: tuple[str, str] | None = None) -> Measurement:
@@ -161,10 +169,11 @@ def _probe_mean_metric(inputs, metric: str, key: str, pooled: tuple[str, str] | 
     records, headline, iv = [], float("nan"), None
     for name, stats in inputs.attention_sets():
         values = per_probe(stats, key)  # [N, L, H]
-        if name == HEADLINE_SET:
+        if _layered(inputs, name):
+            records += _head_records(metric, values.mean(0), name)
+        if name == inputs.headline_set:
             headline = float(values.mean())
             iv = bootstrap.of_mean(values)
-            records += _head_records(metric, values.mean(0))
             if pooled:
                 records.append(Record(metric, float(per_head(stats, *pooled).mean()), set=f"{name}_pooled"))
         records.append(Record(metric, float(values.mean()), set=name))
@@ -201,9 +210,10 @@ def sink_rate(inputs) -> Measurement:
     for name, stats in inputs.attention_sets():
         first = per_probe(stats, "attn.first_mass")  # [N, L, H]
         sink = first.mean(0) > SINK_EPSILON  # [L, H]
-        if name == HEADLINE_SET:
+        if name == inputs.headline_set:
             headline = float(sink.mean())
             iv = bootstrap.of_statistic(len(first), lambda idx: float((first[idx].mean(0) > SINK_EPSILON).mean()))
+        if _layered(inputs, name):
             records += [Record("sink_rate", float(sink[l].mean()), layer=l, set=name) for l in range(sink.shape[0])]
         records.append(Record("sink_rate", float(sink.mean()), set=name))
     return Measurement(headline, tuple(records), interval=iv)
@@ -316,11 +326,12 @@ def massive_act(inputs) -> Measurement:
     records, headline, iv = [], float("nan"), None
     for name, stats in inputs.residual_sets():
         ratio = stats["resid.massive_sum"].astype(np.float64) / float(stats["attn.probes"].reshape(-1)[0])  # [L+1]
-        if name == HEADLINE_SET:
+        if name == inputs.headline_set:
             headline = float(ratio.max())
             if "resid.massive" in stats:  # per probe [N, L+1]; older captures: no interval
                 per = per_probe(stats, "resid.massive")
                 iv = bootstrap.of_statistic(len(per), lambda idx: float(per[idx].mean(0).max()))
+        if _layered(inputs, name):
             records += [Record("massive_act", float(v), layer=m, set=name) for m, v in enumerate(ratio)]
         records.append(Record("massive_act", float(ratio.max()), set=name))
     return Measurement(headline, tuple(records), interval=iv)

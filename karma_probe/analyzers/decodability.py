@@ -139,7 +139,7 @@ def _real(metric: str, r: Nulled) -> Measurement:
 
 def _need_heads(model) -> None:
     if not model.has_heads:
-        raise Absent("untouched model: no reconstruction path")
+        raise Absent("no retriever heads (an untouched or your own model as loaded): no reconstruction path")
 
 
 def _targets(inputs) -> list[str]:
@@ -351,7 +351,9 @@ def _probe_decode_acc(inputs) -> Nulled:
 
 
 def _probe_decode_acc_own(inputs) -> Nulled:
-    if inputs.meta.get("condition") == "base":  # an untouched run's own backbone IS the fixed reader
+    from karma_probe.rundir.layout import UNTRAINED
+
+    if inputs.meta.get("condition") in UNTRAINED:  # an untouched run's own backbone IS the fixed reader
         r = _nulled(inputs, "probe_decode_acc", _probe_decode_acc)
         return Nulled(r.real, r.shuffled, r.real_iv, r.shuffled_iv)
     model = inputs.model

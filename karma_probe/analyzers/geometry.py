@@ -9,7 +9,11 @@ from the capture (``capture/hidden.safetensors``):
 - ``marker``: the hidden state at the interest marker, one set per residual index (layer 0 =
   embeddings, layer l = output of decoder layer l−1) [N, d] — where along depth the collapse sets in.
 
-Records: one per (set, layer) with ``layer`` null for ``interest`` and ``items``.
+Records: one per (set, layer) with ``layer`` null for ``interest`` and ``items``. A capture with the
+user's own prompts (``--probes-file``) adds ``user``: their last-token hidden state per residual
+index; a capture without history probes (a user's own model, no dataset) has no interest, item or
+marker sets, and its headline is the last layer's last-token state of its headline probe set
+(``user``, else ``text``).
 
 The interest and item sets are measured in the run's comparable space (analyzers/space.py): an
 untouched model's raw marker state goes through a seeded random head of the trained runs' width.
@@ -30,7 +34,7 @@ import numpy as np
 from karma_probe.analyzers import bootstrap
 from karma_probe.analyzers.registry import Measurement, Record, register
 
-HEADLINE_SET = "interest"
+HEADLINE_SET = "interest"  # without history probes: the headline probe set's last layer (RunInputs.geometry_headline)
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -176,16 +180,17 @@ def bootstrap_interval(metric: str, fn, X, estimate: float) -> bootstrap.Interva
 def _measure(inputs, metric: str, fn, normalize: bool = False) -> Measurement:
     from threadpoolctl import threadpool_limits
 
-    records, iv = [], None
+    records, iv, headline = [], None, float("nan")
+    head = inputs.geometry_headline  # (set, layer): the interest embeddings where there are history probes
     # These matrices are small (≤ a few thousand × d); a multi-threaded BLAS only adds wake-ups,
     # and on a shared machine its spinning threads waste more (benchmarks/README.md).
     with threadpool_limits(limits=1, user_api="blas"):
         for name, layer, X in inputs.embedding_sets():
             X = l2_normalize(X) if normalize else X
             records.append(Record(metric, fn(X), layer=layer, set=name))
-            if name == HEADLINE_SET:
-                iv = bootstrap_interval(metric, fn, X, records[-1].value)
-    headline = next(r.value for r in records if r.set == HEADLINE_SET)
+            if (name, layer) == head:
+                headline = records[-1].value
+                iv = bootstrap_interval(metric, fn, X, headline)
     return Measurement(headline, tuple(records), interval=iv)
 
 

@@ -52,7 +52,7 @@ class RunInputs:
     capture-based metrics raise :class:`Absent`) or be set after the model is loaded."""
 
     def __init__(self, run_dir: str | Path, *, checkpoint: str | Path | None = None, capture: Capture | None = None,
-                 metrics_path: str | Path | None = None, progress: bool = False, reader=None):
+                 metrics_path: str | Path | None = None, progress: bool = False, reader=None, placement=None):
         from karma_probe.analyzers.reader import FixedReader
 
         self.run_dir = Path(run_dir)
@@ -62,6 +62,7 @@ class RunInputs:
         self.progress = progress
         self.reader = reader or FixedReader()  # shared by every checkpoint of one analysis
         self.shared: dict = {}  # results several analyzers read (a decoder fit, its scores)
+        self.placement = placement  # device and dtype the model loads into (karma_probe.device); None: CPU fp32
 
     @cached_property
     def meta(self) -> dict:
@@ -83,6 +84,11 @@ class RunInputs:
             raise Absent(f"{self.checkpoint}: no capture")
         return self.capture
 
+    @property
+    def headline_set(self) -> str:
+        """The probe set of the headline numbers: history, else the user's prompts, else the passages."""
+        return self._need_capture().headline_set()
+
     def attention_sets(self) -> list[tuple[str, dict[str, np.ndarray]]]:
         cap = self._need_capture()
         return [(name, cap.set_stats(name)) for name in cap.sets()]
@@ -91,11 +97,32 @@ class RunInputs:
         return [(n, s) for n, s in self.attention_sets() if "resid.massive_sum" in s]
 
     def embedding_sets(self) -> list[tuple[str, int | None, np.ndarray]]:
-        """(set, layer, X): interest, items, then the marker hidden state per residual index."""
-        h = self._need_capture().hidden
+        """(set, layer, X) with at least 2 rows: interest, items, the marker hidden state per residual
+        index, then the user's prompts' last-token state per residual index (and, for a capture
+        without history probes, the headline set's: its geometry headline, :attr:`geometry_headline`)."""
+        cap = self._need_capture()
+        h = cap.hidden
         out = [("interest", None, self.interest), ("items", None, self.space.apply(h["items"]))]
         out += [("marker", m, h["marker_hidden"][:, m]) for m in range(h["marker_hidden"].shape[1])]
-        return out
+        for name in dict.fromkeys([cap.headline_set(), "user"]):
+            last = cap.last_hidden(name) if name != "history" else None
+            if last is not None:
+                out += [(name, m, last[:, m]) for m in range(last.shape[1])]
+        return [(name, layer, X) for name, layer, X in out if len(X) >= 2]
+
+    @property
+    def geometry_headline(self) -> tuple[str, int | None]:
+        """(set, layer) of the geometry headline: the interest embeddings, or for a capture without
+        history probes the last layer's last-token state of the headline probe set."""
+        cap = self._need_capture()
+        name = cap.headline_set()
+        if name == "history":
+            return "interest", None
+        last = cap.last_hidden(name)
+        if last is None:
+            raise Absent(f"{cap.where('hidden.safetensors')}: no last-token hidden states of the {name} probes "
+                         "(captured before they were kept): re-run `karma-probe capture`")
+        return name, last.shape[1] - 1
 
     @property
     def probe_texts(self) -> list[str]:
@@ -125,7 +152,7 @@ class RunInputs:
 
         hf_logging.disable_progress_bar()  # a weight-loading bar per checkpoint is noise, and would sit above errors
         torch.manual_seed(0)
-        loaded = load_run_model(self.run_dir, checkpoint=self.checkpoint)
+        loaded = load_run_model(self.run_dir, checkpoint=self.checkpoint, placement=self.placement)
         if self.capture is not None:
             self._check_capture_matches(loaded[0], loaded[2])
         return loaded
@@ -168,6 +195,10 @@ class RunInputs:
         """The run's dataset (``cfg.dataset``), read once; a continuous model must have its catalogue's size."""
         if getattr(self, "_dataset", None) is None:
             from karma_probe.data import load_dataset
+
+            if not cfg.dataset:
+                raise Absent("no dataset: this model was captured without one (no history probes), and "
+                             "this read-out needs the retriever's history prompts and their target items")
 
             dataset = load_dataset(cfg.dataset)
             model.check_catalogue(len(dataset.items), str(self.checkpoint))
@@ -228,6 +259,11 @@ class RunInputs:
     @cached_property
     def retrieval(self) -> dict:
         if not self.metrics_path.is_file():
+            from karma_probe.rundir.layout import UNTRAINED
+
+            if self.meta.get("condition") in UNTRAINED:
+                raise Absent(f"no retrieval metrics ({self.metrics_path} does not exist): a model captured as loaded "
+                             "has no retriever head to rank a catalogue")
             # name the file as missing: "metrics.json: no retrieval metrics" read as a file without them
             raise Absent(f"no retrieval metrics for this checkpoint: {self.metrics_path} does not exist (`train` "
                          "scores a run; an untouched reference run, or a checkpoint saved between evaluations, has none)")

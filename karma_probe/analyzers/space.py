@@ -69,7 +69,9 @@ class Space:
 
 def space_for(condition: str | None, model: str | None, d: int) -> Space:
     """The space of a run of ``condition`` on backbone ``model`` whose stored embeddings have width d."""
-    if condition != "base":
+    from karma_probe.rundir.layout import UNTRAINED
+
+    if condition not in UNTRAINED:
         return Space("interest_head", d, True)
     e = trained_width(model) if model else None
     if e is None:

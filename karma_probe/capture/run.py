@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from karma_probe.capture.probes import (DEFAULT_MAX_ITEMS, DEFAULT_PROBES, DEFAULT_TEXT_PROBES, PROBE_SEED, build_probe_set,
-                                       shard, shard_offset)
+from karma_probe.capture.probes import (DEFAULT_MAX_ITEMS, DEFAULT_PROBES, DEFAULT_TEXT_PROBES, PROBE_SEED, SETS,
+                                       build_probe_set, shard, shard_offset)
 from karma_probe.capture.writer import Capture, write_capture
 from karma_probe.errors import BadInput
 from karma_probe.prompts import code_token
@@ -37,6 +37,9 @@ class CaptureOptions:
     seed: int = PROBE_SEED
     shard: tuple[int, int] = (0, 1)  # (index, count): capture only this contiguous part of each set
     progress: bool = True
+    probes_file: str | None = None  # the user's own prompts (probes.read_probes_file): the "user" set
+    device: str = "cpu"  # cpu | cuda | mps | auto (karma_probe.device)
+    dtype: str = "float32"  # float32 | bfloat16 | float16: the weights; statistics stay float32
 
 
 def model_fingerprint(backbone) -> dict:
@@ -48,19 +51,24 @@ def model_fingerprint(backbone) -> dict:
 
 def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_tokens: int | None,
                   opts: CaptureOptions, run: dict) -> Capture:
-    """Capture a loaded retrieval model (``retriever.KarmaModel``) on the seeded probe set of ``dataset``."""
+    """Capture a loaded retrieval model (``retriever.KarmaModel``) on the seeded probe set of ``dataset``
+    (None: no history probes, only the general passages and the ``opts.probes_file`` prompts)."""
     import torch
 
     from karma_probe.capture.backends import make_backend
+    from karma_probe.capture.probes import read_probes_file
     from karma_probe.capture.session import HistoryInputs, capture_probes
 
-    kmodel.check_catalogue(len(dataset.items), f"{run.get('checkpoint', 'the model')}")
-    full = build_probe_set(dataset, opts.probes, n_text=opts.text_probes, seed=opts.seed, max_items=max_items)
+    if dataset is not None:
+        kmodel.check_catalogue(len(dataset.items), f"{run.get('checkpoint', 'the model')}")
+    user = read_probes_file(opts.probes_file) if opts.probes_file else ()
+    full = build_probe_set(dataset, opts.probes, n_text=opts.text_probes, seed=opts.seed, max_items=max_items,
+                           user=user)
     probes = shard(full, *opts.shard)
     if not len(probes):
         raise BadInput(f"empty probe set: shard {opts.shard[0]}/{opts.shard[1]} of {len(full)} probes holds none")
 
-    continuous = getattr(kmodel, "interface", "text") == "continuous"
+    continuous = getattr(kmodel, "interface", "text") == "continuous" and dataset is not None
     if continuous and opts.backend != "torch":
         raise BadInput(f"--backend {opts.backend} captures text-interface runs only; this run feeds items as "
                        "input embeddings: use --backend torch")
@@ -78,12 +86,16 @@ def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_toke
 
     t1 = time.perf_counter()
     history = probes.history
+    e = kmodel.embed_dim
     hidden = {
         "marker_hidden": result.marker_hidden.float(),  # (N, L+1, d)
         "interest": kmodel.interest_for([p.items for p in history], max_items, batch_size=16,
-                                        items=dataset.items).float(),  # (N, e)
-        "items": kmodel.item_table(max_tokens=max_target_tokens, batch_size=64, items=dataset.items).float(),  # (n_items, e)
+                                        items=dataset.items).float() if history else torch.zeros(0, e),  # (N, e)
+        "items": kmodel.item_table(max_tokens=max_target_tokens, batch_size=64, items=dataset.items).float()
+        if dataset is not None else torch.zeros(0, e),  # (n_items, e)
         "targets": torch.tensor([p.target for p in history], dtype=torch.long),  # (N,)
+        # the other sets' last-token hidden states, every layer (geometry of a model without a dataset)
+        **{f"{name}_hidden": h.float() for name, h in result.last_hidden.items() if name != "history"},
     }
     # Map axes of a continuous run are items: label them with titles (a text run's are decoded tokens).
     map_labels = {}
@@ -94,8 +106,10 @@ def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_toke
                                                  else tokenizer.decode([code_token(int(i))]) for i in ids]
     t2 = time.perf_counter()
     sets = {}
-    for name in ("history", "text"):
+    for name in SETS:
         ps = probes.by_set(name)
+        if name == "user" and not ps:
+            continue  # captures without a probes file look as they always did
         s = {"count": len(ps), "truncated": result.truncated[name], "texts": [p.text for p in ps],
              "lengths": result.lengths[name]}
         if name == "history":
@@ -105,7 +119,10 @@ def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_toke
         "backend": opts.backend,
         "model": model_fingerprint(kmodel.backbone),
         "probes": {"seed": opts.seed, "count": len(probes), "max_len": opts.max_len, "max_items": max_items,
-                   "dataset": dataset.name, "shard": f"{opts.shard[0]}/{opts.shard[1]}", **sets},
+                   "dataset": dataset.name if dataset is not None else None, "shard": f"{opts.shard[0]}/{opts.shard[1]}",
+                   **({"file": str(opts.probes_file)} if opts.probes_file else {}), **sets},
+        "placement": {"device": kmodel.device.type,
+                      "dtype": str(next(kmodel.backbone.parameters()).dtype).removeprefix("torch.")},
         "interface": "continuous" if continuous else "text",
         "map_labels": map_labels,
         "full_maps": sorted(int(k[len("probe"):].split(".")[0]) for k in result.maps if k.endswith(".attn")),
@@ -138,15 +155,17 @@ def _run_info(run_dir: Path, meta: dict) -> dict:
 def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *, out: str | Path | None = None) -> Path:
     """Capture ``run_dir`` (trained or reference run) into ``out`` (default ``RUN/capture``)."""
     from karma_probe.data import load_dataset
+    from karma_probe.device import resolve
     from karma_probe.retriever import load_run_model
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BadInput(f"{run_dir}: run directory not found")
     meta = read_json(run_dir / CONFIG, "run config")
-    kmodel, tok, cfg = load_run_model(run_dir)
+    placement = resolve(opts.device, opts.dtype)
+    kmodel, tok, cfg = load_run_model(run_dir, placement=placement)
     train = meta.get("train", {})
-    cap = capture_model(kmodel, tok, dataset=load_dataset(cfg.dataset),
+    cap = capture_model(kmodel, tok, dataset=load_dataset(cfg.dataset) if cfg.dataset else None,
                         max_items=int(train.get("max_history", DEFAULT_MAX_ITEMS)),
                         max_target_tokens=getattr(cfg, "max_target_tokens", None), opts=opts,
                         run=_run_info(run_dir, meta))
@@ -155,8 +174,12 @@ def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *,
 
 
 def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureOptions(), *,
-                    dataset: str = "ml-100k", max_items: int = DEFAULT_MAX_ITEMS, cfg=None, untouched: bool = False) -> Path:
-    """A reference run of the untouched ``model`` (condition ``base``), captured, written atomically.
+                    dataset: str | None = "ml-100k", max_items: int = DEFAULT_MAX_ITEMS, cfg=None,
+                    adapter: str | None = None, untouched: bool = False) -> Path:
+    """A run of ``model`` as loaded, captured, written atomically: a reference run of a preset's
+    backbone (condition ``base``), or a user's own model (condition ``model``: a local
+    causal-LM directory, with a PEFT ``adapter`` merged in if given; ``dataset`` None captures no
+    history probes, only the general passages and the ``opts.probes_file`` prompts).
 
     ``checkpoint/`` links to the backbone's files (a ``tiny`` backbone, which has none, is saved),
     with ``state.json`` at step 0. Text interface (``cfg`` None or a text config): no heads, the
@@ -166,57 +189,71 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
     (saved in ``heads.safetensors``) — so the reference sees probes of the same form as the runs.
     With ``untouched`` the backbone itself is the reference even for a continuous ``cfg`` (text
     interface, no heads), recorded with that config's ``train_layers`` so its metrics over the
-    trained layers cover the same layers as the runs'.
-    An existing reference run is recaptured in place; any other directory is refused.
+    trained layers cover the same layers as the runs'. A reference run's config.json names what
+    it is: ``reference`` "step 0" or "untouched" (results.group_runs names its column so).
+    An existing run of the same model (and adapter) is recaptured in place; any other directory is refused.
     """
     import dataclasses
 
     from karma_probe.config import TrainConfig
     from karma_probe.data import load_dataset
+    from karma_probe.device import resolve
+    from karma_probe.models import SMOLLM2
     from karma_probe.retriever import base_model, build_model
+    from karma_probe.rundir.layout import BASE, MODEL
 
     out = Path(out)
+    condition = BASE if model in (SMOLLM2, "tiny") and adapter is None else MODEL
+    if condition == MODEL:  # a user's directories, by absolute path: the run names them wherever it is read
+        model = model if model in (SMOLLM2, "tiny") else str(Path(model).resolve())
+        adapter = str(Path(adapter).resolve()) if adapter is not None else None
     if out.exists():
         meta = read_json(out / CONFIG, "run config") if (out / CONFIG).is_file() else None
         if meta is None and any(out.iterdir()):
             raise BadInput(f"{out}: exists and is not a run directory; choose another --out")
         if meta is not None:
-            if meta.get("condition") != "base" or meta.get("train", {}).get("model") != model:
-                raise BadInput(f"{out}: already holds a {meta.get('condition')!r} run of "
-                               f"{meta.get('train', {}).get('model')!r}, not a base run of {model!r}")
+            train = meta.get("train", {})
+            if meta.get("condition") != condition or train.get("model") != model or train.get("adapter") != adapter:
+                what = f"{model!r}" + (f" with adapter {adapter!r}" if adapter else "")
+                raise BadInput(f"{out}: already holds a {meta.get('condition')!r} run of {train.get('model')!r}"
+                               f"{' with adapter ' + repr(train['adapter']) if train.get('adapter') else ''}, "
+                               f"not a {condition} run of {what}")
             return capture_run(out, opts)
 
-    data = load_dataset(dataset)
-    if cfg is not None and cfg.interface == "continuous" and not untouched:
+    placement = resolve(opts.device, opts.dtype)  # an unavailable device is refused before any loading
+    data = load_dataset(dataset) if dataset is not None else None
+    if cfg is not None and cfg.interface == "continuous" and condition == BASE and data is not None and not untouched:
         cfg = dataclasses.replace(cfg, model=model, dataset=dataset, max_history=max_items, seed=opts.seed)
-        kmodel = build_model(cfg, dataset=data).eval()
+        kmodel = build_model(cfg, dataset=data).eval().to(device=placement.device, dtype=placement.torch_dtype)
         train = cfg.to_dict()
     else:
-        kmodel = base_model(model)
+        kmodel = base_model(model, adapter=adapter, placement=placement)
         train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": opts.seed,
                  "train_layers": cfg.train_layers if cfg is not None else 0}
-    # what the reference is, so no column is called "untouched" unless it is (study.reference_label)
-    reference = "step 0" if kmodel.has_heads else "untouched"
-    meta = {"name": out.name, "condition": "base", "reference": reference, "preset": None, "seed": opts.seed,
-            "train": train,
+        if adapter is not None:
+            train["adapter"] = adapter
+    meta = {"name": out.name, "condition": condition, "preset": None, "seed": opts.seed, "train": train,
             "config_hash": config_hash(train), "git_sha": git_sha(), "versions": versions(), "created": now()}
+    if condition == BASE:  # what the reference is, so no column is called "untouched" unless it is
+        meta["reference"] = "step 0" if kmodel.has_heads else "untouched"
     # the checkpoint describes itself (retriever.checkpoint_config): the full config it stands for
-    state = checkpoint_state(0, "base", meta["config_hash"], TrainConfig.from_dict(train).to_dict())
-    run = {"name": out.name, "condition": "base", "seed": opts.seed, "checkpoint": str(out / CHECKPOINT), "step": 0}
+    state = checkpoint_state(0, condition, meta["config_hash"], TrainConfig.from_dict(train).to_dict())
+    run = {"name": out.name, "condition": condition, "seed": opts.seed, "checkpoint": str(out / CHECKPOINT), "step": 0}
     cap = capture_model(kmodel, kmodel.tokenizer, dataset=data, max_items=max_items, max_target_tokens=train.get("max_target_tokens"),
                         opts=opts, run=run)
     with atomic_dir(out) as tmp:
         write_json(tmp / CONFIG, meta)
-        _link_checkpoint(kmodel, model, tmp / CHECKPOINT, state)
+        _link_checkpoint(kmodel, model, tmp / CHECKPOINT, state, merged=adapter is not None)
         cap.manifest[DERIVED] = derivation(checkpoint=tmp / CHECKPOINT)  # names and bytes: the same after the swap
         write_capture(tmp / CAPTURE, cap)
     return out / CAPTURE
 
 
-def _link_checkpoint(kmodel, spec: str, ckpt: Path, state: dict) -> None:
+def _link_checkpoint(kmodel, spec: str, ckpt: Path, state: dict, merged: bool = False) -> None:
+    """``checkpoint/``: links to the model's files, or (tiny; an adapter merged in) the weights saved."""
     from karma_probe.models import SMOLLM2, smollm2_dir
 
-    if spec == "tiny":
+    if spec == "tiny" or merged:  # merged: the weights analyze must load are the adapted ones
         kmodel.save(ckpt, state)
         return
     if kmodel.has_heads:  # continuous step-0 model: its item tokens and heads beside the linked backbone

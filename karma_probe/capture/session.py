@@ -1,13 +1,15 @@
 """Run a probe set through a backend, batch by batch, and collect what the capture keeps.
 
-For each probe set (``history``, ``text``) a :class:`ProbeCollector` is the backend's sink: it
-feeds the streaming reducers, copies the full attention maps of the first K history probes, and
-keeps the residual stream at the interest marker (the last real token of a history prompt) for
-every layer. Nothing of size (B, H, T, T) outlives one query chunk unless it is one of the K maps.
+For each probe set (``history``, ``text``, ``user``) a :class:`ProbeCollector` is the backend's
+sink: it feeds the streaming reducers, copies the full attention maps of the first K history
+probes, and keeps the residual stream at the last real token of every probe for every layer (for
+a history prompt that is the interest marker). Nothing of size (B, H, T, T) outlives one query
+chunk unless it is one of the K maps.
 
-Tokenization matches the retriever (``add_special_tokens=False``). A probe longer than
-``max_len`` is cut: history prompts from the left, so the interest marker at the end survives;
-passages from the right. Batches are right-padded.
+Tokenization matches the retriever (``add_special_tokens=False``), except for the user's own
+prompts, which get the model's tokenizer defaults (its BOS, as the model sees a prompt). A probe
+longer than ``max_len`` is cut: history prompts from the left, so the interest marker at the end
+survives; passages and user prompts from the right. Batches are right-padded.
 
 A continuous-interface run (``history_inputs`` given: a :class:`HistoryInputs`) sees its history
 probes as the retriever's own input codes (its first-token prefix, then one input embedding per
@@ -43,6 +45,7 @@ class ProbeResult:
     stats: dict[str, torch.Tensor] = field(default_factory=dict)  # "{set}.attn.*", "{set}.resid.*"
     maps: dict[str, torch.Tensor] = field(default_factory=dict)  # "probe{k}.attn", "probe{k}.input_ids"
     marker_hidden: torch.Tensor | None = None  # (N_history, L+1, d)
+    last_hidden: dict[str, torch.Tensor] = field(default_factory=dict)  # by set: (N_set, L+1, d) at the last token
     lengths: dict[str, list[int]] = field(default_factory=dict)  # tokens per probe, by set
     truncated: dict[str, int] = field(default_factory=dict)  # probes cut to max_len, by set
 
@@ -55,9 +58,11 @@ def check_tokenizer(model, tokenizer) -> None:
                        f"the model's vocabulary has {vocab}")
 
 
-def encode(tokenizer, texts: list[str], max_len: int, *, keep_end: bool) -> tuple[list[list[int]], int]:
-    """Token ids per text, cut to ``max_len`` (keeping the end if ``keep_end``) → (ids, number cut)."""
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+def encode(tokenizer, texts: list[str], max_len: int, *, keep_end: bool,
+           special: bool = False) -> tuple[list[list[int]], int]:
+    """Token ids per text, cut to ``max_len`` (keeping the end if ``keep_end``) → (ids, number cut).
+    ``special``: the tokenizer's special tokens (BOS, ...) as its defaults add them."""
+    ids = tokenizer(list(texts), add_special_tokens=special)["input_ids"] if texts else []
     cut = sum(len(x) > max_len for x in ids)
     return [x[-max_len:] if keep_end else x[:max_len] for x in ids], cut
 
@@ -118,7 +123,7 @@ class ProbeCollector:
 def capture_probes(model, tokenizer, probes: ProbeSet, backend, *, max_len: int = 256, batch_size: int = 8,
                    full_maps: int = 4, map_offset: int = 0, progress: bool = True,
                    history_inputs=None) -> ProbeResult:
-    """Run both probe sets through ``backend``; statistics, K full maps, marker hidden states.
+    """Run every probe set through ``backend``; statistics, K full maps, last-token hidden states.
 
     ``map_offset`` is the global index of this shard's first history probe: probe k gets a full
     map when k < ``full_maps``, so shards of one probe set produce the maps a single capture would.
@@ -146,7 +151,8 @@ def capture_probes(model, tokenizer, probes: ProbeSet, backend, *, max_len: int 
             result.truncated[name] = sum(len(s) > max_len for s in seqs)
             result.lengths[name] = [len(x) for x in encoded[name]]
             continue
-        encoded[name], result.truncated[name] = encode(tokenizer, texts, max_len, keep_end=name == "history")
+        encoded[name], result.truncated[name] = encode(tokenizer, texts, max_len, keep_end=name == "history",
+                                                       special=name == "user")
         result.lengths[name] = [len(x) for x in encoded[name]]
         too_short = [i for i, n in enumerate(result.lengths[name]) if n < 2]
         if too_short:
@@ -163,7 +169,7 @@ def capture_probes(model, tokenizer, probes: ProbeSet, backend, *, max_len: int 
             seqs = encoded[name]
             if not seqs:
                 continue
-            sink = ProbeCollector(L, Hq, d, max_len, keep_marker=name == "history")
+            sink = ProbeCollector(L, Hq, d, max_len, keep_marker=True)
             for s in range(0, len(seqs), batch_size):
                 ids, mask, lengths = pad_right(seqs[s: s + batch_size], pad_id)
                 maps = [map_offset + s + b if name == "history" and map_offset + s + b < full_maps else None
@@ -177,8 +183,9 @@ def capture_probes(model, tokenizer, probes: ProbeSet, backend, *, max_len: int 
             for k, attn in sink.maps.items():
                 result.maps[f"probe{k}.attn"] = attn
                 result.maps[f"probe{k}.input_ids"] = torch.tensor(seqs[k - map_offset], dtype=torch.long)
+            result.last_hidden[name] = torch.cat(sink.markers)  # (N, L+1, d)
             if name == "history":
-                result.marker_hidden = torch.cat(sink.markers)  # (N, L+1, d)
+                result.marker_hidden = result.last_hidden[name]
     finally:
         bar.close()
     if result.marker_hidden is None:

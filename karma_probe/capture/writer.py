@@ -44,7 +44,7 @@ def merge_captures(captures: list[Capture]) -> Capture:
         maps |= cap.maps
 
     hidden = {}
-    for key in ("marker_hidden", "interest", "targets"):
+    for key in ("marker_hidden", "interest", "targets", *(f"{name}_hidden" for name in SETS if name != "history")):
         parts = [c.hidden[key] for c in captures if key in c.hidden]
         if parts:
             hidden[key] = np.concatenate(parts)

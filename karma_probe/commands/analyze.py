@@ -12,6 +12,7 @@ EXAMPLES = """examples:
   karma-probe analyze runs/tiny-karma-s0 --metrics sink_mass,erank  # only these (others in analysis.json are kept)
   karma-probe analyze runs/tiny-karma-s0 --all-checkpoints          # + trajectory over checkpoints/step-*/
   karma-probe analyze runs/tiny-base                                # untouched reference run (no recon_* metrics)
+  karma-probe analyze runs/my-model --device auto --dtype bfloat16   # your own model (capture --model DIR) on a GPU
   karma-probe analyze --list                                        # metric names, directions, families
 """
 
@@ -24,6 +25,9 @@ def add_arguments(p):
                         "on 32 history / 8 text probes unless it holds its own capture/)")
     p.add_argument("--threads", type=int, help="torch threads (default: the idle cores, by the 1-minute load average)")
     p.add_argument("--list", action="store_true", help="list the registered metrics and exit")
+    from karma_probe.device import add_arguments as device_arguments
+
+    device_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -49,7 +53,8 @@ def run(args) -> int:
 
     with claim_run(args.run, "analyze"):  # one writer per run: not while train or capture rewrite it
         out = analyze_run(args.run, metrics=args.metrics, all_checkpoints=args.all_checkpoints,
-                          progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads)
+                          progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads,
+                          device=args.device, dtype=args.dtype)
     hib, intervals = out["higher_is_better"], out.get("intervals", {})
     for name, value in out["summary"].items():
         shown = "n/a" if value is None else f"{value:.4g}"

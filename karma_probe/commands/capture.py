@@ -5,6 +5,11 @@ top-5% key concentration) are computed exactly from each layer's queries and key
 queries at a time, while the model runs its usual SDPA attention; residual-stream massive-
 activation ratios, the hidden state at the interest marker for every layer, interest and item
 embeddings and K full attention maps are kept too. Output: RUN/capture/ (see checkpoints.md).
+
+Your own model: --model DIR (any local causal-LM directory) makes a run of condition 'model';
+--adapter merges a PEFT adapter into it; --probes-file adds your prompts as the probe set 'user';
+--dataset none leaves out the history probes (then the headline is your prompts). To compare a
+fine-tune with its base in one go, see `karma-probe diagnose`.
 """
 
 from karma_probe.capture.probes import DEFAULT_TEXT_PROBES
@@ -14,6 +19,8 @@ EXAMPLES = """examples:
   karma-probe capture runs/tiny-karma-s0 --probes 128 --max-len 512 --full-maps 8
   karma-probe capture runs/tiny-karma-s0 --backend tl               # TransformerLens run_with_cache (eager, more memory)
   karma-probe capture --model smollm2-135m --out runs/smollm2-base  # reference run of the untouched model
+  karma-probe capture --model ~/ckpt/my-qwen --probes-file my_prompts.txt --dataset none --out runs/my-qwen
+  karma-probe capture --model ~/ckpt/qwen-base --adapter ~/ckpt/my-lora --device auto --dtype bfloat16 --out runs/my-lora
   karma-probe capture runs/smollm2-karma-s0 --shard 0/2 --capture-dir runs/smollm2-karma-s0/capture-0
   karma-probe capture --merge runs/smollm2-karma-s0/capture runs/smollm2-karma-s0/capture-0 runs/smollm2-karma-s0/capture-1
 """
@@ -21,9 +28,18 @@ EXAMPLES = """examples:
 
 def add_arguments(p):
     p.add_argument("run", nargs="?", help="run directory (holds config.json and checkpoint/)")
-    p.add_argument("--model", help="capture an untouched model as a reference run (smollm2-135m, tiny, or a local HF dir)")
-    p.add_argument("--out", help="with --model: the reference run directory to create (e.g. runs/tiny-base)")
-    p.add_argument("--dataset", default="ml-100k", help="with --model: dataset for the history probes (default ml-100k)")
+    p.add_argument("--model", help="capture a model as loaded into a new run: the untouched reference (smollm2-135m, "
+                                   "tiny) or your own model (any local causal-LM directory: condition 'model')")
+    p.add_argument("--adapter", metavar="PEFT_DIR",
+                   help="with --model: a PEFT adapter (e.g. LoRA) merged into the model for the capture "
+                        "(needs pip install 'karma-probe[adapter]')")
+    p.add_argument("--out", help="with --model: the run directory to create (e.g. runs/tiny-base)")
+    p.add_argument("--dataset", default="ml-100k",
+                   help="with --model: dataset for the history probes (default ml-100k; 'none': no history probes, "
+                        "only the general passages and --probes-file)")
+    p.add_argument("--probes-file", metavar="FILE",
+                   help="your own prompts as a third probe set 'user': plain text, one prompt per line, or *.jsonl "
+                        "with a 'text' field per line (blank lines skipped); tokenized with the model's tokenizer defaults")
     p.add_argument("--max-items", type=int, default=None,
                    help="with --model: history items per probe (default: the max_history of the preset that "
                         "trains this backbone, whose interface it also takes, so the reference sees the "
@@ -43,6 +59,9 @@ def add_arguments(p):
     p.add_argument("--merge", nargs="+", metavar="DIR",
                    help="OUT IN1 IN2 ...: merge captures of disjoint shards into OUT (no model is loaded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from karma_probe.device import add_arguments as device_arguments
+
+    device_arguments(p)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -98,7 +117,14 @@ def run(args) -> int:
     opts = CaptureOptions(probes=args.probes, text_probes=args.text_probes, max_len=args.max_len,
                           full_maps=args.full_maps, backend=args.backend, batch_size=args.batch_size,
                           chunk_size=args.chunk_size, seed=args.seed, shard=_shard(args.shard),
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, probes_file=args.probes_file, device=args.device,
+                          dtype=args.dtype)
+    if args.probes_file:  # a bad line is found before minutes of model loading
+        from karma_probe.capture.probes import read_probes_file
+
+        read_probes_file(args.probes_file)
+    if args.adapter and not args.model:
+        raise BadInput("--adapter applies to --model DIR (a run directory's checkpoint is captured as trained)")
     if args.full_maps < 0:
         raise BadInput(f"--full-maps must be >= 0, got {args.full_maps}")
     if args.model:
@@ -112,8 +138,10 @@ def run(args) -> int:
         max_items = args.max_items if args.max_items is not None else cfg.max_history if cfg else DEFAULT_MAX_ITEMS
         if max_items < 1:
             raise BadInput(f"--max-items must be >= 1, got {max_items}")
+        dataset = None if args.dataset == "none" or args.probes == 0 else args.dataset
         with claim_run(args.out, "capture", new=True):
-            print(create_base_run(args.model, args.out, opts, dataset=args.dataset, max_items=max_items, cfg=cfg))
+            print(create_base_run(args.model, args.out, opts, dataset=dataset, max_items=max_items, cfg=cfg,
+                                  adapter=args.adapter))
         return 0
     if not args.run:
         raise BadInput("give a RUN directory, or --model M --out DIR, or --merge OUT IN1 IN2 ...")

@@ -18,7 +18,7 @@ import numpy as np
 from karma_probe.errors import BadInput
 from karma_probe.rundir.fields import expect, finite_or_none, is_int, number, numbers
 from karma_probe.rundir.io import read_json, write_json
-from karma_probe.rundir.layout import ANALYSIS, ANALYSIS_SCHEMA
+from karma_probe.rundir.layout import ANALYSIS, ANALYSIS_SCHEMA, PROBE_SETS
 from karma_probe.rundir.run import read_state
 
 SCHEMA = ANALYSIS_SCHEMA
@@ -75,22 +75,29 @@ class Analysis:
     seconds: float | None = None
     # fingerprints of the capture and checkpoint it was computed from (rundir.chain); {} when not recorded
     derived_from: dict[str, Any] = field(default_factory=dict)
+    # the probe set of the attention headlines: history, or for a model captured without a dataset user / text
+    headline_set: str = "history"
+
+    def _layered(self, r: Record) -> bool:
+        """A per-layer record of the headline probe set (or of no probe set: geometry's marker, ...)."""
+        return r.set not in PROBE_SETS or r.set == self.headline_set
 
     def by_layer(self, metric: str) -> dict[int, float]:
         """``metric`` per layer: the per-layer records if any, else the mean of its per-head records."""
         per_layer = {r.layer: r.value for r in self.records
-                     if r.metric == metric and r.layer is not None and r.head is None}
+                     if r.metric == metric and r.layer is not None and r.head is None and self._layered(r)}
         if per_layer:
             return dict(sorted(per_layer.items()))
         heads: dict[int, list[float]] = {}
         for r in self.records:
-            if r.metric == metric and r.layer is not None and r.head is not None:
+            if r.metric == metric and r.layer is not None and r.head is not None and self._layered(r):
                 heads.setdefault(r.layer, []).append(r.value)
         return {layer: float(np.mean(v)) for layer, v in sorted(heads.items())}
 
     def by_layer_head(self, metric: str) -> np.ndarray | None:
         """``metric`` as a ``[layers, heads]`` matrix (NaN where a cell has no record), or None."""
-        cells = [r for r in self.records if r.metric == metric and r.layer is not None and r.head is not None]
+        cells = [r for r in self.records if r.metric == metric and r.layer is not None and r.head is not None
+                 and self._layered(r)]
         if not cells:
             return None
         out = np.full((max(r.layer for r in cells) + 1, max(r.head for r in cells) + 1), np.nan)
@@ -137,8 +144,16 @@ def parse_analysis(obj: Any, where: str) -> Analysis:
         intervals[metric] = (low, high)
     return Analysis(run=run, records=records, summary=summary, higher_is_better=dict(hib),
                     samples=samples, trajectory=tuple(sorted(trajectory, key=lambda t: t["step"])),
-                    intervals=intervals, seconds=_seconds(obj),
+                    intervals=intervals, seconds=_seconds(obj), headline_set=_headline_set(obj, where),
                     derived_from=expect(obj.get("derived_from") or {}, dict, f"{where}: 'derived_from'"))
+
+
+def _headline_set(obj: dict, where: str) -> str:
+    """analysis.json ``headline_set`` (written since captures may lack history probes); history when absent."""
+    name = obj.get("headline_set", "history")
+    if name not in PROBE_SETS:
+        raise BadInput(f"{where}: headline_set must be one of {', '.join(PROBE_SETS)}, got {name!r}")
+    return name
 
 
 def _seconds(obj: dict) -> float | None:

@@ -29,14 +29,15 @@ import numpy as np
 
 from karma_probe.errors import BadInput
 from karma_probe.rundir.io import atomic_dir, load_arrays, read_json, save_arrays, write_json
-from karma_probe.rundir.layout import (CAPTURE, CAPTURE_PARTS, CAPTURE_SCHEMA, CONFIG, HIDDEN_FILE, MANIFEST, MAPS_FILE,
-                                       PROBE_SETS, STATS_FILE, part_file)
+from karma_probe.rundir.layout import (CAPTURE, CAPTURE_PARTS, CAPTURE_SCHEMA, CONFIG, HEADLINE_SETS, HIDDEN_FILE,
+                                       MANIFEST, MAPS_FILE, PROBE_SETS, STATS_FILE, part_file)
 from karma_probe.rundir.run import read_state
 
 SCHEMA = CAPTURE_SCHEMA
 # how each part is named in an error message
 PART_WHAT = {"stats": "capture stats", "maps": "attention maps", "hidden": "hidden states"}
-# hidden.safetensors: key → number of dimensions ([N, L+1, d], [N, e], [n_items, e], [N])
+# hidden.safetensors: key → number of dimensions ([N, L+1, d], [N, e], [n_items, e], [N]); besides
+# these, "{set}_hidden" [N_set, L+1, d] holds the last-token states of the text / user probes
 HIDDEN_KEYS = {"marker_hidden": 3, "interest": 2, "items": 2, "targets": 1}
 # manifest "model" key → HF config.json key(s) it must equal
 FINGERPRINT = {"layers": ("num_hidden_layers", "n_layer"), "heads": ("num_attention_heads", "n_head"),
@@ -86,7 +87,8 @@ class Capture:
 
     def validate(self) -> None:
         """What every analyzer relies on: per-head stats of the manifest's model shape, the hidden
-        states (:data:`HIDDEN_KEYS`) in agreeing counts, and at least 2 history probes."""
+        states (:data:`HIDDEN_KEYS`) in agreeing counts, and at least 2 probes in the headline set
+        (history; for a model captured without a dataset, its user or text probes)."""
         fp = self.manifest.get("model") or {}
         L, H = fp.get("layers"), fp.get("heads")
         for name in self.sets():
@@ -99,17 +101,38 @@ class Capture:
                                    f"the manifest's model has {L} layers × {H} heads")
         check_hidden(self.hidden, self.where(HIDDEN_FILE))
         n = len(self.hidden["interest"])
+        if n and "history.attn.first_mass_sum" not in self.stats:
+            raise BadInput(f"{self.where(STATS_FILE)}: no history-probe statistics (history.attn.*) for its {n} "
+                           f"history probes ({_RECAPTURE})")
+        headline = self.headline_set()
+        if headline != "history":  # a model captured without a dataset: its headline set's probe count
+            count = self.stats.get(f"{headline}.attn.probes")
+            n = int(count.reshape(-1)[0]) if count is not None else 0
         if n < 2:
-            raise BadInput(f"{self.where(HIDDEN_FILE)}: {n} history probe(s); the analyzers need at least 2")
+            raise BadInput(f"{self.where(HIDDEN_FILE)}: {n} {headline} probe(s); the analyzers need at least 2")
 
     # ----------------------------------------------------------------- reading the manifest
 
     def sets(self) -> list[str]:
-        """Probe sets with attention stats, headline set (history) first."""
+        """Probe sets with attention stats, headline set first (:meth:`headline_set`)."""
         names = [s for s in PROBE_SETS if f"{s}.attn.first_mass_sum" in self.stats]
-        if "history" not in names:
-            raise BadInput(f"{self.where(STATS_FILE)}: no history-probe statistics (history.attn.*)")
-        return names
+        if not names:
+            raise BadInput(f"{self.where(STATS_FILE)}: no probe-set statistics ({', '.join(PROBE_SETS)}.attn.*)")
+        head = self.headline_set()
+        return [head] + [s for s in names if s != head]
+
+    def headline_set(self) -> str:
+        """The set the headline numbers are taken on: history (the task's prompts) if captured,
+        else the user's own prompts, else the general passages (:data:`HEADLINE_SETS`)."""
+        found = [s for s in HEADLINE_SETS if f"{s}.attn.first_mass_sum" in self.stats]
+        if not found:
+            raise BadInput(f"{self.where(STATS_FILE)}: no probe-set statistics ({', '.join(PROBE_SETS)}.attn.*)")
+        return found[0]
+
+    def last_hidden(self, name: str) -> np.ndarray | None:
+        """[N, L+1, d] hidden state at the last token of each probe of set ``name``, every residual
+        index (history: the interest marker), or None where the capture did not keep it."""
+        return self.hidden.get("marker_hidden" if name == "history" else f"{name}_hidden")
 
     def set_stats(self, name: str) -> dict[str, np.ndarray]:
         """The stats of one probe set, keys without the set prefix (``attn.first_mass_sum``, ...)."""

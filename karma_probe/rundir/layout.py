@@ -42,8 +42,17 @@ MANIFEST = "manifest.json"  # in a capture dir
 # A capture's tensor files: stats.safetensors, maps.safetensors, hidden.safetensors
 CAPTURE_PARTS = ("stats", "maps", "hidden")
 STATS_FILE, MAPS_FILE, HIDDEN_FILE = (f"{part}.safetensors" for part in CAPTURE_PARTS)
-# The probe sets of a capture: stats keys are "{set}.attn.*", manifest "probes" has one entry per set
-PROBE_SETS = ("history", "text")
+# The probe sets of a capture: stats keys are "{set}.attn.*", manifest "probes" has one entry per set.
+# "user": the prompts of a --probes-file (a user's own model); a capture holds the sets it was given.
+PROBE_SETS = ("history", "text", "user")
+# The headline set of a capture: the first of these it holds (history: the task's prompts)
+HEADLINE_SETS = ("history", "user", "text")
+
+# Conditions (config.json "condition") of runs captured as loaded, without retriever heads: the
+# preset's backbone untouched ("base", the trained runs' reference) and a user's own model
+# ("model": any local causal-LM directory, an adapter merged in; capture --model DIR).
+BASE, MODEL = "base", "model"
+UNTRAINED = (BASE, MODEL)
 
 
 def part_file(part: str) -> str:
