@@ -255,10 +255,10 @@ def _write_figures(runs, out_dir: Path, trajectory: dict | None = None, directio
         # the verdict as a picture: every claim's paired effect, raw and Holm-corrected CI
         "claims_forest.png": lambda: F.claims_forest(study.verdict(runs)),
     }
-    base = next((r for r in runs if r.condition == "base"), None)
+    base, base_name = study.trajectory_reference(runs)
     for m in study.TRAJECTORY_METRICS if trajectory and trajectory.get("conditions") else ():
         specs[f"trajectory_{m}.png"] = (lambda m=m: F.condition_trajectory(
-            trajectory, m, base.summary.get(m) if base else None, (directions or {}).get(m)))
+            trajectory, m, base.summary.get(m) if base else None, (directions or {}).get(m), base_name))
     written = []
     import matplotlib.pyplot as plt
 

@@ -483,9 +483,10 @@ def _training(pages: _Pages, runs: Sequence[Run], shown: Sequence[Run]) -> None:
     specs += [grads] if not grads.empty else []
     if study.is_study([r for r in runs if r.analysis.trajectory]):  # several seeds: one line per condition, mean ± CI
         traj = study.trajectory(runs)
-        base = next((r for r in runs if r.condition == "base"), None)
+        base, base_name = study.trajectory_reference(runs)
         specs += [s for s in (figures.condition_trajectory(traj, m, base.summary.get(m) if base else None,
-                                                           direction(runs, m)) for m in study.TRAJECTORY_METRICS)
+                                                           direction(runs, m), base_name)
+                              for m in study.TRAJECTORY_METRICS)
                   if not s.empty]
     else:
         specs += [s for s in (figures.metric_trajectory(runs, m) for m in ("sink_mass", "hr@10")) if not s.empty]

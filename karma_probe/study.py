@@ -81,6 +81,15 @@ METHOD = ("95 % CIs. Several seeds: Student-t interval over seeds (claims and ba
                "(action-only never trains the reconstruction adapter); decodability claims use *_gain.")
 
 
+def trajectory_reference(runs: Sequence[Run]) -> tuple[Run | None, str]:
+    """The reference a figure over training draws at step 0, and its name: the step-0 model where the
+    study has one (it reads the runs' own inputs), else the first reference run, named for what it is
+    (config.json ``reference``; "base" when it does not say)."""
+    refs = [r for r in runs if r.condition == "base"]
+    ref = next((r for r in refs if r.config.get("reference") == "step 0"), refs[0] if refs else None)
+    return ref, (ref.config.get("reference") or "base") if ref else ""
+
+
 def by_condition(runs: Sequence[Run]) -> dict[str, list[Run]]:
     """The runs as groups of seeds: same model, preset and condition (results.group_runs), each
     named by its condition unless another group shares that condition."""

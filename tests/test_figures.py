@@ -437,14 +437,14 @@ def test_bars_take_each_runs_or_conditions_colour_in_both_renderers(thirteen_run
     assert figures.condition_bars(thirteen_runs, "sink_mass").series[0].colours[-1] == "#000000"
 
 
-def test_condition_trajectory_colours_conditions_and_draws_the_untouched_model_black():
+def test_condition_trajectory_colours_conditions_and_draws_the_reference_black():
     from karma_probe.figures.style import run_look
 
     traj = {"conditions": {c: {"sink_mass": [{"step": s, "mean": 0.1 * s, "ci_low": None, "ci_high": None}
                                              for s in (10, 20)]} for c in ("action", "karma")}}
-    spec = figures.condition_trajectory(traj, "sink_mass", base=0.5)
+    spec = figures.condition_trajectory(traj, "sink_mass", base=0.5, base_name="step 0")
     assert [s.look for s in spec.series[:2]] == [run_look("action"), run_look("karma")]
-    assert spec.series[2].name == "untouched model" and spec.series[2].look.colour == "#000000"
+    assert spec.series[2].name == "step 0" and spec.series[2].look.colour == "#000000"
     assert figures.to_plotly(spec).data[2].line.dash == "dash"
 
 

@@ -272,15 +272,27 @@ def test_trajectory_means_and_paired_effects_over_seeds(tmp_path):
     assert study.trajectory(_runs(tmp_path / "none", trajectory=False)) == {"conditions": {}, "claims": {}}
 
 
-def test_trajectory_figures_one_line_per_condition_and_the_untouched_model(tmp_path):
+def test_trajectory_figures_one_line_per_condition_and_the_reference_named_for_what_it_is(tmp_path):
+    import json
+
     from karma_probe import figures as F
     from karma_probe import pipeline
 
     base = load_run(make_run(tmp_path, "base", "base", trajectory=False))
+    untouched_dir = make_run(tmp_path, "untouched", "base", trajectory=False)
+    meta = json.loads((untouched_dir / "config.json").read_text())
+    (untouched_dir / "config.json").write_text(json.dumps(meta | {"reference": "untouched"}))
+    step0_dir = make_run(tmp_path, "step0", "base", seed=1, trajectory=False)
+    meta = json.loads((step0_dir / "config.json").read_text())
+    (step0_dir / "config.json").write_text(json.dumps(meta | {"reference": "step 0"}))
+    untouched, step0 = load_run(untouched_dir), load_run(step0_dir)
+    assert study.trajectory_reference([untouched, step0]) == (step0, "step 0")  # the runs' own inputs first
+    assert study.trajectory_reference([base])[1] == "base"  # a reference that does not say what it is
     runs = _runs(tmp_path, seeds=(0, 1)) + [base]
     traj = study.trajectory(runs)
-    spec = F.condition_trajectory(traj, "sink_mass", base=base.summary["sink_mass"], higher_is_better=False)
-    assert [s.name for s in spec.series] == ["action", "karma", "untouched model"]
+    spec = F.condition_trajectory(traj, "sink_mass", base=base.summary["sink_mass"], higher_is_better=False,
+                                  base_name="base")
+    assert [s.name for s in spec.series] == ["action", "karma", "base"]
     assert spec.series[-1].dashed and list(spec.series[-1].y) == [base.summary["sink_mass"]] * 2
     assert spec.series[0].low is not None and "lower is better" in spec.note
     written = pipeline._write_figures(runs, tmp_path, traj, {})

@@ -69,10 +69,10 @@ def metric_trajectory(runs: Sequence[Run], metric: str) -> FigureSpec:
 
 
 def condition_trajectory(traj: dict, metric: str, base: float | None = None,
-                         higher_is_better: bool | None = None) -> FigureSpec:
+                         higher_is_better: bool | None = None, base_name: str = "reference") -> FigureSpec:
     """``metric`` over training, one line per condition (mean over seeds, 95 % CI bars), from
-    ``study.trajectory``'s ``conditions``, each in its condition's colour; ``base``: the untouched
-    model's value, drawn dashed in black (the reference)."""
+    ``study.trajectory``'s ``conditions``, each in its condition's colour; ``base``: the reference's
+    value (``base_name``, e.g. "step 0": study.trajectory_reference), drawn dashed in black."""
     from karma_probe.figures.spec import ci_note, join_notes
 
     lines = []
@@ -84,7 +84,7 @@ def condition_trajectory(traj: dict, metric: str, base: float | None = None,
                                 look=run_look(cond)))
     if base is not None and _finite(base) and lines:
         steps = sorted({int(x) for s in lines for x in s.x})
-        lines.append(series("untouched model", [0, steps[-1]], [base, base], dashed=True,
+        lines.append(series(base_name, [0, steps[-1]], [base, base], dashed=True,
                             look=replace(run_look("base"), dash="dash")))
     return FigureSpec(kind="line", title=f"{metric} over training", x_label="step", y_label=metric,
                       series=tuple(lines), integer_x=True,
