@@ -150,7 +150,12 @@ def load_backbone(spec: str = SMOLLM2, *, seed: int = 0, attn_implementation: st
     else:
         path = smollm2_dir() if spec == SMOLLM2 else _local_dir(spec)
         try:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn_implementation)
+            try:
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn_implementation)
+            except ValueError as e:  # no SDPA for this architecture (Gemma 2's soft-capping, Bloom, ...): eager
+                if attn_implementation != "sdpa" or "scaled_dot_product_attention" not in str(e):
+                    raise
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
         except (OSError, ValueError, RuntimeError) as e:
             raise BadInput(f"{path}: cannot load the model: {str(e).splitlines()[0]}") from None
     model.eval()

@@ -185,3 +185,30 @@ def test_sink_logits_take_mass(tmp_path):
     torch.testing.assert_close(sums[:, 0], torch.ones_like(sums[:, 0]), atol=1e-6, rtol=0)
     assert sums[:, 1].abs().max() < 1e-6 and ent[:, 1].abs().max() < 1e-6
     assert ((sums[:, 2:] > 0) & (sums[:, 2:] < 1)).all()
+
+
+@pytest.mark.parametrize("where", ["boot", "run"])
+def test_transformer_lens_failure_is_one_line(tmp_path, monkeypatch, where):
+    """What TransformerLens raises on an architecture it does not adapt becomes BadInput (exit 2)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from karma_probe.capture.backends import TransformerLensBackend
+    from karma_probe.models import load_tokenizer
+
+    tok = load_tokenizer("tiny")
+    tok.save_pretrained(tmp_path)
+    tok = tf.AutoTokenizer.from_pretrained(tmp_path)
+    model, _ = build("gpt2", tmp_path)
+
+    def boom(*a, **kw):
+        raise AttributeError("'GPT2Config' object has no attribute 'd_vocab'\nsecond line")
+
+    class Bridge:
+        eval = staticmethod(lambda: None)
+        run_with_cache = staticmethod(boom)
+
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", boom if where == "boot" else lambda *a, **kw: Bridge())
+    with pytest.raises(BadInput) as err:
+        TransformerLensBackend(model, tok).run(*batch(), _Discard())
+    assert str(err.value) == ("--backend tl: TransformerLens cannot capture GPT2LMHeadModel: "
+                              "AttributeError: 'GPT2Config' object has no attribute 'd_vocab'")

@@ -82,16 +82,16 @@ class TorchBackend:
 
 
 @contextmanager
-def _tl_failures(model):
+def _tl_failures(architecture: str):
     """TransformerLens' own failures on an architecture it does not adapt → one line, not a traceback."""
     try:
         yield
     except BadInput:
         raise
     except Exception as e:  # noqa: BLE001 - whatever the bridge raises, the user gets one line
-        name = getattr(getattr(model, "config", None), "architectures", None) or [type(model).__name__]
-        raise BadInput(f"--backend tl: TransformerLens cannot capture {name[0]}: {type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")) from e
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise BadInput(f"--backend tl: TransformerLens cannot capture {architecture}: {type(e).__name__}: {first}"
+                       .rstrip(": ")) from e
 
 
 class TransformerLensBackend:
@@ -106,7 +106,8 @@ class TransformerLensBackend:
             raise BadInput(f"--backend tl needs a tokenizer loaded from a local directory, got {path!r}")
         self.chunk_size = chunk_size
         self.n_layers = model.config.num_hidden_layers
-        with _tl_failures(model):
+        self.architecture = type(model).__name__
+        with _tl_failures(self.architecture):
             self.bridge = TransformerBridge.boot_transformers(str(path), hf_model=copy.deepcopy(model),
                                                               tokenizer=copy.deepcopy(tokenizer))
             self.bridge.eval()
@@ -118,7 +119,7 @@ class TransformerLensBackend:
         if inputs_embeds is not None:
             raise BadInput("--backend tl captures text-interface runs only; use --backend torch for a "
                            "continuous-interface run (its probes are item input embeddings)")
-        with _tl_failures(self.bridge):
+        with _tl_failures(self.architecture):
             _, cache = self.bridge.run_with_cache(input_ids, attention_mask=attention_mask,
                                                   names_filter=lambda name: name in self.names)
             cache = {name: cache[name] for name in self.names}
