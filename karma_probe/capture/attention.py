@@ -62,9 +62,9 @@ def _mask_chunk(scores: torch.Tensor, mask: torch.Tensor | None, start: int) -> 
     A boolean mask is True where a key is visible; a float mask is additive (0 or very negative).
     """
     C, e = scores.shape[-2:]
-    if mask is None:
-        future = torch.ones(C, C, dtype=torch.bool, device=scores.device).triu_(1)  # (C, C)
-        scores[..., start:].masked_fill_(future, _MASKED)
+    if mask is None:  # adding -max (not -inf) keeps hidden logits finite: exp gives 0, and 0 · S = 0
+        future = torch.full((C, C), _MASKED, dtype=scores.dtype, device=scores.device).triu_(1)  # (C, C)
+        scores[..., start:].add_(future)
     elif mask.dtype == torch.bool:
         scores.masked_fill_(~mask[..., start:start + C, :e], _MASKED)
     else:

@@ -137,7 +137,8 @@ class AttentionReducer:
         self._ent[:, layer] += ent
         self.entropy[layer] += ent.sum(0)
         keep = min(Tk, T)  # columns beyond the batch's longest probe hold only padded rows' mass
-        self._r[layer][..., :keep] += torch.einsum("bhct,bc->bht", p[..., :keep], valid.to(p.dtype)).double().cpu()
+        # r_j += Σ_real rows P[i, j]: one (1, C) · (C, keep) product per (probe, head)
+        self._r[layer][..., :keep] += torch.matmul(valid.to(p.dtype)[:, None, None, :], p[..., :keep]).squeeze(2).double().cpu()
         self._rows_seen[layer] += C
 
     @torch.no_grad()
