@@ -75,7 +75,8 @@ def _mask_chunk(scores: torch.Tensor, mask: torch.Tensor | None, start: int) -> 
 def attention_chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, start: int, *,
                     softcap: float | None = None, sinks: torch.Tensor | None = None):
     """One chunk of query rows: ``q`` (B, H, C, hs) already scaled, ``k``/``v`` (B, H, e, hs) up to the
-    chunk's last row → ``(P (B, H, C, e) float32, entropy (B, H, C) float32, output (B, H, C, hs))``."""
+    chunk's last row → ``(P (B, H, C, e) float32, entropy (B, H, C) float32, output (B, H, C, hs))``;
+    ``v`` None skips the output (None)."""
     scores = torch.matmul(q, k.transpose(2, 3)).float()  # (B, H, C, e)
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
@@ -93,7 +94,7 @@ def attention_chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, sta
         entropy = lse * probs.sum(-1) - (probs * scores).sum(-1)
     else:
         entropy = lse - (probs * scores).sum(-1)
-    out = torch.matmul(probs.to(v.dtype), v)  # (B, H, C, hs)
+    out = torch.matmul(probs.to(v.dtype), v) if v is not None else None  # (B, H, C, hs)
     return probs, entropy, out
 
 
