@@ -15,6 +15,8 @@ Weights are drawn wider than the configs' defaults (``initializer_range``) so at
 uniform and soft-capping bites.
 """
 
+import math
+
 import pytest
 import torch
 import transformers as tf
@@ -212,3 +214,51 @@ def test_transformer_lens_failure_is_one_line(tmp_path, monkeypatch, where):
         TransformerLensBackend(model, tok).run(*batch(), _Discard())
     assert str(err.value) == ("--backend tl: TransformerLens cannot capture GPT2LMHeadModel: "
                               "AttributeError: 'GPT2Config' object has no attribute 'd_vocab'")
+
+
+def test_bfloat16_model_scores_in_float32(tmp_path):
+    """A bfloat16 model: the attention function's scores are float32 products of its bfloat16 queries
+    and keys (rounding a logit of 10 to bfloat16 moves its probability by up to 4%); the whole
+    capture stays within bfloat16 noise of the float32 model and keeps the bfloat16 model's logits."""
+    from karma_probe.capture.attention import Capture, _ACTIVE, capture_attention
+
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(1, 2, 40, 16, generator=g).mul(3).to(torch.bfloat16) for _ in range(3))
+
+    class Rows(_Discard):
+        def attention_rows(self, layer, probs, start, entropy=None):
+            self.rows = probs  # one chunk of all 40 rows: (1, 2, 40, 40)
+
+    class Module:
+        is_causal = True
+
+    mod, rows = Module(), Rows()
+    _ACTIVE.append(Capture(rows, {id(mod): 0}, 40))
+    try:
+        capture_attention(mod, q, k, v, None, scaling=0.25)
+    finally:
+        _ACTIVE.pop()
+    future = torch.ones(40, 40, dtype=torch.bool).triu(1)
+    want = torch.softmax((q.double() @ k.double().transpose(2, 3) * 0.25).masked_fill(future, -math.inf), -1)
+    rounded = torch.softmax((q @ k.transpose(2, 3) * 0.25).double().masked_fill(future, -math.inf), -1)
+    assert (rows.rows.double() - want).abs().max() < 1e-5 < (rounded - want).abs().max()
+
+    model, eager = build("llama", tmp_path)
+    ids, mask = batch()
+    lengths = list(LENGTHS)
+    with torch.no_grad():
+        want = eager_stats(eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions, lengths)
+        plain = model.to(torch.bfloat16)(input_ids=ids, attention_mask=mask).logits.float()
+    sink = ProbeCollector(2, 4, 32, max(lengths), keep_marker=False)
+    sink.begin_batch(torch.tensor(lengths), [None, None])
+    TorchBackend(model, chunk_size=CHUNK).run(ids, mask, sink)
+    sink.end_batch()
+    got = sink.attn.state()
+    assert got["attn.first_mass"].dtype == torch.float32
+    torch.testing.assert_close(got["attn.first_mass"].double(), want[0], atol=1e-2, rtol=0)
+    torch.testing.assert_close(got["attn.entropy"].double(), want[1], atol=1e-2, rtol=0)
+    layer_of = {id(m): i for i, layer in enumerate(model.model.layers) for m in layer.modules()}
+    with torch.no_grad(), capturing(model, _Discard(), layer_of, CHUNK):
+        captured = model(input_ids=ids, attention_mask=mask).logits.float()
+    for b, n in enumerate(lengths):  # the output: bfloat16 values, as the model's own attention
+        torch.testing.assert_close(captured[b, :n], plain[b, :n], atol=0.1, rtol=0.05)

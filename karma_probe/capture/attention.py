@@ -12,7 +12,8 @@ are never computed),
     S[i, j] = -max  where the mask hides key j from query i
     P[i, :] = softmax([S[i, :e], a_h])[:e]           (a_h = head h's sink logit, if any)
 
-in float32 — what the architecture's eager attention computes — and returns the layer's output
+in float32 (scores too, also for a bfloat16 model) — what the architecture's eager attention
+computes — and returns the layer's output
 ``P · V`` from the same probabilities (one softmax; no second QKᵀ pass). Each chunk's P goes to
 the capture's sink with its row entropies, taken without a log per probability:
 
@@ -116,9 +117,12 @@ def capture_attention(module, query, key, value, attention_mask, scaling=None, d
     if attention_mask is None and not kwargs.get("is_causal", getattr(module, "is_causal", True)):
         raise RuntimeError(f"layer {layer}: bidirectional attention; the capture measures causal language models")
     scaling = hs ** -0.5 if scaling is None else scaling
-    k = _repeat_heads(key, H // key.shape[1])  # (B, H, T, hs)
+    # Scores in float32 also for a bfloat16/float16 model: a logit of 10 rounded to bfloat16 moves its
+    # probability by up to 4%. Values stay in the model's dtype, as its eager attention has them.
+    wide = torch.promote_types(query.dtype, torch.float32)
+    k = _repeat_heads(key.to(wide), H // key.shape[1])  # (B, H, T, hs)
     v = _repeat_heads(value, H // value.shape[1])
-    q = query * scaling  # scale the (B, H, T, hs) queries once instead of every (C, e) score block
+    q = query.to(wide) * scaling  # scale the (B, H, T, hs) queries once instead of every (C, e) score block
     out = torch.empty(B, T, H, v.shape[-1], dtype=value.dtype, device=value.device)
     for start in range(0, T, cap.chunk_size):
         end = min(start + cap.chunk_size, T)
