@@ -80,6 +80,16 @@ def batch():
     return ids.masked_fill(mask == 0, 0), mask
 
 
+def capture(backend, ids, mask):
+    """The capture's attention statistics of one batch (``AttentionReducer.state()`` keys)."""
+    c = backend.model.config
+    sink = ProbeCollector(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, ids.shape[1], keep_marker=False)
+    sink.begin_batch(mask.sum(1), [None] * len(ids))
+    backend.run(ids, mask, sink)
+    sink.end_batch()
+    return sink.attn.state()
+
+
 def eager_stats(attentions, lengths):
     """First-token mass and entropy per (probe, layer, head), received mass per (layer, head, key), in float64."""
     L, H = len(attentions), attentions[0].shape[1]
@@ -109,11 +119,7 @@ def test_capture_equals_eager_attention_and_keeps_logits(arch, tmp_path):
     assert len(ref.attentions) == L and ref.attentions[0].shape[1] == H
 
     backend = TorchBackend(model, chunk_size=CHUNK)
-    sink = ProbeCollector(L, H, c.hidden_size, max(lengths), keep_marker=False)
-    sink.begin_batch(torch.tensor(lengths), [None, None])
-    backend.run(ids, mask, sink)
-    sink.end_batch()
-    got = sink.attn.state()
+    got = capture(backend, ids, mask)
     first, ent, received = eager_stats(ref.attentions, lengths)
     exact = dict(atol=1e-6, rtol=0)
     torch.testing.assert_close(got["attn.first_mass"].double(), first, **exact)
@@ -127,8 +133,7 @@ def test_capture_equals_eager_attention_and_keeps_logits(arch, tmp_path):
     assert (first[0] - uniform).abs().max() > 0.03
 
     # the model's output with the capture on is its plain output
-    layer_of = {id(m): i for i, layer in enumerate(backend.layers) for m in layer.modules()}
-    with torch.no_grad(), capturing(model, _Discard(), layer_of, CHUNK) as cap:
+    with torch.no_grad(), capturing(model, _Discard(), backend.layer_of, CHUNK) as cap:
         captured = model(input_ids=ids, attention_mask=mask).logits
     assert cap.called == set(range(L))
     for b, n in enumerate(lengths):
@@ -154,10 +159,8 @@ def test_layer_that_bypasses_the_interface_is_refused(tmp_path):
     # a layer computing its attention some other way (a custom kernel): it never calls the interface
     attn.forward = lambda *a, **kw: (torch.zeros_like(kw.get("hidden_states", a[0] if a else None)), None)
     ids, mask = batch()
-    sink = ProbeCollector(2, 4, 32, max(LENGTHS), keep_marker=False)
-    sink.begin_batch(torch.tensor(LENGTHS), [None, None])
     with pytest.raises(BadInput, match=r"layers \[1\].*--backend tl"):
-        TorchBackend(model, chunk_size=CHUNK).run(ids, mask, sink)
+        capture(TorchBackend(model, chunk_size=CHUNK), ids, mask)
     attn.forward = own
     assert model.config._attn_implementation == "sdpa"
 
@@ -180,8 +183,7 @@ def test_sink_logits_take_mass(tmp_path):
 
     ids, mask = batch()
     rows = Rows()
-    layer_of = {id(m): i for i, layer in enumerate(model.model.layers) for m in layer.modules()}
-    with torch.no_grad(), capturing(model, rows, layer_of, CHUNK):
+    with torch.no_grad(), capturing(model, rows, TorchBackend(model).layer_of, CHUNK):
         model(input_ids=ids[:1], attention_mask=mask[:1])
     sums, ent = torch.cat(rows.sums, -1), torch.cat(rows.entropy, -1)  # (1, H, layers · T)
     torch.testing.assert_close(sums[:, 0], torch.ones_like(sums[:, 0]), atol=1e-6, rtol=0)
@@ -249,16 +251,11 @@ def test_bfloat16_model_scores_in_float32(tmp_path):
     with torch.no_grad():
         want = eager_stats(eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions, lengths)
         plain = model.to(torch.bfloat16)(input_ids=ids, attention_mask=mask).logits.float()
-    sink = ProbeCollector(2, 4, 32, max(lengths), keep_marker=False)
-    sink.begin_batch(torch.tensor(lengths), [None, None])
-    TorchBackend(model, chunk_size=CHUNK).run(ids, mask, sink)
-    sink.end_batch()
-    got = sink.attn.state()
+    got = capture(TorchBackend(model, chunk_size=CHUNK), ids, mask)
     assert got["attn.first_mass"].dtype == torch.float32
     torch.testing.assert_close(got["attn.first_mass"].double(), want[0], atol=1e-2, rtol=0)
     torch.testing.assert_close(got["attn.entropy"].double(), want[1], atol=1e-2, rtol=0)
-    layer_of = {id(m): i for i, layer in enumerate(model.model.layers) for m in layer.modules()}
-    with torch.no_grad(), capturing(model, _Discard(), layer_of, CHUNK):
+    with torch.no_grad(), capturing(model, _Discard(), TorchBackend(model).layer_of, CHUNK):
         captured = model(input_ids=ids, attention_mask=mask).logits.float()
     for b, n in enumerate(lengths):  # the output: bfloat16 values, as the model's own attention
         torch.testing.assert_close(captured[b, :n], plain[b, :n], atol=0.1, rtol=0.05)
