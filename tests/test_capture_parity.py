@@ -259,3 +259,23 @@ def test_bfloat16_model_scores_in_float32(tmp_path):
         captured = model(input_ids=ids, attention_mask=mask).logits.float()
     for b, n in enumerate(lengths):  # the output: bfloat16 values, as the model's own attention
         torch.testing.assert_close(captured[b, :n], plain[b, :n], atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("block", [1, 700])
+def test_long_sequences_take_fewer_rows_per_chunk(tmp_path, monkeypatch, block):
+    """The block cap (1 row, or 3 rows of 2 x 4 heads x 29 keys) changes the chunking, not the result."""
+    import karma_probe.capture.attention as A
+
+    model, _ = build("mistral-window", tmp_path)
+    ids, mask = batch()
+    want = capture(TorchBackend(model, chunk_size=CHUNK), ids, mask)
+    monkeypatch.setattr(A, "BLOCK_ELEMENTS", block)
+    seen = []
+    own = A.attention_chunk
+    monkeypatch.setattr(A, "attention_chunk", lambda q, *a, **kw: seen.append(q.shape[2]) or own(q, *a, **kw))
+    got = capture(TorchBackend(model, chunk_size=CHUNK), ids, mask)
+    assert max(seen) == (1 if block == 1 else 3)
+    for key in ("attn.first_mass", "attn.entropy"):
+        torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=0)
+    rows = sum(LENGTHS)  # per query row, as in the parity test
+    torch.testing.assert_close(got["attn.key_received_sum"] / rows, want["attn.key_received_sum"] / rows, atol=1e-6, rtol=0)

@@ -32,6 +32,10 @@ from dataclasses import dataclass, field
 import torch
 
 NAME = "karma_probe_capture"
+# Rows per chunk are also capped so that one (B, H, C, e) float32 block stays near 16 MiB: the
+# passes over it (mask, softmax, statistics) then run in cache. One SmolLM2 layer at T = 8192 on one
+# thread: 1.69x SDPA with 64-row chunks, 3.26x with 256-row ones (benchmarks/README.md).
+BLOCK_ELEMENTS = 1 << 22
 _MASKED = torch.finfo(torch.float32).min  # finite: exp underflows to exactly 0 and 0 · S stays 0
 
 
@@ -41,7 +45,7 @@ class Capture:
 
     sink: object  # .attention_rows(layer, P_rows (B, H, C, e), start, entropy=(B, H, C))
     layer_of: dict[int, int]  # id(attention module) → decoder layer index
-    chunk_size: int
+    chunk_size: int  # at most this many query rows per chunk (fewer for long sequences: BLOCK_ELEMENTS)
     called: set[int] = field(default_factory=set)  # layers whose attention ran through the interface
 
 
@@ -124,8 +128,9 @@ def capture_attention(module, query, key, value, attention_mask, scaling=None, d
     v = _repeat_heads(value, H // value.shape[1])
     q = query.to(wide) * scaling  # scale the (B, H, T, hs) queries once instead of every (C, e) score block
     out = torch.empty(B, T, H, v.shape[-1], dtype=value.dtype, device=value.device)
-    for start in range(0, T, cap.chunk_size):
-        end = min(start + cap.chunk_size, T)
+    rows = max(1, min(cap.chunk_size, BLOCK_ELEMENTS // (B * H * T)))
+    for start in range(0, T, rows):
+        end = min(start + rows, T)
         probs, entropy, o = attention_chunk(q[:, :, start:end], k[:, :, :end], v[:, :, :end], attention_mask, start,
                                             softcap=softcap, sinks=s_aux)
         out[:, start:end] = o.transpose(1, 2)
