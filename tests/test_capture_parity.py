@@ -279,3 +279,17 @@ def test_long_sequences_take_fewer_rows_per_chunk(tmp_path, monkeypatch, block):
         torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=0)
     rows = sum(LENGTHS)  # per query row, as in the parity test
     torch.testing.assert_close(got["attn.key_received_sum"] / rows, want["attn.key_received_sum"] / rows, atol=1e-6, rtol=0)
+
+
+def test_a_model_without_sdpa_loads_eager_and_captures(tmp_path):
+    """Gemma 2 has no SDPA (soft-capping): load_backbone falls back to eager instead of refusing, and
+    the capture then runs it through the interface like any other."""
+    from karma_probe.models import load_backbone, load_tokenizer
+
+    build("gemma2-softcap-windows", tmp_path)
+    load_tokenizer("tiny").save_pretrained(tmp_path)
+    model, _ = load_backbone(str(tmp_path))
+    assert model.config._attn_implementation == "eager"
+    ids, mask = batch()
+    got = capture(TorchBackend(model, chunk_size=CHUNK), ids, mask)
+    assert got["attn.first_mass"].shape == (2, 2, 4) and model.config._attn_implementation == "eager"
