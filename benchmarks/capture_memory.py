@@ -5,6 +5,8 @@ Targets (issue 4), at T = 2048, batch 1: the capture's peak memory ≤ 1.3× a p
 
     python benchmarks/capture_memory.py                 # T = 512 and 2048, 2 timed runs each
     python benchmarks/capture_memory.py --lengths 512 --repeats 1
+    python benchmarks/capture_memory.py --lengths 2048 8192 --repeats 1 --dtype bfloat16 \
+        --configs "plain sdpa" "plain sdpa body" capture      # issue 24's table (time/body)
 
 Memory: every configuration runs in a fresh subprocess, so one configuration's allocations
 cannot hide in another's peak. The child loads the model, runs an 8-token warm-up (the first
@@ -20,8 +22,10 @@ fastest of ``--repeats`` rounds after a warm-up round. Configurations:
     plain sdpa       LlamaForCausalLM forward, SDPA (what a user runs; includes the logits)
     plain sdpa body  the decoder only (model.model), SDPA: what the capture itself runs
     plain eager      LlamaForCausalLM forward, eager attention
-    capture          karma_probe torch backend: SDPA + streamed exact attention statistics,
-                     residual massive-activation ratios and marker hidden states (no full maps)
+    capture          karma_probe torch backend: the decoder with its attention switched to the
+                     capture's attention function (one float32 softmax per query chunk gives the
+                     layer's output and the exact attention statistics), residual massive-
+                     activation ratios and marker hidden states (no full maps)
     tl patterns      TransformerBridge.run_with_cache(names_filter=*hook_pattern) (eager)
     tl everything    TransformerBridge.run_with_cache() with every hook cached (eager)
 """
@@ -35,6 +39,7 @@ import subprocess
 import sys
 import time
 
+DTYPE = "float32"  # --dtype: set once in main, passed on to every subprocess
 CONFIGS = ("plain sdpa", "plain sdpa body", "plain eager", "capture", "tl patterns", "tl everything")
 
 
@@ -97,12 +102,16 @@ def load_models(configs, *, copy_for_bridge: bool = True) -> dict:
     import copy
     from functools import lru_cache
 
+    import torch
+
     from karma_probe.models import load_backbone
 
     need_sdpa = any(c in ("plain sdpa", "plain sdpa body", "capture") for c in configs)
     need_eager = any(c == "plain eager" or c.startswith("tl") for c in configs)
     sdpa, tok = load_backbone("smollm2-135m") if need_sdpa else (None, None)
     eager, tok = load_backbone("smollm2-135m", attn_implementation="eager") if need_eager else (None, tok)
+    dtype = getattr(torch, DTYPE)
+    sdpa, eager = (m.to(dtype) if m is not None else None for m in (sdpa, eager))
 
     @lru_cache(maxsize=1)
     def bridge():
@@ -134,10 +143,11 @@ def child(config: str, T: int) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def timing(lengths, configs, repeats: int) -> list[dict]:
+def timing(lengths, configs, repeats: int, short_warmup: bool = False) -> list[dict]:
     """Time of every configuration, interleaved round by round in one process (the machine is
     shared: load that comes and goes then hits every configuration alike); the fastest of
-    ``repeats`` rounds after one warm-up round."""
+    ``repeats`` rounds after one warm-up round (``short_warmup``: at 8 tokens, as the memory
+    children warm up, instead of at T)."""
     import torch
 
     models = load_models(configs)
@@ -146,7 +156,10 @@ def timing(lengths, configs, repeats: int) -> list[dict]:
         for T in lengths:
             runs = runners(T, configs, models)
             times = {c: [] for c in configs}
-            for rnd in range(repeats + 1):
+            if short_warmup:
+                for run in runners(8, configs, models).values():
+                    run()
+            for rnd in range(int(short_warmup), repeats + 1):
                 for config, run in runs.items():
                     t = time.perf_counter()
                     run()
@@ -165,7 +178,7 @@ def _subprocess(args: list[str]):
 
 
 def measure(config: str, T: int, threads: int) -> dict:
-    got = _subprocess(["--child", config, "--lengths", str(T), "--threads", str(threads)])
+    got = _subprocess(["--child", config, "--lengths", str(T), "--threads", str(threads), "--dtype", DTYPE])
     return got if isinstance(got, dict) else {"config": config, "T": T, "error": got}
 
 
@@ -174,10 +187,14 @@ def table(rows: list[dict]) -> str:
     out = []
     for T in sorted({r["T"] for r in rows}):
         at = {r["config"]: r for r in rows if r["T"] == T}
-        ref_mem, ref_eager = at.get("plain sdpa", {}), at.get("plain eager", {})
-        out.append(f"T = {T}, batch 1, SmolLM2-135M fp32, {at.get('plain sdpa', {}).get('threads', '?')} threads")
+        ref_mem, ref_eager, ref_body = at.get("plain sdpa", {}), at.get("plain eager", {}), at.get("plain sdpa body", {})
+        if "peak" not in ref_mem:  # measured without "plain sdpa": memory ratios against the decoder-only forward
+            ref_mem = ref_body
+        threads = next((r["threads"] for r in at.values() if "threads" in r), "?")
+        ref = "sdpa" if ref_mem is at.get("plain sdpa") else "body"
+        out.append(f"T = {T}, batch 1, SmolLM2-135M {DTYPE}, {threads} threads")
         out.append(f"{'configuration':<17} {'peak GiB':>9} {'Δpeak GiB':>10} {'time s':>8} "
-                   f"{'peak/sdpa':>10} {'Δ/sdpa Δ':>9} {'time/eager':>11}")
+                   f"{'peak/' + ref:>10} {'Δ/' + ref + ' Δ':>9} {'time/eager':>11} {'time/body':>10}")
         for name in CONFIGS:
             r = at.get(name)
             if r is None:
@@ -188,8 +205,9 @@ def table(rows: list[dict]) -> str:
             pm = r["peak"] / ref_mem["peak"] if "peak" in ref_mem else float("nan")
             dm = r["delta"] / ref_mem["delta"] if "delta" in ref_mem else float("nan")
             tt = r["time"] / ref_eager["time"] if "time" in ref_eager else float("nan")
+            tb = r["time"] / ref_body["time"] if "time" in ref_body else float("nan")
             out.append(f"{name:<17} {r['peak'] / gib:>9.2f} {r['delta'] / gib:>10.2f} {r['time']:>8.2f} "
-                       f"{pm:>10.2f} {dm:>9.2f} {tt:>11.2f}")
+                       f"{pm:>10.2f} {dm:>9.2f} {tt:>11.2f} {tb:>10.2f}")
         cap = at.get("capture", {})
         if "peak" in cap:
             for other in ("tl everything", "tl patterns"):
@@ -209,24 +227,32 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: on a shared 2-core machine two OpenMP threads that wait "
                          "for each other's core run up to 40x slower, which would swamp every ratio)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="weights and activations of every configuration (default float32)")
+    ap.add_argument("--short-warmup", action="store_true",
+                    help="warm the timed configurations up at 8 tokens instead of one whole round at T "
+                         "(a round at T = 8192 costs minutes on one thread)")
     ap.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     ap.add_argument("--timing", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     import torch
 
+    global DTYPE
+    DTYPE = args.dtype
     torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(child(args.child, args.lengths[0])))
         return
     if args.timing:
-        print(json.dumps(timing(args.lengths, args.configs, args.repeats)))
+        print(json.dumps(timing(args.lengths, args.configs, args.repeats, args.short_warmup)))
         return
     rows = []
     for T in args.lengths:
         for config in args.configs:
             rows.append(measure(config, T, args.threads))
             print(f"  memory: {config} at T={T}", file=sys.stderr, flush=True)
-    times = _subprocess(["--timing", "--repeats", str(args.repeats), "--threads", str(args.threads),
+    times = _subprocess(["--timing", "--repeats", str(args.repeats), "--threads", str(args.threads), "--dtype", DTYPE,
+                         *(["--short-warmup"] if args.short_warmup else []),
                          "--lengths", *map(str, args.lengths),
                          "--configs", *args.configs])
     if isinstance(times, str):

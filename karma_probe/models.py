@@ -157,7 +157,12 @@ def load_backbone(spec: str = SMOLLM2, *, seed: int = 0, attn_implementation: st
         path = smollm2_dir() if spec == SMOLLM2 else _local_dir(spec)
         try:
             dtype = placement.torch_dtype if placement is not None else torch.float32  # load straight into it
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+            try:
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+            except ValueError as e:  # no SDPA for this architecture (Gemma 2's soft-capping, Bloom, ...): eager
+                if attn_implementation != "sdpa" or "scaled_dot_product_attention" not in str(e):
+                    raise
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager")
         except (OSError, ValueError, RuntimeError) as e:
             raise BadInput(f"{path}: cannot load the model: {str(e).splitlines()[0]}") from None
     if adapter is not None:

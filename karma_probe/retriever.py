@@ -65,8 +65,9 @@ class KarmaModel(nn.Module):
 
     def hidden(self, input_ids=None, attention_mask=None, inputs_embeds=None) -> torch.Tensor:
         """Final (normed) hidden states of the backbone.  # (B, T, d)"""
-        out = self.backbone.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
-                                  use_cache=False)
+        # base_model: the decoder without its LM head, whatever the architecture calls it (GPT-2: transformer)
+        out = self.backbone.base_model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                                       use_cache=False)
         return out.last_hidden_state
 
     def history_inputs(self, codes: torch.Tensor) -> torch.Tensor:

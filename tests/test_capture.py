@@ -67,8 +67,10 @@ class Recorder:
         self.P = torch.full((L, B, Hh, T, T), float("nan"))
         self.hidden = {}
 
-    def attention_rows(self, layer, probs, start):
+    def attention_rows(self, layer, probs, start, entropy=None):
         C, Tk = probs.shape[2], probs.shape[3]
+        if entropy is not None:  # the attention function's entropies are the rows' own
+            torch.testing.assert_close(entropy, -torch.special.xlogy(probs, probs).sum(-1), atol=1e-5, rtol=0)
         self.P[layer, :, :, start:start + C, :Tk] = probs
         self.P[layer, :, :, start:start + C, Tk:] = 0.0  # keys a chunk leaves out are in the future
 
@@ -292,7 +294,7 @@ class Boom:
     def __init__(self, where):
         self.where = where
 
-    def attention_rows(self, layer, probs, start):
+    def attention_rows(self, layer, probs, start, entropy=None):
         if self.where == "attn" and layer == 1:
             raise RuntimeError("boom")
 

@@ -5,8 +5,11 @@ Modules, in the order data flows through them:
 
 - ``probes``    the probe set (history prompts of test users + general passages)
 - ``hooks``     the one place that registers hooks (always removed), canonical activation names
-- ``attention`` exact attention rows from a layer's queries and keys, one query chunk at a time
-- ``backends``  torch hooks (model keeps SDPA) or TransformerLens ``run_with_cache``
+- ``attention`` the attention function registered in transformers' attention interface: exact
+                rows from each layer's real queries, keys and mask, one query chunk at a time, and
+                the layer's output from the same softmax
+- ``backends``  torch (the model's own forward through that function, hooks for the residual
+                stream) or TransformerLens ``run_with_cache``
 - ``reducers``  streaming sums per layer and head; ``merge`` combines shards
 - ``session``   batches through a backend into reducers, maps and marker hidden states
 - ``writer``    merging shards of RUN/capture/ (the format itself: ``karma_probe.rundir.capture``)

@@ -2,33 +2,38 @@
 
 A backend runs one right-padded batch and reports to a *sink* (see ``session.ProbeCollector``):
 
-    sink.attention_rows(layer, P_rows, start)  # P_rows (B, H, C, Tk): query rows start..start+C-1
-    sink.residual(index, hidden)               # hidden (B, T, d); index 0 = embeddings, l+1 = layer l
+    sink.attention_rows(layer, P_rows, start, entropy=None)  # P_rows (B, H, C, Tk): query rows start..start+C-1
+                                                             # entropy (B, H, C): their H(P[i, :]), if known
+    sink.residual(index, hidden)      # hidden (B, T, d); index 0 = input of layer 0, l+1 = output of layer l
 
 ``run(input_ids, attention_mask, sink, inputs_embeds=None)``: with ``inputs_embeds`` (B, T, d) the
 model reads those vectors instead of embedding ``input_ids`` (continuous-interface probes).
 
-- ``torch`` (default): hooks on the HF model's own modules. The model runs its usual attention
-  (SDPA); a pre-hook on each attention module recomputes that layer's queries and keys and
-  streams exact attention rows chunk by chunk (``attention.py``). Only ``model.model`` runs:
-  the LM head's (B, T, vocab) logits are not needed for any statistic.
+- ``torch`` (default): the model's own forward with its attention implementation switched to
+  ``attention.capture_attention`` (transformers' attention interface) for the batch: every layer's
+  real query, key, value and mask give exact attention rows, chunk by chunk, and the layer's output
+  from the same probabilities. Any architecture whose HF implementation dispatches attention through
+  ``ALL_ATTENTION_FUNCTIONS`` works, with no per-architecture code. Hooks on the decoder layers read
+  the residual stream. Only the decoder runs: the LM head's (B, T, vocab) logits are not needed.
 - ``tl``: TransformerLens 4 ``TransformerBridge`` + ``run_with_cache``; the bridge forces eager
   attention and caches ``blocks.{l}.attn.hook_pattern`` [B, H, T, T] for every layer of the
   batch. The bridge rewires the modules of the model it is given, so it gets a deep copy: the
-  caller's model stays untouched.
+  caller's model stays untouched. The second opinion, for architectures outside the interface.
 
-Both must agree with the HF model's own ``output_attentions`` (tests/test_capture.py).
+Both must agree with the HF model's own ``output_attentions`` (tests/test_capture.py,
+tests/test_capture_parity.py).
 """
 
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from karma_probe.capture import hooks as H
-from karma_probe.capture.attention import causal_rows, queries_keys
+from karma_probe.capture.attention import capturing
 from karma_probe.errors import BadInput
 
 BACKENDS = ("torch", "tl")
@@ -40,46 +45,53 @@ def _first(output):
     return output[0] if isinstance(output, tuple) else output
 
 
+def _outside_interface(model, detail: str) -> BadInput:
+    return BadInput(f"{type(model).__name__} {detail}, so the torch backend cannot see its attention; "
+                    "use --backend tl")
+
+
 class TorchBackend:
     name = "torch"
 
     def __init__(self, model, *, chunk_size: int = DEFAULT_CHUNK):
+        if not getattr(model, "_supports_attention_backend", False):
+            raise _outside_interface(model, "does not dispatch attention through transformers' AttentionInterface")
         self.model = model
         self.chunk_size = chunk_size
-        self.attn = H.attention_modules(model)
         self.layers = H.decoder_layers(model)
-        self.embed = H.embedding_module(model)
-        if getattr(model.config, "sliding_window", None) and getattr(model.config, "use_sliding_window", True):
-            raise BadInput(f"{type(model).__name__}: sliding-window attention is not supported by the torch backend")
-
-    def _attention_hook(self, layer: int, sink):
-        def hook(module, args, kwargs):
-            x = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]  # (B, T, d)
-            pe = kwargs.get("position_embeddings")
-            if pe is None:
-                raise RuntimeError(f"layer {layer}: attention called without position_embeddings")
-            q, k = queries_keys(module, x, pe)  # (B, H, T, hs) each
-            for start, rows in causal_rows(q, k, module.scaling, self.chunk_size):
-                sink.attention_rows(layer, rows, start)
-
-        return hook
+        # every module inside decoder layer l reports as layer l (robust to a missing or offset layer_idx)
+        self.layer_of = {id(m): i for i, layer in enumerate(self.layers) for m in layer.modules()}
 
     @torch.no_grad()
     def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sink, inputs_embeds=None) -> None:
-        regs = []
-        if inputs_embeds is None:
-            regs.append((self.embed, "forward", lambda m, a, kw, out: sink.residual(0, _first(out))))
-        else:  # the embedding layer does not run: the residual stream starts at the given vectors
-            sink.residual(0, inputs_embeds)
-        for layer, (block, attn) in enumerate(zip(self.layers, self.attn)):
+        def first_input(module, args, kwargs):  # the residual stream entering layer 0
+            sink.residual(0, kwargs["hidden_states"] if "hidden_states" in kwargs else args[0])
+
+        regs = [(self.layers[0], "forward_pre", first_input)]
+        for layer, block in enumerate(self.layers):
             regs.append((block, "forward", lambda m, a, kw, out, i=layer + 1: sink.residual(i, _first(out))))
-            regs.append((attn, "forward_pre", self._attention_hook(layer, sink)))
         tokens = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
-        with H.hooked(regs):
+        with H.hooked(regs), capturing(self.model, sink, self.layer_of, self.chunk_size) as cap:
             H.decoder(self.model)(attention_mask=attention_mask, use_cache=False, **tokens)
+        missing = sorted(set(range(len(self.layers))) - cap.called)
+        if missing:  # the layer computed its attention some other way: its statistics would be missing
+            raise _outside_interface(self.model, f"layers {missing} did not call transformers' attention interface")
 
     def close(self) -> None:
         pass
+
+
+@contextmanager
+def _tl_failures(architecture: str):
+    """TransformerLens' own failures on an architecture it does not adapt → one line, not a traceback."""
+    try:
+        yield
+    except BadInput:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the bridge raises, the user gets one line
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise BadInput(f"--backend tl: TransformerLens cannot capture {architecture}: {type(e).__name__}: {first}"
+                       .rstrip(": ")) from e
 
 
 class TransformerLensBackend:
@@ -94,9 +106,11 @@ class TransformerLensBackend:
             raise BadInput(f"--backend tl needs a tokenizer loaded from a local directory, got {path!r}")
         self.chunk_size = chunk_size
         self.n_layers = model.config.num_hidden_layers
-        self.bridge = TransformerBridge.boot_transformers(str(path), hf_model=copy.deepcopy(model),
-                                                          tokenizer=copy.deepcopy(tokenizer))
-        self.bridge.eval()
+        self.architecture = type(model).__name__
+        with _tl_failures(self.architecture):
+            self.bridge = TransformerBridge.boot_transformers(str(path), hf_model=copy.deepcopy(model),
+                                                              tokenizer=copy.deepcopy(tokenizer))
+            self.bridge.eval()
         self.names = ({H.EMBED} | {H.resid_post(i) for i in range(self.n_layers)}
                       | {H.attn_pattern(i) for i in range(self.n_layers)})
 
@@ -105,8 +119,10 @@ class TransformerLensBackend:
         if inputs_embeds is not None:
             raise BadInput("--backend tl captures text-interface runs only; use --backend torch for a "
                            "continuous-interface run (its probes are item input embeddings)")
-        _, cache = self.bridge.run_with_cache(input_ids, attention_mask=attention_mask,
-                                              names_filter=lambda name: name in self.names)
+        with _tl_failures(self.architecture):
+            _, cache = self.bridge.run_with_cache(input_ids, attention_mask=attention_mask,
+                                                  names_filter=lambda name: name in self.names)
+            cache = {name: cache[name] for name in self.names}
         sink.residual(0, cache[H.EMBED])
         for layer in range(self.n_layers):
             sink.residual(layer + 1, cache[H.resid_post(layer)])

@@ -6,7 +6,9 @@ registered when the block ends, also when the forward inside it raises.
 
 Canonical activation names follow TransformerLens, with shapes documented once:
 
-    hook_embed                  # [batch, pos, d_model]   token embeddings (residual stream index 0)
+    hook_embed                  # [batch, pos, d_model]   input of decoder layer 0 (residual stream index 0):
+                                #                         token embeddings, plus position embeddings or
+                                #                         scaling where the architecture adds them
     blocks.{l}.hook_resid_post  # [batch, pos, d_model]   output of decoder layer l (residual index l+1)
     blocks.{l}.attn.hook_pattern  # [batch, head, query_pos, key_pos]   softmax attention of layer l
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+
+import torch
 
 from karma_probe.errors import BadInput
 
@@ -58,27 +62,22 @@ def hooked(registrations: Iterable[tuple[object, str, Callable]]):
 
 
 def decoder(model):
-    """The decoder stack of an HF causal LM (``model.model`` for Llama-family models)."""
-    inner = getattr(model, "model", model)
-    if not hasattr(inner, "layers") or not hasattr(inner, "embed_tokens"):
-        raise BadInput(f"{type(model).__name__}: not a Llama-style decoder (no .model.layers / .model.embed_tokens); "
-                       "use --backend tl")
-    return inner
+    """The decoder stack of an HF causal LM without its LM head (``model.model``, GPT-2's ``transformer``, ...)."""
+    return getattr(model, "base_model", model)
 
 
 def decoder_layers(model) -> list:
-    return list(decoder(model).layers)
-
-
-def attention_modules(model) -> list:
-    """Each decoder layer's self-attention module, in layer order."""
-    layers = decoder_layers(model)
-    mods = [getattr(layer, "self_attn", None) for layer in layers]
-    if any(m is None or not hasattr(m, "q_proj") or not hasattr(m, "k_proj") for m in mods):
-        raise BadInput(f"{type(model).__name__}: attention without q_proj/k_proj is not supported by the torch backend; "
-                       "use --backend tl")
-    return mods
-
-
-def embedding_module(model):
-    return decoder(model).embed_tokens
+    """The decoder layers of an HF causal LM, in order: the modules transformers itself records
+    ``hidden_states`` from (``_can_record_outputs``), else the ModuleList of ``num_hidden_layers`` blocks."""
+    n = model.config.num_hidden_layers
+    kind = getattr(model, "_can_record_outputs", None) or {}
+    kind = kind.get("hidden_states")
+    kind = getattr(kind, "target_class", kind)
+    if isinstance(kind, type):
+        layers = [m for m in model.modules() if isinstance(m, kind)]
+        if len(layers) == n:
+            return layers
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+    if len(lists) == 1:
+        return list(lists[0])
+    raise BadInput(f"{type(model).__name__}: cannot find its {n} decoder layers; use --backend tl")

@@ -112,8 +112,12 @@ class AttentionReducer:
         self._ent = torch.zeros(len(lengths), self.n_layers, self.n_heads, dtype=torch.float64)
 
     @torch.no_grad()
-    def add_rows(self, layer: int, probs: torch.Tensor, start: int) -> None:
-        """Accumulate query rows ``start .. start+C-1`` of layer ``layer``: ``probs`` (B, H, C, Tk), Tk >= start+C."""
+    def add_rows(self, layer: int, probs: torch.Tensor, start: int, entropy: torch.Tensor | None = None) -> None:
+        """Accumulate query rows ``start .. start+C-1`` of layer ``layer``: ``probs`` (B, H, C, Tk), Tk >= start+C.
+
+        ``entropy`` (B, H, C): the rows' H(P[i, :]) where the caller already has them (the attention
+        function gets them from the softmax's normalizer); else they are taken from ``probs``.
+        """
         B, H, C, Tk = probs.shape
         T = self._r[layer].shape[-1]
         n = self._lengths.to(probs.device)
@@ -127,13 +131,14 @@ class AttentionReducer:
         first = (p[..., 0] * rows).sum(2).double().cpu()  # (B, H)
         self._first[:, layer] += first
         self.first_mass[layer] += first.sum(0)
-        ent = -torch.special.xlogy(p, p).sum(-1)  # (B, H, C)
+        ent = -torch.special.xlogy(p, p).sum(-1) if entropy is None else entropy.float()  # (B, H, C)
         norm = torch.log((i + 1).to(p.dtype))  # (C,)   log 1 = 0 only at row 0, which row_ok drops
         ent = torch.where(row_ok[:, None, :], ent / norm, torch.zeros_like(ent)).double().sum(2).cpu()  # (B, H)
         self._ent[:, layer] += ent
         self.entropy[layer] += ent.sum(0)
         keep = min(Tk, T)  # columns beyond the batch's longest probe hold only padded rows' mass
-        self._r[layer][..., :keep] += torch.einsum("bhct,bc->bht", p[..., :keep], valid.to(p.dtype)).double().cpu()
+        # r_j += Σ_real rows P[i, j]: one (1, C) · (C, keep) product per (probe, head)
+        self._r[layer][..., :keep] += torch.matmul(valid.to(p.dtype)[:, None, None, :], p[..., :keep]).squeeze(2).double().cpu()
         self._rows_seen[layer] += C
 
     @torch.no_grad()

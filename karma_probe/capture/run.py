@@ -33,7 +33,7 @@ class CaptureOptions:
     full_maps: int = 4  # K: full attention maps of the first K history probes
     backend: str = "torch"  # torch | tl
     batch_size: int = 8
-    chunk_size: int = 256  # query rows per attention chunk
+    chunk_size: int = 256  # at most this many query rows per attention chunk (attention.BLOCK_ELEMENTS)
     seed: int = PROBE_SEED
     shard: tuple[int, int] = (0, 1)  # (index, count): capture only this contiguous part of each set
     progress: bool = True

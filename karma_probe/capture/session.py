@@ -96,8 +96,8 @@ class ProbeCollector:
             n = int(lengths[b])
             self.maps[k] = torch.zeros(self.n_layers, self.n_heads, n, n)
 
-    def attention_rows(self, layer: int, probs: torch.Tensor, start: int) -> None:
-        self.attn.add_rows(layer, probs, start)
+    def attention_rows(self, layer: int, probs: torch.Tensor, start: int, entropy: torch.Tensor | None = None) -> None:
+        self.attn.add_rows(layer, probs, start, entropy)
         for b, k in self._batch_maps:
             n = self.maps[k].shape[-1]
             stop = min(start + probs.shape[2], n)

@@ -1,8 +1,9 @@
 """Capture attention and hidden-state statistics of a run on a fixed, seeded probe set.
 
 Attention statistics (first-token mass, received mass per key position, normalized row entropy,
-top-5% key concentration) are computed exactly from each layer's queries and keys, one chunk of
-queries at a time, while the model runs its usual SDPA attention; residual-stream massive-
+top-5% key concentration) are computed exactly from each layer's own queries, keys and mask, one
+chunk of queries at a time, inside transformers' attention interface (any architecture that
+dispatches attention through it; --backend tl for the others); residual-stream massive-
 activation ratios, the hidden state at the interest marker for every layer, interest and item
 embeddings and K full attention maps are kept too. Output: RUN/capture/ (see checkpoints.md).
 
@@ -50,7 +51,8 @@ def add_arguments(p):
                         "lm_ppl reads all of them whatever N is)")
     p.add_argument("--max-len", type=int, default=256, help="tokens per probe, T (default 256)")
     p.add_argument("--full-maps", type=int, default=4, help="keep full attention maps of the first K history probes (default 4)")
-    p.add_argument("--backend", choices=["torch", "tl"], default="torch", help="torch hooks (default) or TransformerLens")
+    p.add_argument("--backend", choices=["torch", "tl"], default="torch", help="torch: transformers' attention interface (default; exact, streamed) or tl: TransformerLens "
+                        "run_with_cache (eager, T x T maps in memory; for architectures outside the interface)")
     p.add_argument("--batch-size", type=int, default=8, help="probes per forward pass (default 8)")
     p.add_argument("--chunk-size", type=int, default=256, help="query rows per attention chunk (default 256)")
     p.add_argument("--seed", type=int, default=0, help="probe-set seed (default 0; keep it fixed to compare runs)")
