@@ -32,6 +32,7 @@ COMMANDS = {
     "check": "CI regression gate: a run against a baseline file or another run (exit 1 on regression, JUnit XML)",
     "dashboard": "Streamlit dashboard comparing the runs under a runs directory side by side",
     "reproduce": "train, capture, analyze and report every condition and seed (resumable)",
+    "calibrate": "plant each collapse at known doses and measure how every metric responds (positive controls)",
     "ls": "list the runs under a runs directory with their stage and headline metrics",
 }
 

@@ -159,11 +159,8 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
     (saved in ``heads.safetensors``) — so the reference sees probes of the same form as the runs.
     An existing reference run is recaptured in place; any other directory is refused.
     """
-    import dataclasses
-
     from karma_probe.config import TrainConfig
     from karma_probe.data import load_dataset
-    from karma_probe.retriever import base_model, build_model
 
     out = Path(out)
     if out.exists():
@@ -177,13 +174,7 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
             return capture_run(out, opts)
 
     data = load_dataset(dataset)
-    if cfg is not None and cfg.interface == "continuous":
-        cfg = dataclasses.replace(cfg, model=model, dataset=dataset, max_history=max_items, seed=opts.seed)
-        kmodel = build_model(cfg, dataset=data).eval()
-        train = cfg.to_dict()
-    else:
-        kmodel = base_model(model)
-        train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": opts.seed}
+    kmodel, train = base_run_model(model, data, dataset, max_items=max_items, cfg=cfg, seed=opts.seed)
     meta = {"name": out.name, "condition": "base", "preset": None, "seed": opts.seed, "train": train,
             "config_hash": config_hash(train), "git_sha": git_sha(), "versions": versions(), "created": now()}
     # the checkpoint describes itself (retriever.checkpoint_config): the full config it stands for
@@ -196,6 +187,21 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
         _link_checkpoint(kmodel, model, tmp / CHECKPOINT, state)
         write_capture(tmp / CAPTURE, cap)
     return out / CAPTURE
+
+
+def base_run_model(model: str, data, dataset: str, *, max_items: int, cfg=None, seed: int = 0):
+    """The untouched ``model`` as a reference run sees it, on ``data`` (loaded from the spec ``dataset``)
+    → ``(KarmaModel, train config dict)``:
+    the step-0 retriever of a continuous ``cfg`` (fresh item tokens and heads), else the bare
+    backbone with the text interface (see :func:`create_base_run`)."""
+    import dataclasses
+
+    from karma_probe.retriever import base_model, build_model
+
+    if cfg is not None and cfg.interface == "continuous":
+        cfg = dataclasses.replace(cfg, model=model, dataset=dataset, max_history=max_items, seed=seed)
+        return build_model(cfg, dataset=data).eval(), cfg.to_dict()
+    return base_model(model), {"model": model, "dataset": dataset, "max_history": max_items, "seed": seed}
 
 
 def _link_checkpoint(kmodel, spec: str, ckpt: Path, state: dict) -> None:
