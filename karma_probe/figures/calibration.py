@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from karma_probe.figures.spec import FigureSpec, ci_note, join_notes, series
+from karma_probe.figures.spec import FigureSpec, series
 
 
 def dose_response(result: dict, family: str, metric: str) -> FigureSpec:
@@ -24,7 +24,7 @@ def dose_response(result: dict, family: str, metric: str) -> FigureSpec:
     fit = f"slope {entry['slope']:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
     verdict = "as planted" if entry["as_planted"] else "NOT as planted"
     return FigureSpec(kind="line", title=metric, x_label="dose α", y_label=metric, series=tuple(lines),
-                      note=join_notes(f"expected: {entry['expected']}", fit, verdict, ci_note(lines)))
+                      note=f"expected {entry['expected']}: {verdict}\n{fit}")
 
 
 def family_figure(result: dict, family: str):
@@ -37,7 +37,9 @@ def family_figure(result: dict, family: str):
     cols = min(3, max(1, len(metrics)))
     rows = max(1, math.ceil(len(metrics) / cols))
     fig = Figure(figsize=(4.2 * cols, 3.4 * rows + 0.5), layout="constrained")
-    fig.suptitle(f"calibration: {family} — {result['families'][family]['intervention']}", fontsize=8, wrap=True)
+    fig.suptitle(f"calibration: {family} — {result['families'][family]['intervention']}\n"
+                 "error bars: the analyzers' 95 % intervals; slope: least squares over doses, 95 % paired "
+                 "bootstrap interval over probes; dashed: undosed", fontsize=8, wrap=True)
     for k, metric in enumerate(metrics):
         to_matplotlib(dose_response(result, family, metric), fig.add_subplot(rows, cols, k + 1))
     if not metrics:
