@@ -6,7 +6,7 @@ always removed, also when a forward raises) on decoder layers and ``k_proj`` mod
 whatever the capture backend does inside the attention module. Those that act on the inputs of
 the geometry and decodability analyzers transform the captured embeddings.
 
-    sinks        h_0 ← h_0 + α·M·v after decoder layer ``layer``      (position 0 of every probe)
+    sinks        h_0 ← h_0 + α·M·v after the first decoder layer       (position 0 of every probe)
                  M = the model's own largest |residual activation| on the undosed probes, v the unit
                  direction of the residual vector that holds it (the model's own massive activation)
     barcodes     k_j ← (1 + α·c)·k_j at one key position j ≥ 1, every layer   (k_proj output, c = KEY_GAIN)
@@ -94,11 +94,22 @@ class PeakRecorder:
             yield self
 
 
-def sink_layer(n_layers: int) -> int:
-    """The early layer after which the sink vector is added: the first decoder layer for models of
-    up to 9 layers, else layer ⌊L/10⌋ (3 of SmolLM2's 30, where Sun et al. find massive activations
-    appearing in LLaMA-style models)."""
-    return n_layers // 10
+SINK_LAYER = 0  # sinks: the vector is added after the first decoder layer
+
+
+def sink_layer(n_layers: int, layer: int | None = None) -> int:
+    """The early layer after which the sink vector is added: ``layer``, else the first decoder layer
+    (before a trained model builds its own massive activation: Sun et al. see it appear abruptly
+    after the first few layers; SmolLM2's grows to its peak by layer 11). Added after a later layer,
+    the planted vector competes with the model's own one as it forms: on SmolLM2, after layer 3,
+    sink_mass rose by only +0.011 per unit dose (README, "Calibration")."""
+    if layer is None:
+        return SINK_LAYER
+    if not 0 <= layer < n_layers:
+        from karma_probe.errors import BadInput
+
+        raise BadInput(f"--sink-layer must be in 0..{n_layers - 1} for this model, got {layer}")
+    return layer
 
 
 def sink_vector(peak: Peak) -> torch.Tensor:

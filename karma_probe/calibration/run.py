@@ -33,7 +33,7 @@ CALIBRATION_FILE = "calibration.json"
 # collapse side of each metric), not from this table.
 FAMILIES = {
     "sinks": (("sink_mass", "sink_rate", "massive_act", "sink_rate_gu"),
-              "α·M·v added to the residual stream at position 0 after an early decoder layer; M = the model's "
+              "α·M·v added to the residual stream at position 0 after an early decoder layer (scale: added_after_layer); M = the model's "
               "largest |residual activation| on the undosed probes, v = the direction of the residual vector holding it"),
     "barcodes": (("key_concentration",),
                  f"the key at position {I.BARCODE_POSITION} scaled by (1 + α·{I.KEY_GAIN:g}) in every layer (k_proj output)"),
@@ -59,6 +59,7 @@ class CalibrationOptions:
     batch_size: int = 8
     progress: bool = True
     decodability_metrics: tuple[str, ...] | None = None  # restrict the decodability family (None: all)
+    sink_layer: int | None = None  # sinks: add the vector after this decoder layer (None: the first, 0)
 
     def check(self) -> None:
         unknown = [f for f in self.families if f not in FAMILIES]
@@ -229,7 +230,7 @@ def calibrate(subject: Subject, opts: CalibrationOptions = CalibrationOptions())
         plain = capture(subject, opts)
     peak = recorder.peak
     L = backbone.config.num_hidden_layers
-    subject.extras.update(sink_vector=I.sink_vector(peak), sink_layer=I.sink_layer(L),
+    subject.extras.update(sink_vector=I.sink_vector(peak), sink_layer=I.sink_layer(L, opts.sink_layer),
                           noise_layers=I.trained_layers(L, subject.cfg.train_layers, subject.meta.get("condition")))
     shared = {"reader": FixedReader()}
     plain_inputs = inputs_for(subject, plain, shared)

@@ -38,6 +38,8 @@ def add_arguments(p):
     p.add_argument("--decodability-metrics", nargs="+", metavar="METRIC",
                    help="only these *_gain metrics in the decodability family (default: all five; "
                         "probe_decode_acc* train a decoder per dose)")
+    p.add_argument("--sink-layer", type=int, default=None, metavar="L",
+                   help="sinks: add the massive-activation vector after decoder layer L (default 0, the first)")
     p.add_argument("--threads", type=int, help="torch threads (default: the idle cores, by the 1-minute load average)")
     p.add_argument("--no-progress", action="store_true", help="no per-dose progress lines")
 
@@ -59,7 +61,8 @@ def run(args) -> int:
                            f"{', '.join(FAMILIES['decodability'][0])}")
     opts = CalibrationOptions(families=tuple(dict.fromkeys(args.families)), doses=tuple(args.doses), probes=args.probes,
                               text_probes=args.text_probes, max_len=args.max_len, progress=not args.no_progress,
-                              decodability_metrics=tuple(args.decodability_metrics) if args.decodability_metrics else None)
+                              decodability_metrics=tuple(args.decodability_metrics) if args.decodability_metrics else None,
+                              sink_layer=args.sink_layer)
     opts.check()
     out = check_out(args.out)
     hf_logging.disable_progress_bar()
