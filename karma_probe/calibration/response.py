@@ -19,9 +19,10 @@ a_k is the *effective* dose: for the two embedding transforms, which saturate at
 of "all" cannot exceed all), min(α, 1); doses whose effective dose repeats an earlier one are left
 out of the fit, so a saturated point does not flatten the slope.
 
-``dose_for(metric, delta, calibration)`` = |delta| / |slope|: the planted dose whose linear response
-is a change of ``delta`` in ``metric`` — "a planted sink of α ≥ … would have moved sink_mass by the
-study's detectable difference". None where the metric was not calibrated or does not move as planted.
+``dose_for(metric, delta, calibration)``: the smallest planted dose whose measured response reaches
+a change of |delta| in ``metric``, read off the dose-response curve (linear between measured doses)
+— "a planted sink of α ≥ … would have moved sink_mass by the study's detectable difference". None
+where the metric was not calibrated, does not move as planted, or never moves that far.
 
 calibration.json (``reports/calibration-*/calibration.json``, written by ``karma-probe calibrate``)::
 
@@ -180,18 +181,30 @@ def metric_response(metric: str, calibration) -> tuple[str, dict] | None:
 
 
 def dose_for(metric: str, delta: float, calibration) -> float | None:
-    """The planted dose whose linear response moves ``metric`` by |``delta``|: |delta| / |slope|.
+    """The smallest planted dose whose measured response moves ``metric`` by |``delta``|.
 
-    ``calibration``: calibration.json's dict, the file, or its directory. None where the metric was
-    not calibrated or its response is not as planted (wrong sign, or an interval that holds 0): a
-    dose cannot be read off a response the calibration did not see. The dose is in the family's
-    own scale (calibration.json → families → intervention / scale).
+    Read off the measured curve, like a lab assay's standard curve: with Δ_k = y(α_k) − y(0) taken
+    in the expected direction, the first dose where Δ reaches |delta|, linearly interpolated from
+    the dose before it. Responses saturate (SmolLM2's sink_mass gains most of its rise by α = ¼), so
+    |delta| / |slope| of the fit over all doses would overstate the dose; the curve does not.
+    ``calibration``: calibration.json's dict, the file, or its directory. None where the metric
+    was not calibrated, does not move as planted (a dose cannot be read off a response the
+    calibration did not see), or never moves that far within the calibrated doses. The dose is in
+    the family's own scale (calibration.json → families → intervention / scale).
     """
-    found = metric_response(metric, calibration)
-    if found is None:
+    data = load(calibration)
+    found = metric_response(metric, data)
+    if found is None or not found[1].get("as_planted"):
         return None
     entry = found[1]
-    s = entry.get("slope")
-    if not entry.get("as_planted") or s is None or not np.isfinite(s) or s == 0:
-        return None
-    return abs(float(delta)) / abs(float(s))
+    sign = 1.0 if entry.get("expected") == "rise" else -1.0
+    doses, values = data.get("doses") or [], entry.get("values") or []
+    target = abs(float(delta))
+    moved = [sign * (float(v) - float(values[0])) for v in values]
+    for k in range(1, min(len(doses), len(moved))):
+        if moved[k] >= target:
+            lo = max(moved[k - 1], 0.0) if k > 1 else 0.0
+            if moved[k] == lo:
+                return float(doses[k])
+            return float(doses[k - 1] + (target - lo) * (doses[k] - doses[k - 1]) / (moved[k] - lo))
+    return None
