@@ -33,6 +33,7 @@ COMMANDS = {
     "dashboard": "Streamlit dashboard comparing the runs under a runs directory side by side",
     "reproduce": "train, capture, analyze and report every condition and seed (resumable)",
     "diagnose": "your own checkpoints: capture, analyze and compare each tuned model with its base (verdict per metric)",
+    "calibrate": "plant each collapse at known doses and measure how every metric responds (positive controls)",
     "ls": "list the runs under a runs directory with their stage and headline metrics",
 }
 

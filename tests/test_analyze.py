@@ -123,8 +123,8 @@ def test_registry_covers_design_and_declares_everything():
         assert "Range" in doc and "Reference" in doc, f"{m.name}: docstring lacks range or reference"
         assert ("Higher" in doc or "higher" in doc or "Lower" in doc or "lower" in doc), m.name
     # the direction each metric is meant to have (higher or lower is better)
-    lower = {"sink_mass", "sink_rate", "key_concentration", "massive_act", "aniso_cos", "top1_var", "uniformity", "lm_ppl",
-             "sink_mass_trained", "sink_mass_text", "key_concentration_trained"}
+    lower = {"sink_mass", "sink_rate", "key_concentration", "massive_act", "sink_rate_gu", "aniso_cos", "top1_var",
+             "uniformity", "lm_ppl", "sink_mass_trained", "sink_mass_text", "key_concentration_trained"}
     assert {n for n, up in directions().items() if not up} == lower
 
 
@@ -152,7 +152,7 @@ def test_catalogue_and_registry_agree():
 
 def test_registry_imports_without_torch():
     code = ("import sys; import karma_probe.analyzers as a; "
-            "assert len(a.METRICS) == 36; assert 'torch' not in sys.modules and 'sklearn' not in sys.modules")
+            "assert len(a.METRICS) == 37; assert 'torch' not in sys.modules and 'sklearn' not in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -187,7 +187,7 @@ def test_every_analyzer_produces_well_formed_records(conformance, name):
     cells = [(r.layer, r.head) for r in meas.records if r.layer is not None]
     assert len(cells) == len(set(cells))
     family = METRICS[name].family
-    if family == "attention" and name not in ("sink_rate", "massive_act"):
+    if family == "attention" and name not in ("sink_rate", "massive_act", "sink_rate_gu"):
         assert len([r for r in meas.records if r.head is not None]) == L * H
     if family == "geometry":
         assert {r.set for r in meas.records} == {"interest", "items", "marker"}

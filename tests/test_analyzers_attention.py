@@ -253,3 +253,88 @@ def test_a_capture_without_per_probe_statistics_has_no_probe_mean():
         ("first_mass", "entropy", "key_conc", "probe_rows"))}
     with pytest.raises(Absent, match="re-run `karma-probe capture`"):
         METRICS["sink_mass"](FakeInputs({"history": stats}))
+
+
+# --------------------------------------------------------------------------- Gu et al.'s sink metric
+
+
+def test_gu_metric_known_answers():
+    """Their code (eval_sink_open_source.py lines 46-49) on hand-made maps: α_0 = (1/T) Σ_i P[i, 0]."""
+    from karma_probe.analyzers.attention import gu_importance, gu_sink_rate_from_pattern
+
+    T = 64
+    assert gu_importance(all_on_first(T))[0] == 1.0  # every query on token 0
+    # uniform causal: α_0 = (1/T) Σ_{i<T} 1/(i+1) = H_T / T — 0.074 at T = 64 (no sink), 0.52 at T = 4 (a sink)
+    assert gu_importance(uniform_causal(T))[0] == pytest.approx(harmonic(T) / T)
+    assert gu_importance(uniform_causal(4))[0] == pytest.approx(harmonic(4) / 4)
+    # importance of key j: the mean over the T - j queries that see it (uniform causal, last key: 1/T)
+    assert gu_importance(uniform_causal(T))[-1] == pytest.approx(1 / T)
+    # [samples, layers, heads, T, T]: 3 of the 4 (sample, layer, head) have a first-token sink
+    maps = np.stack([np.stack([np.stack([all_on_first(T), uniform_causal(T)])]),
+                     np.stack([np.stack([all_on_first(T), all_on_first(T)])])])  # (2, 1, 2, T, T)
+    assert gu_sink_rate_from_pattern(maps) == 0.75
+    assert gu_sink_rate_from_pattern(np.stack([uniform_causal(4)])[None, None]) == 1.0
+    # the threshold is per (sample, layer, head), then averaged: two heads of mean importance 0.5
+    # count 1/2 if one is 0.9 and one 0.1, where a threshold on the mean would say 1
+    P = np.zeros((2, 1, 1, 10, 10))
+    P[0, ..., :, 0] = 1.0
+    P[1, ..., np.arange(10), np.arange(10)] = 1.0  # every query on itself: α_0 = 1/10
+    assert gu_sink_rate_from_pattern(P) == 0.5
+
+
+def test_gu_importance_from_streamed_first_mass_equals_their_formula():
+    from karma_probe.analyzers.attention import gu_first_importance, gu_importance
+
+    rng = np.random.default_rng(3)
+    maps = random_causal(rng, 2, 3, 64, temperature=0.3)  # (L, H, T, T)
+    first_mass = sink_mass_from_pattern(maps)  # what the capture streams per probe: mean of P[i, 0], i ≥ 1
+    np.testing.assert_allclose(gu_first_importance(first_mass, 64), gu_importance(maps)[..., 0], rtol=1e-12)
+
+
+def test_gu_windows_are_64_tokens_from_each_passage():
+    from karma_probe.analyzers.attention import gu_windows
+    from karma_probe.capture.probes import general_passages
+    from karma_probe.models import load_tokenizer
+
+    tok = load_tokenizer()
+    passages = general_passages()
+    windows = gu_windows(tok, passages)
+    assert len(windows) == len(passages) and all(len(w) == 64 for w in windows)
+    for k in (0, len(passages) - 1):  # each starts with its own passage; the last one wraps round
+        own = tok(passages[k])["input_ids"]
+        assert windows[k][:len(own)] == own and len(own) < 64
+
+
+def test_sink_rate_gu_on_the_model_equals_their_code_on_eager_attention():
+    """The analyzer (capture library, streamed) against Gu et al.'s formula on the HF model's own
+    eager ``output_attentions`` for the same windows, on a tiny model with peaked attention."""
+    import types
+
+    import torch
+
+    from karma_probe.analyzers.attention import GU_TOKENS, gu_first_importance, gu_first_mass, gu_importance, gu_windows
+    from karma_probe.calibration.interventions import planted_barcode
+    from karma_probe.capture.probes import general_passages
+    from karma_probe.models import load_backbone
+
+    model, tok = load_backbone("tiny", attn_implementation="sdpa")
+    eager, _ = load_backbone("tiny", attn_implementation="eager")
+    with torch.no_grad():  # sharpen the random attention so some heads pass ε (both copies alike)
+        for m in (model, eager):
+            for layer in m.model.layers:
+                layer.self_attn.q_proj.weight.mul_(12.0)
+    windows = gu_windows(tok, general_passages()[:6])
+    # token 0's key 40× longer: heads whose queries lean its way sink, the others avoid it
+    with planted_barcode(model, 1.0, position=0, gain=39.0), planted_barcode(eager, 1.0, position=0, gain=39.0):
+        ours = gu_first_importance(gu_first_mass(model, windows), GU_TOKENS)  # (N, L, H)
+        with torch.no_grad():
+            att = eager(input_ids=torch.tensor(windows), output_attentions=True).attentions  # L × (N, H, T, T)
+    theirs = gu_importance(torch.stack(att, 1).double().numpy())[..., 0]  # (N, L, H)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+    assert 0 < (theirs > SINK_EPSILON).mean() < 1  # the comparison covers both sides of ε
+    inputs = types.SimpleNamespace(model=types.SimpleNamespace(backbone=model, tokenizer=tok))
+    with planted_barcode(model, 1.0, position=0, gain=39.0):
+        meas = METRICS["sink_rate_gu"](inputs)
+        full = gu_first_importance(gu_first_mass(model, gu_windows(tok, general_passages())), GU_TOKENS)
+    assert meas.value == float((full > SINK_EPSILON).mean())
+    assert meas.interval.low <= meas.value <= meas.interval.high

@@ -335,3 +335,108 @@ def massive_act(inputs) -> Measurement:
             records += [Record("massive_act", float(v), layer=m, set=name) for m, v in enumerate(ratio)]
         records.append(Record("massive_act", float(ratio.max()), set=name))
     return Measurement(headline, tuple(records), interval=iv)
+
+
+# --------------------------------------------------------------------------- Gu et al.'s own sink metric
+
+GU_TOKENS = 64  # eval_sink_open_source.py line 85: token_length = 64
+GU_BATCH = 8
+
+
+def gu_importance(P: np.ndarray) -> np.ndarray:
+    """Gu et al.'s importance score of every key, exactly as their code (sail-sg/Attention-Sink,
+    eval_sink_open_source.py lines 46-47) computes it from full maps P [..., T, T]:
+    α_j = Σ_i P[i, j] / (T − j), the mean attention key j receives from the T − j queries i ≥ j
+    that can see it (query j itself included). → [..., T]."""
+    P = np.asarray(P, dtype=np.float64)
+    T = P.shape[-1]
+    return (P / np.arange(T, 0, -1, dtype=np.float64)).sum(-2)
+
+
+def gu_sink_rate_from_pattern(P: np.ndarray, epsilon: float = SINK_EPSILON) -> float:
+    """Gu et al.'s Sink_1^ε from full maps P [samples, layers, heads, T, T]: the share of
+    (sample, layer, head) whose first-token importance α_0 exceeds ε (their ``metric1[0] / 100``;
+    lines 48-49; ε = 0.3 at line 92)."""
+    return float((gu_importance(P)[..., 0] > epsilon).mean())
+
+
+def gu_first_importance(first_mass: np.ndarray, n: int) -> np.ndarray:
+    """α_0 of a probe of n tokens from the capture's per-probe first_mass (mean of P[i, 0] over
+    queries 1 ≤ i < n): α_0 = (P[0, 0] + Σ_{i≥1} P[i, 0]) / n = (1 + (n − 1)·first_mass) / n."""
+    return (1.0 + (n - 1) * np.asarray(first_mass, dtype=np.float64)) / n
+
+
+def gu_windows(tokenizer, passages: list[str], n_tokens: int = GU_TOKENS) -> list[list[int]]:
+    """One text per passage, as long as Gu et al. require (their line 20 asserts ≥ 64 tokens):
+    the passage followed by the next ones in file order (wrapping round, joined by a blank line as
+    in the file) until it has ``n_tokens`` tokens, cut to its first ``n_tokens`` (their lines 18-21:
+    the tokenizer's own special tokens included, as ``tokenizer(prompt)`` adds them)."""
+    out = []
+    for k in range(len(passages)):
+        text, m = passages[k], k
+        ids = tokenizer(text)["input_ids"]
+        while len(ids) < n_tokens:
+            m += 1
+            if m - k >= len(passages):
+                raise ValueError(f"the passages hold fewer than {n_tokens} tokens together")
+            text += "\n\n" + passages[m % len(passages)]
+            ids = tokenizer(text)["input_ids"]
+        out.append(list(ids[:n_tokens]))
+    return out
+
+
+def gu_first_mass(backbone, windows: list[list[int]]) -> np.ndarray:
+    """Per-window mean of P[i, 0] over queries 1 ≤ i < T, [N, L, H], through the capture library
+    (the same backend and reducers as ``capture``; every window has exactly T tokens: no padding)."""
+    import torch
+
+    from karma_probe.capture.backends import make_backend
+    from karma_probe.capture.session import ProbeCollector
+
+    c = backbone.config
+    T = len(windows[0])
+    sink = ProbeCollector(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, T, keep_marker=False)
+    backend = make_backend("torch", backbone, None)
+    device = next(backbone.parameters()).device
+    try:
+        for s in range(0, len(windows), GU_BATCH):
+            ids = torch.tensor(windows[s: s + GU_BATCH], dtype=torch.long)  # (B, T)
+            sink.begin_batch(torch.full((len(ids),), T), [None] * len(ids))
+            backend.run(ids.to(device), torch.ones_like(ids).to(device), sink)
+            sink.end_batch()
+    finally:
+        backend.close()
+    return sink.state("gu")["gu.attn.first_mass"].double().numpy()
+
+
+@register("sink_rate_gu", higher_is_better=False, needs=("model",))
+def sink_rate_gu(inputs) -> Measurement:
+    """Gu et al.'s attention-sink metric Sink_1^ε, exactly as their code computes it
+    (github.com/sail-sg/Attention-Sink, eval_sink_open_source.py): each text cut to its first
+    T = 64 tokens (lines 18-21, 85), the full attention maps of every layer and head (lines 22-37),
+    the first token's importance α_0 = (1/T) Σ_{i<T} P[i, 0] (lines 46-47: the mean attention the
+    key receives from the queries that see it, query 0 included), and the share of
+    (text, layer, head) with α_0 > ε = 0.3 (lines 48-49, 92) — the threshold is applied per text,
+    then averaged (our ``sink_rate`` thresholds the probe-mean instead).
+
+    On the general passages (resources/passages.txt): they are 32-55 tokens long and Gu et al.
+    assert ≥ 64, so each text is a passage followed by the next ones until 64 tokens
+    (:func:`gu_windows`); tokenized as they do (``tokenizer(text)``, the tokenizer's own special
+    tokens; SmolLM2's adds none). α_0 comes from the capture library's exact streamed first-token
+    mass (:func:`gu_first_importance`; equal to :func:`gu_sink_rate_from_pattern` on full maps,
+    tests/test_analyzers_attention.py). Gu et al. report ``100 ×`` this value (a percentage).
+
+    Range [0, 1]. Records per layer (share of its (text, head) pairs). 95 % bootstrap interval over
+    the texts. Lower = less collapse. Reference: Gu et al., "When Attention Sink Emerges in
+    Language Models: An Empirical View" (ICLR 2025).
+    """
+    from karma_probe.capture.probes import general_passages
+
+    model = inputs.model
+    windows = gu_windows(model.tokenizer, general_passages())
+    alpha0 = gu_first_importance(gu_first_mass(model.backbone, windows), GU_TOKENS)  # [N, L, H]
+    sink = alpha0 > SINK_EPSILON
+    iv = bootstrap.of_statistic(len(sink), lambda idx: float(sink[idx].mean()))
+    records = [Record("sink_rate_gu", float(sink[:, l].mean()), layer=l, set="text_gu64") for l in range(sink.shape[1])]
+    records.append(Record("sink_rate_gu", float(sink.mean()), set="text_gu64"))
+    return Measurement(float(sink.mean()), tuple(records), interval=iv)

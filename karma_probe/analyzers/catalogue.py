@@ -69,6 +69,7 @@ CATALOGUE: tuple[Facts, ...] = (
     _f("key_concentration_trained", "attention", False, headline=True, bounds=UNIT),
     _f("attn_entropy_trained", "attention", True, headline=True, bounds=UNIT),
     _f("massive_act", "attention", False, headline=True),
+    _f("sink_rate_gu", "attention", False, bounds=UNIT),  # Gu et al.'s own Sink_1^0.3, for published values
     _f("aniso_cos", "geometry", False, headline=True, claim="higher"),
     _f("erank", "geometry", True, headline=True, claim="lower"),
     _f("top1_var", "geometry", False, headline=True, bounds=UNIT),

@@ -193,13 +193,10 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
     it is: ``reference`` "step 0" or "untouched" (results.group_runs names its column so).
     An existing run of the same model (and adapter) is recaptured in place; any other directory is refused.
     """
-    import dataclasses
-
     from karma_probe.config import TrainConfig
     from karma_probe.data import load_dataset
     from karma_probe.device import resolve
     from karma_probe.models import SMOLLM2
-    from karma_probe.retriever import base_model, build_model
     from karma_probe.rundir.layout import BASE, MODEL
 
     out = Path(out)
@@ -222,16 +219,8 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
 
     placement = resolve(opts.device, opts.dtype)  # an unavailable device is refused before any loading
     data = load_dataset(dataset) if dataset is not None else None
-    if cfg is not None and cfg.interface == "continuous" and condition == BASE and data is not None and not untouched:
-        cfg = dataclasses.replace(cfg, model=model, dataset=dataset, max_history=max_items, seed=opts.seed)
-        kmodel = build_model(cfg, dataset=data).eval().to(device=placement.device, dtype=placement.torch_dtype)
-        train = cfg.to_dict()
-    else:
-        kmodel = base_model(model, adapter=adapter, placement=placement)
-        train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": opts.seed,
-                 "train_layers": cfg.train_layers if cfg is not None else 0}
-        if adapter is not None:
-            train["adapter"] = adapter
+    kmodel, train = base_run_model(model, data, dataset, max_items=max_items, cfg=cfg, seed=opts.seed,
+                                   untouched=untouched or condition != BASE, adapter=adapter, placement=placement)
     meta = {"name": out.name, "condition": condition, "preset": None, "seed": opts.seed, "train": train,
             "config_hash": config_hash(train), "git_sha": git_sha(), "versions": versions(), "created": now()}
     if condition == BASE:  # what the reference is, so no column is called "untouched" unless it is
@@ -247,6 +236,29 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
         cap.manifest[DERIVED] = derivation(checkpoint=tmp / CHECKPOINT)  # names and bytes: the same after the swap
         write_capture(tmp / CAPTURE, cap)
     return out / CAPTURE
+
+
+def base_run_model(model: str, data, dataset: str | None, *, max_items: int, cfg=None, seed: int = 0,
+                   untouched: bool = False, adapter: str | None = None, placement=None):
+    """``model`` as a reference run sees it, on ``data`` (loaded from the spec ``dataset``; None: no
+    dataset) → ``(KarmaModel, train config dict)``: the step-0 retriever of a continuous ``cfg``
+    (fresh item tokens and heads), else (or with ``untouched``) the bare backbone with the text
+    interface, a PEFT ``adapter`` merged in if given (see :func:`create_base_run`)."""
+    import dataclasses
+
+    from karma_probe.retriever import base_model, build_model
+
+    if cfg is not None and cfg.interface == "continuous" and data is not None and not untouched:
+        cfg = dataclasses.replace(cfg, model=model, dataset=dataset, max_history=max_items, seed=seed)
+        kmodel = build_model(cfg, dataset=data).eval()
+        if placement is not None:
+            kmodel = kmodel.to(device=placement.device, dtype=placement.torch_dtype)
+        return kmodel, cfg.to_dict()
+    train = {"model": model, "dataset": dataset, "max_history": max_items, "seed": seed,
+             "train_layers": cfg.train_layers if cfg is not None else 0}
+    if adapter is not None:
+        train["adapter"] = adapter
+    return base_model(model, adapter=adapter, placement=placement), train
 
 
 def _link_checkpoint(kmodel, spec: str, ckpt: Path, state: dict, merged: bool = False) -> None:

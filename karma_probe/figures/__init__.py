@@ -5,6 +5,7 @@ Each function takes loaded run data (karma_probe.results) and returns a renderer
 """
 
 from karma_probe.figures.attention import attention_map, head_heatmap, head_heatmaps, metric_by_layer, sink_mass_by_layer, strongest_sink
+from karma_probe.figures.calibration import dose_response, family_figure
 from karma_probe.figures.geometry import cosine_histogram, pca_scatter, role_pca, singular_spectrum
 from karma_probe.figures.render import to_matplotlib, to_plotly
 from karma_probe.figures.retrieval import hr_at_k
@@ -18,6 +19,6 @@ __all__ = [
     "FigureSpec", "Series", "Look", "run_look", "run_looks", "to_plotly", "to_matplotlib",
     "metric_by_layer", "sink_mass_by_layer", "head_heatmap", "head_heatmaps", "attention_map", "strongest_sink",
     "singular_spectrum", "cosine_histogram", "pca_scatter", "role_pca",
-    "claims_forest", "condition_bars", "condition_trajectory", "gradient_ratios", "hr_at_k", "loss_curves",
-    "metric_trajectory", "metric_bars",
+    "claims_forest", "dose_response", "family_figure", "condition_bars", "condition_trajectory", "gradient_ratios",
+    "hr_at_k", "loss_curves", "metric_trajectory", "metric_bars",
 ]
