@@ -276,7 +276,7 @@ def claims_against(runs: Sequence[Run], other: str, calibration: dict | str | Pa
     groups = by_condition(runs)
     if "action" not in groups or other not in groups:
         return []
-    slopes = read_calibration(calibration) if calibration is not None else {}
+    dose = calibration_doses(calibration) if calibration is not None else None
     out, again = [], []
     for metric, expected in CLAIMS:
         a, k = cell(groups["action"], metric), cell(groups[other], metric)
@@ -292,7 +292,7 @@ def claims_against(runs: Sequence[Run], other: str, calibration: dict | str | Pa
                  "ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None, "p": ci.p if ci else None,
                  "holds": bool(ci and ci.low > 0), "status": status(ci, seeds == 1),
                  "basis": ci.method if ci else "no CI: no ranks, no probe intervals", "seeds": seeds}
-        entry |= detection_limit(paired_diffs(groups["action"], groups[other], metric), ci, slopes, metric)
+        entry |= detection_limit(paired_diffs(groups["action"], groups[other], metric), ci, dose, metric)
         out.append(entry)
         again.append(lambda level, m=metric, sign=sign: _signed(difference(groups["action"], groups[other], m,
                                                                            level=level)[1], sign))
@@ -332,16 +332,15 @@ def holm_correct(entries: list[dict], at_level: Sequence[Callable[[float], stats
 
 
 def detection_limit(kept: Sequence[tuple[Run, Run, float]], ci: stats.Interval | None,
-                    slopes: dict[str, float] | None = None, metric: str = "") -> dict:
+                    dose: Callable[[str, float], float | None] | None = None, metric: str = "") -> dict:
     """The smallest paired difference this claim's seeds could detect (issue 25), for a multi-seed
     claim: ``detectable`` = t(0.975, n−1)·s/√n and ``detectable_80`` = (t(0.975, n−1) + t(0.8, n−1))·s/√n
     over the n per-seed differences (:func:`stats.detectable`; s: their sample std). Where the seeds
     agree exactly (s = 0, the CI is the within-run fallback) the same from that CI's half-width with
     normal quantiles (:func:`stats.detectable_from`), and ``detectable_from`` says which. With one
-    seed pair: None (no seed spread to speak of). With calibration ``slopes`` (metric change per unit
-    of planted dose, :func:`read_calibration`): ``detectable_dose`` = detectable / |slope of ``metric``|
-    (and ``detectable_80_dose``), the smallest planted dose the study would have seen; None where
-    the calibration has no (or a zero) slope for ``metric``."""
+    seed pair: None (no seed spread to speak of). With a calibration's ``dose`` (metric, difference →
+    planted dose, :func:`calibration_doses`): ``detectable_dose`` (and ``detectable_80_dose``), the
+    smallest planted dose the study would have seen; None where the calibration cannot say."""
     diffs = [d for _, _, d in kept]
     out: dict = {"detectable": None, "detectable_80": None, "detectable_from": None}
     if len(diffs) > 1 and seed_interval(diffs) is not None:
@@ -350,11 +349,32 @@ def detection_limit(kept: Sequence[tuple[Run, Run, float]], ci: stats.Interval |
     elif len(diffs) > 1 and ci is not None:
         out = {"detectable": stats.detectable_from(ci), "detectable_80": stats.detectable_from(ci, power=0.8),
                "detectable_from": "within-run intervals (the seeds agree exactly)"}
-    if slopes:
-        slope = slopes.get(metric)
+    if dose is not None:
         for key in ("detectable", "detectable_80"):
-            out[f"{key}_dose"] = out[key] / abs(slope) if out[key] is not None and slope else None
+            out[f"{key}_dose"] = dose(metric, out[key]) if out[key] is not None else None
     return out
+
+
+def calibration_doses(source: dict | str | Path) -> Callable[[str, float], float | None]:
+    """``dose(metric, difference)`` → the planted dose a metric difference corresponds to. A
+    ``karma-probe calibrate`` output (its calibration.json, or that file's directory) is read off its
+    measured dose-response curve (calibration.dose_for: responses saturate, so a straight slope would
+    misstate the dose); a plain mapping of slopes (:func:`read_calibration`) as |difference| / |slope|."""
+    from karma_probe.calibration import SCHEMA, dose_for
+
+    data = source
+    if not isinstance(source, dict):
+        path = Path(source) / "calibration.json" if Path(source).is_dir() else Path(source)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            from karma_probe.errors import BadInput
+
+            raise BadInput(f"calibration {path}: cannot read it as JSON ({e})") from None
+    if isinstance(data, dict) and data.get("schema") == SCHEMA:
+        return lambda metric, delta: dose_for(metric, delta, data)
+    slopes = read_calibration(data)
+    return lambda metric, delta: abs(delta) / abs(slopes[metric]) if slopes.get(metric) else None
 
 
 def read_calibration(source: dict | str | Path) -> dict[str, float]:

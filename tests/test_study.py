@@ -1,6 +1,7 @@
 """The study's verdict with confidence intervals, on fake runs whose answer is known."""
 
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -562,6 +563,21 @@ def test_every_multi_seed_claim_carries_its_detection_limit(tmp_path):
     assert with_cal["detectable_80_dose"] == pytest.approx(sink["detectable_80"] / 0.2)
     assert "detectable_dose" in _claim(study.verdict(runs, calibration={"erank": 3.0}), "sink_mass")
     assert _claim(study.verdict(runs, calibration={"erank": 3.0}), "sink_mass")["detectable_dose"] is None
+
+
+def test_a_calibrate_output_is_read_off_its_measured_curve(tmp_path):
+    """With the committed SmolLM2 calibration, a claim's detection limit becomes the dose that
+    calibration.dose_for reads off the measured curve (not |difference| / slope)."""
+    from karma_probe.calibration import dose_for
+
+    cal = Path(__file__).parents[1] / "reports" / "calibration-smollm2"
+    runs = _controlled_study(tmp_path, {"key_concentration": [0.01, 0.03, 0.05]})
+    claim = _claim(study.verdict(runs, calibration=cal), "key_concentration")
+    assert claim["detectable"] is not None
+    assert claim["detectable_dose"] == dose_for("key_concentration", claim["detectable"], cal)
+    assert claim["detectable_dose"] is not None and claim["detectable_dose"] > 0
+    assert study.calibration_doses(cal / "calibration.json")("key_concentration", claim["detectable"]) == \
+        claim["detectable_dose"]
 
 
 def test_calibration_is_read_flat_or_nested(tmp_path):

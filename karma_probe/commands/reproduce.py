@@ -62,9 +62,9 @@ def run(args) -> int:
     if args.threads is not None and args.threads < 1:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")
     if args.calibration:  # read now, not after hours of training: a bad file is one line and exit 2 up front
-        from karma_probe.study import read_calibration
+        from karma_probe.study import calibration_doses
 
-        read_calibration(Path(args.calibration))
+        calibration_doses(Path(args.calibration))
     report_dir = Path(args.report_dir or Path(args.runs_root) / f"{args.preset}-report")
     if args.background:
         log = Path(args.log or Path(args.runs_root) / f"reproduce-{args.preset}.log")
