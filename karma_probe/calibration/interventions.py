@@ -151,8 +151,24 @@ def planted_barcode(model, alpha: float, position: int = BARCODE_POSITION, gain:
         k[:, position] = k[:, position] * factor
         return k
 
-    with H.hooked([(attn.k_proj, "forward", scale) for attn in H.attention_modules(model)]):
+    with H.hooked([(k, "forward", scale) for k in key_projections(model)]):
         yield
+
+
+def key_projections(model) -> list:
+    """Each decoder layer's key projection (``k_proj``), in layer order: the barcode intervention
+    scales one position's key there. A model with fused query/key/value projections (GPT-2, Phi3)
+    has none to scale: BadInput, one line."""
+    from karma_probe.errors import BadInput
+
+    out = []
+    for layer in H.decoder_layers(model):
+        found = [m for name, m in layer.named_modules() if name.endswith("k_proj")]
+        if len(found) != 1:
+            raise BadInput(f"{type(model).__name__}: the barcode intervention scales a layer's k_proj output, and "
+                           "this architecture has no separate key projection (fused q/k/v); calibrate the other families")
+        out.append(found[0])
+    return out
 
 
 # --------------------------------------------------------------------------- geometry and decodability
