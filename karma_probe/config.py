@@ -123,6 +123,18 @@ PRESETS = {
 PRESETS["smollm2-full"] = dataclasses.replace(PRESETS["smollm2"], train_layers=0, freeze_embeddings=True)
 
 
+def reference_config(model: str) -> "TrainConfig | None":
+    """The config of the first preset that trains backbone ``model`` (tiny; smollm2-135m: ``smollm2``
+    before ``smollm2-full``, which differ only in the layers they train), else None.
+
+    A reference run is then built like the trained runs' inputs: the same interface, first token and
+    number of history items (a continuous preset's reference is its model at step 0), so it differs
+    from them only in training.
+    """
+    found = [name for name, p in PRESETS.items() if p.model == model]
+    return make_config(found[0], "action") if found else None
+
+
 def make_config(preset: str, condition: str, overrides: dict | None = None, **fields) -> TrainConfig:
     if preset not in PRESETS:
         raise BadInput(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")

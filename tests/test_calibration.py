@@ -146,7 +146,7 @@ def test_dose_zero_is_a_plain_capture_and_analyze(tiny_calibration, tmp_path):
     """α = 0 of every family equals ``capture --model tiny`` + ``analyze`` of the same probes, bit for bit."""
     from karma_probe.analyze import analyze_run
     from karma_probe.capture.run import CaptureOptions, create_base_run
-    from karma_probe.commands.capture import reference_config
+    from karma_probe.config import reference_config
 
     result, opts = tiny_calibration
     cfg = reference_config("tiny")

@@ -406,3 +406,12 @@ def test_full_fine_tune_trains_every_layer_and_freezes_the_tied_embedding():
     assert all(p.requires_grad for layer in bb.model.layers for p in layer.parameters())
     assert not bb.get_input_embeddings().weight.requires_grad
     assert not bb.lm_head.weight.requires_grad  # tied
+
+
+def test_reference_config_of_a_backbone_two_presets_train():
+    """smollm2 and smollm2-full both train SmolLM2: the reference is still the continuous step-0 model."""
+    from karma_probe.config import reference_config
+
+    cfg = reference_config("smollm2-135m")
+    assert cfg is not None and cfg.interface == "continuous" and cfg.train_layers == 8 and cfg.first_token == "bos"
+    assert reference_config("tiny").model == "tiny" and reference_config("/some/own/model") is None

@@ -112,7 +112,7 @@ def load_subject(run: str | Path | None = None, model: str | None = None, datase
                   "train_layers": cfg.train_layers}
         return Subject(kmodel.eval(), tok, cfg, data, meta, source, max_items, run_dir=run)
     from karma_probe.capture.run import base_run_model
-    from karma_probe.commands.capture import reference_config
+    from karma_probe.config import reference_config
     from karma_probe.config import TrainConfig
 
     data = load_dataset(dataset)

@@ -78,19 +78,6 @@ def _shard(text: str) -> tuple[int, int]:
         raise BadInput(f"--shard {text!r}: expected I/N, e.g. 0/2") from None
 
 
-def reference_config(model: str):
-    """The config of the preset that trains backbone ``model`` (tiny, smollm2-135m), else None.
-
-    The reference run is then built like the trained runs' inputs: the same interface and the same
-    number of history items (a continuous preset's reference is its model at step 0), so it differs
-    from them only in training.
-    """
-    from karma_probe.config import PRESETS, make_config
-
-    found = [name for name, p in PRESETS.items() if p.model == model]
-    return make_config(found[0], "action") if len(found) == 1 else None
-
-
 def run(args) -> int:
     from karma_probe.errors import BadInput
     from karma_probe.rundir.lock import claim_run
@@ -135,6 +122,7 @@ def run(args) -> int:
         if args.capture_dir:
             raise BadInput("--capture-dir does not apply to --model (the capture goes to OUT/capture)")
         from karma_probe.capture.probes import DEFAULT_MAX_ITEMS
+        from karma_probe.config import reference_config
 
         cfg = reference_config(args.model)
         max_items = args.max_items if args.max_items is not None else cfg.max_history if cfg else DEFAULT_MAX_ITEMS
