@@ -452,7 +452,13 @@ def test_cli_reference_run_follows_the_contract(base_run):
     assert list(cap.maps["probe0.attn"].shape) == [L, Hh, n0, n0] and cap.torch("maps")["probe0.input_ids"].dtype == torch.int64
     # a continuous run's history probes are its items, one input embedding each; maps labelled by title
     items = m["probes"]["history"]["items"][0]
-    assert cap.maps["probe0.input_ids"].tolist() == items[-40:] and len(m["map_labels"]["probe0"]) == n0
+    # (after the first-token prefix: BOS and "User history:" as codes -(id + 1), labelled by their tokens)
+    from karma_probe.models import load_backbone
+    from karma_probe.prompts import history_codes, history_prefix_ids
+
+    prefix = history_prefix_ids(load_backbone("tiny")[1], "bos")
+    ids = cap.maps["probe0.input_ids"].tolist()
+    assert ids == history_codes(prefix, items[-(40 - len(prefix)):]) and len(m["map_labels"]["probe0"]) == n0
     assert {k: list(v.shape) for k, v in cap.hidden.items()} == {
         "marker_hidden": [N, L + 1, 64], "interest": [N, 64], "items": [120, 64], "targets": [N],
         "text_hidden": [counts["text"], L + 1, 64]}  # the passages' last-token states, every layer

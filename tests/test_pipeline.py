@@ -14,8 +14,10 @@ pytestmark = pytest.mark.slow
 def test_study_writes_summary_report_and_figures(tiny_study):
     root, report = tiny_study
     summary = json.loads((report / "summary.json").read_text())
-    assert set(summary["table"]) == {"action", "karma", "base"}
-    assert summary["runs"]["tiny-base"]["steps"] == 0 and summary["runs"]["tiny-karma-s0"]["steps"] > 0
+    # the two references, each named for what it is: the runs' model at step 0 and the untouched backbone
+    assert set(summary["table"]) == {"action", "karma", "step 0", "untouched"}
+    assert summary["runs"]["tiny-step0"]["steps"] == 0 and summary["runs"]["tiny-untouched"]["steps"] == 0
+    assert summary["runs"]["tiny-karma-s0"]["steps"] > 0
     assert (report / "summary.md").read_text().startswith("# Study: preset tiny")
     for cond in ("action", "karma"):
         row = summary["table"][cond]
@@ -52,5 +54,5 @@ def test_rerun_skips_finished_stages(tiny_study):
     assert (root / "tiny-karma-s0" / "analysis.json").stat().st_mtime == before
     stages = summary["wall_time_s"]["stages"]
     # a skipped stage keeps the time it took when it ran, not the ~0 s of the skip
-    for stage in ("train tiny-karma-s0", "capture tiny-base", "analyze tiny-action-s0"):
+    for stage in ("train tiny-karma-s0", "capture tiny-step0", "capture tiny-untouched", "analyze tiny-action-s0"):
         assert stages[stage] == first[stage] > 0, stage
