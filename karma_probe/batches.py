@@ -36,7 +36,7 @@ class BatchMaker:
         return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.rank * 10_007 + step)
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
-        cfg, g = self.cfg, self.generator(step)
+        g = self.generator(step)
         return self.make(self.pick(g), g)
 
     def pick(self, g: torch.Generator) -> list[Example]:

@@ -9,7 +9,6 @@ the learning rate a function of step).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import shutil
 import time

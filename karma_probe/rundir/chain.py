@@ -32,7 +32,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from karma_probe.rundir.layout import CAPTURE_PARTS, MANIFEST, RunPaths, part_file
+from karma_probe.rundir.layout import CAPTURE_PARTS, RunPaths, part_file
 
 WHOLE = 4 << 20    # files up to 4 MiB are hashed whole
 BLOCK = 64 << 10   # larger ones: SAMPLES blocks of 64 KiB, evenly spread (first and last included)
