@@ -31,7 +31,7 @@ def main() -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     t_import = time.perf_counter()
-    from karma_probe.analyze import LOAD_MODEL, analyze_run
+    from karma_probe.analyzers.run import LOAD_MODEL, analyze_run
 
     t_import = time.perf_counter() - t_import
     from karma_probe.rundir import layout

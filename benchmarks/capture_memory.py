@@ -104,7 +104,7 @@ def load_models(configs, *, copy_for_bridge: bool = True) -> dict:
 
     import torch
 
-    from karma_probe.models import load_backbone
+    from karma_probe.model.backbones import load_backbone
 
     need_sdpa = any(c in ("plain sdpa", "plain sdpa body", "capture") for c in configs)
     need_eager = any(c == "plain eager" or c.startswith("tl") for c in configs)

@@ -27,7 +27,7 @@ def main() -> int:
 
     from streamlit.testing.v1 import AppTest
 
-    from karma_probe.dashboard_app import APP
+    from karma_probe.dashboard import APP
 
     root = Path(args.runs).resolve()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

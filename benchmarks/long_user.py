@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from karma_probe.data import write_synthetic
+from karma_probe.data.dataset import write_synthetic
 
 # Runs argv[1:] as its only child and prints (exit code, wall seconds, the child's peak RSS in KiB).
 WRAPPER = """import json, resource, subprocess, sys, time

@@ -19,7 +19,7 @@ import os
 import sys
 
 from karma_probe import __version__
-from karma_probe.errors import BadInput, CheckFailed, os_error_line
+from karma_probe.core.errors import BadInput, CheckFailed, os_error_line
 
 # name -> one-line help; the module is karma_probe.commands.<name>
 COMMANDS = {

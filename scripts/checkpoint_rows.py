@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from karma_probe.errors import BadInput
-from karma_probe.results import format_value, load_run
+from karma_probe.core.errors import BadInput
+from karma_probe.report.results import format_value, load_run
 
 HEADLINE = ("sink_mass", "aniso_cos", "recon_token_acc_gain", "fact_acc", "hr@10")
 

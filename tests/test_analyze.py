@@ -18,7 +18,7 @@ from karma_probe.analyzers import METRICS, Absent, directions, select
 from karma_probe.analyzers.attention import attention_sums
 from karma_probe.analyzers.inputs import Capture, RunInputs
 from karma_probe.analyzers.registry import DESIGN_METRICS, METRIC_NAMES
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 from karma_probe.rundir import read_json, write_json
 
 RETRIEVAL = {"hr@10": 0.1, "hr@50": 0.3, "hr@200": 0.6, "ndcg@10": 0.05, "ndcg@50": 0.09, "mrr": 0.04}
@@ -32,9 +32,9 @@ def _random_causal(rng, L, H, T):
 
 def make_run(root: Path, *, condition="karma", step=7, heads=True):
     """A tiny run directory: checkpoint, config.json, metrics.json (no capture yet)."""
-    from karma_probe.config import make_config
-    from karma_probe.data import load_dataset
-    from karma_probe.retriever import build_model
+    from karma_probe.core.config import make_config
+    from karma_probe.data.dataset import load_dataset
+    from karma_probe.model.retriever import build_model
 
     # a text-interface run: its fake capture below embeds rendered prompts (the tiny pipeline test
     # covers continuous-interface runs end to end)
@@ -51,7 +51,7 @@ def make_run(root: Path, *, condition="karma", step=7, heads=True):
 def write_fake_capture(run: Path, model, n=6, step=7):
     """Random attention sums and marker states, but the model's own interest embeddings."""
     from karma_probe.capture.probes import build_probe_set
-    from karma_probe.data import load_dataset
+    from karma_probe.data.dataset import load_dataset
     from safetensors.numpy import save_file
 
     rng = np.random.default_rng(0)
@@ -208,7 +208,7 @@ def test_decodability_samples(conformance):
 
 @pytest.mark.slow
 def test_cli_writes_the_analysis_contract(captured_run):
-    from karma_probe.results import parse_analysis
+    from karma_probe.report.results import parse_analysis
 
     run, r = captured_run
     out = read_json(run / "analysis.json")
@@ -341,14 +341,14 @@ def test_fit_users_and_scored_users_are_disjoint(tmp_path, monkeypatch):
 def test_trajectory_over_checkpoints(fake_run, tmp_path):
     run = tmp_path / "traj"
     shutil.copytree(fake_run, run)
-    from karma_probe.retriever import load_run_model
+    from karma_probe.model.retriever import load_run_model
 
     model, _, _ = load_run_model(run)
     for step in (3, 5):
         with torch.no_grad():
             model.interest_head.weight.mul_(0.5)  # a visibly different checkpoint
         model.save(run / "checkpoints" / f"step-{step:06d}", {"step": step})
-    from karma_probe.analyze import analyze_run
+    from karma_probe.analyzers.run import analyze_run
 
     out = analyze_run(run, metrics="lm_ppl,aniso_cos,sink_mass,hr@10", all_checkpoints=True)
     assert read_json(run / "analysis.json")["trajectory"] == json.loads(json.dumps(out["trajectory"]))
@@ -368,7 +368,7 @@ def test_trajectory_over_checkpoints(fake_run, tmp_path):
 def test_a_checkpoints_own_capture_must_be_of_that_step(fake_run, tmp_path):
     run = tmp_path / "traj"
     shutil.copytree(fake_run, run)
-    from karma_probe.retriever import load_run_model
+    from karma_probe.model.retriever import load_run_model
 
     model, _, _ = load_run_model(run)
     model.save(run / "checkpoints" / "step-000003", {"step": 3})
@@ -439,7 +439,7 @@ def test_absent_is_not_an_error_but_missing_key_is(fake_run, tmp_path):
 def test_auto_threads_leaves_busy_cores_alone(monkeypatch):
     import os
 
-    from karma_probe.cpu import auto_threads
+    from karma_probe.core.cpu import auto_threads
 
     for load, want in ((0.1, 2), (0.9, 1), (1.4, 1), (6.0, 1)):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))

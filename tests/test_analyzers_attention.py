@@ -294,7 +294,7 @@ def test_gu_importance_from_streamed_first_mass_equals_their_formula():
 def test_gu_windows_are_64_tokens_from_each_passage():
     from karma_probe.analyzers.attention import gu_windows
     from karma_probe.capture.probes import general_passages
-    from karma_probe.models import load_tokenizer
+    from karma_probe.model.backbones import load_tokenizer
 
     tok = load_tokenizer()
     passages = general_passages()
@@ -315,7 +315,7 @@ def test_sink_rate_gu_on_the_model_equals_their_code_on_eager_attention():
     from karma_probe.analyzers.attention import GU_TOKENS, gu_first_importance, gu_first_mass, gu_importance, gu_windows
     from karma_probe.calibration.interventions import planted_barcode
     from karma_probe.capture.probes import general_passages
-    from karma_probe.models import load_backbone
+    from karma_probe.model.backbones import load_backbone
 
     model, tok = load_backbone("tiny", attn_implementation="sdpa")
     eager, _ = load_backbone("tiny", attn_implementation="eager")

@@ -7,7 +7,7 @@ import torch
 
 from karma_probe.analyzers.decodability import genre_matrix, genre_probe_f1, normalize_title, token_accuracy
 from karma_probe.analyzers.softprompt import DecoderBudget, SoftPromptDecoder
-from karma_probe.data import Item
+from karma_probe.data.dataset import Item
 
 
 @pytest.mark.parametrize("text, want", [
@@ -45,8 +45,8 @@ def test_exact_is_one_rule_for_samples_and_recon_exact(truth, decoded, want):
 
 def test_a_perfect_decoder_is_exact_on_every_movielens_item():
     """Decoding exactly the training target (target_text) must count as the true title."""
-    from karma_probe.data import load_dataset
-    from karma_probe.prompts import readable_title, target_text
+    from karma_probe.data.dataset import load_dataset
+    from karma_probe.data.prompts import readable_title, target_text
 
     for it in load_dataset("ml-100k").items:
         assert normalize_title(target_text(it), it.year) == normalize_title(readable_title(it.title)), it
@@ -90,7 +90,7 @@ def test_genre_probe_reads_linear_genre_codes_and_not_noise():
 def tiny():
     """The tiny backbone with a wider init: at the default 0.02 its logits span ~1 nat over 49k
     tokens, so no soft prompt could make any token likely and "the decoder learns" is untestable."""
-    from karma_probe.models import load_backbone
+    from karma_probe.model.backbones import load_backbone
 
     return load_backbone("tiny", seed=0, initializer_range=0.3)
 
@@ -152,8 +152,8 @@ class NullInputs:
     probes of the real MovieLens items, and a reader (the tiny backbone)."""
 
     def __init__(self, X_fit, t_fit, E, targets, reader=None, model=None, cfg=None):
-        from karma_probe.data import load_dataset
-        from karma_probe.prompts import HISTORY_HEADER, INTEREST_MARKER
+        from karma_probe.data.dataset import load_dataset
+        from karma_probe.data.prompts import HISTORY_HEADER, INTEREST_MARKER
 
         self.fit_split = (np.asarray(X_fit, dtype=np.float32), np.asarray(t_fit))
         self.interest = np.asarray(E, dtype=np.float32)
@@ -211,7 +211,7 @@ def test_genre_probe_gain_is_zero_when_embeddings_carry_nothing(kind):
 
 @pytest.fixture(scope="module")
 def wide_tiny():
-    from karma_probe.models import load_backbone
+    from karma_probe.model.backbones import load_backbone
 
     return load_backbone("tiny", seed=0, initializer_range=0.3)
 
@@ -255,8 +255,8 @@ def test_post_hoc_decoder_gain_is_zero_when_embeddings_carry_nothing(wide_tiny, 
 
 
 def test_reconstruction_gain_is_exactly_zero_for_a_constant_embedding():
-    from karma_probe.config import make_config
-    from karma_probe.retriever import build_model
+    from karma_probe.core.config import make_config
+    from karma_probe.model.retriever import build_model
 
     cfg = make_config("tiny", "karma")
     model = build_model(cfg, dataset=NullInputs([[0]], [0], [[0]], [0]).dataset)

@@ -48,7 +48,7 @@ def test_fact_file():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from karma_probe.models import load_backbone
+    from karma_probe.model.backbones import load_backbone
 
     return load_backbone("tiny", seed=0)
 
@@ -176,7 +176,7 @@ def test_untouched_smollm2_matches_its_recorded_reference():
     A drift means the facts, passages, scoring or the model conversion changed: re-measure with
     the command in smollm2_reference.json and say why in the commit.
     """
-    from karma_probe.models import load_backbone
+    from karma_probe.model.backbones import load_backbone
 
     ref = json.loads(resources.files("karma_probe").joinpath("resources/smollm2_reference.json").read_text())
     model, tok = load_backbone("smollm2-135m")

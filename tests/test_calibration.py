@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from karma_probe.calibration import dose_for
+from karma_probe.report.dose_response import dose_for
 from karma_probe.calibration import interventions as I
-from karma_probe.calibration.response import direction, fit_indices, monotone, response, slope, slope_replicates
+from karma_probe.report.dose_response import direction, fit_indices, monotone, response, slope, slope_replicates
 
 DOSES = [0.0, 0.25, 0.5, 1.0, 2.0]
 
@@ -144,9 +144,9 @@ def tiny_calibration(tiny_subject):
 
 def test_dose_zero_is_a_plain_capture_and_analyze(tiny_calibration, tmp_path):
     """α = 0 of every family equals ``capture --model tiny`` + ``analyze`` of the same probes, bit for bit."""
-    from karma_probe.analyze import analyze_run
+    from karma_probe.analyzers.run import analyze_run
     from karma_probe.capture.run import CaptureOptions, create_base_run
-    from karma_probe.config import reference_config
+    from karma_probe.core.config import reference_config
 
     result, opts = tiny_calibration
     cfg = reference_config("tiny")

@@ -21,10 +21,10 @@ from karma_probe.capture.reducers import AttentionReducer, ResidualReducer, merg
 from karma_probe.capture.run import CaptureOptions, capture_model, create_base_run
 from karma_probe.capture.session import capture_probes
 from karma_probe.capture.writer import merge_captures, read_capture, write_capture
-from karma_probe.data import load_dataset
-from karma_probe.errors import BadInput
-from karma_probe.models import TINY_VOCAB, load_backbone, load_tokenizer
-from karma_probe.prompts import INTEREST_MARKER
+from karma_probe.data.dataset import load_dataset
+from karma_probe.core.errors import BadInput
+from karma_probe.model.backbones import TINY_VOCAB, load_backbone, load_tokenizer
+from karma_probe.data.prompts import INTEREST_MARKER
 
 TEXTS = [
     "A user watched these movies, oldest first:\n- Toy Story (1995) | Animation\n- Heat (1995) | Action\nNext:",
@@ -326,7 +326,7 @@ def test_hooks_removed_when_forward_raises(tiny, batch, where):
 
 @pytest.fixture(scope="module")
 def kmodel():
-    from karma_probe.retriever import base_model
+    from karma_probe.model.retriever import base_model
 
     return base_model("tiny")
 
@@ -334,7 +334,7 @@ def kmodel():
 def _capture(kmodel, **kw):
     opts = CaptureOptions(**{"probes": 10, "text_probes": 5, "max_len": 96, "full_maps": 3, "batch_size": 4,
                              "chunk_size": 7, "progress": False, **kw})
-    from karma_probe.data import load_dataset
+    from karma_probe.data.dataset import load_dataset
 
     return capture_model(kmodel, kmodel.tokenizer, dataset=load_dataset("synthetic"), max_items=4, max_target_tokens=None, opts=opts,
                          run={"name": "t", "condition": "base"})
@@ -432,7 +432,7 @@ def test_cli_reference_run_follows_the_contract(base_run):
                           "vocab": TINY_VOCAB}
     assert (m["probes"]["seed"], m["probes"]["count"], m["probes"]["max_len"]) == (0, 9, 40)
     # built like the tiny runs' inputs: their interface and number of history items; the step-0 model
-    from karma_probe.config import PRESETS
+    from karma_probe.core.config import PRESETS
 
     assert m["probes"]["max_items"] == PRESETS["tiny"].max_history == 50
     assert m["interface"] == PRESETS["tiny"].interface == "continuous"
@@ -453,8 +453,8 @@ def test_cli_reference_run_follows_the_contract(base_run):
     # a continuous run's history probes are its items, one input embedding each; maps labelled by title
     items = m["probes"]["history"]["items"][0]
     # (after the first-token prefix: BOS and "User history:" as codes -(id + 1), labelled by their tokens)
-    from karma_probe.models import load_backbone
-    from karma_probe.prompts import history_codes, history_prefix_ids
+    from karma_probe.model.backbones import load_backbone
+    from karma_probe.data.prompts import history_codes, history_prefix_ids
 
     prefix = history_prefix_ids(load_backbone("tiny")[1], "bos")
     ids = cap.maps["probe0.input_ids"].tolist()
@@ -502,7 +502,7 @@ def test_bad_input_tokenizer_from_another_model_and_empty_probe_set(base_run, tm
     assert all(torch.equal(old[k], v) for k, v in read_capture(run).torch("stats").items())
     from transformers import LlamaForCausalLM
 
-    from karma_probe.models import tiny_config
+    from karma_probe.model.backbones import tiny_config
 
     small = LlamaForCausalLM(tiny_config(1000))  # another model's vocabulary
     small.save_pretrained(run / "checkpoint")  # the tiny tokenizer (4096 tokens) stays next to it

@@ -24,7 +24,7 @@ import transformers as tf
 from karma_probe.capture.attention import NAME, capturing
 from karma_probe.capture.backends import TorchBackend
 from karma_probe.capture.session import ProbeCollector
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 
 LENGTHS = (29, 18)  # right-padded batch of two lengths
 CHUNK = 7  # does not divide either length: rows cross chunk boundaries
@@ -197,7 +197,7 @@ def test_transformer_lens_failure_is_one_line(tmp_path, monkeypatch, where):
     from transformer_lens.model_bridge import TransformerBridge
 
     from karma_probe.capture.backends import TransformerLensBackend
-    from karma_probe.models import load_tokenizer
+    from karma_probe.model.backbones import load_tokenizer
 
     tok = load_tokenizer("tiny")
     tok.save_pretrained(tmp_path)
@@ -284,7 +284,7 @@ def test_long_sequences_take_fewer_rows_per_chunk(tmp_path, monkeypatch, block):
 def test_a_model_without_sdpa_loads_eager_and_captures(tmp_path):
     """Gemma 2 has no SDPA (soft-capping): load_backbone falls back to eager instead of refusing, and
     the capture then runs it through the interface like any other."""
-    from karma_probe.models import load_backbone, load_tokenizer
+    from karma_probe.model.backbones import load_backbone, load_tokenizer
 
     build("gemma2-softcap-windows", tmp_path)
     load_tokenizer("tiny").save_pretrained(tmp_path)

@@ -11,14 +11,14 @@ import shutil
 
 import pytest
 
-from karma_probe.analyze import analyze_run
+from karma_probe.analyzers.run import analyze_run
 from karma_probe.capture.run import CaptureOptions, capture_run
 from karma_probe.cli import main
-from karma_probe.config import make_config
-from karma_probe.results import list_runs, load_run
+from karma_probe.core.config import make_config
+from karma_probe.report.results import list_runs, load_run
 from karma_probe.rundir import RunPaths
 from karma_probe.rundir.chain import chain_status, fingerprint, safetensors_problem
-from karma_probe.train import train_run
+from karma_probe.train.loop import train_run
 
 FAST = dict(dataset="synthetic:0", batch_size=8, max_history=4, embed_dim=32, eval_users=20, steps=2)
 OPTS = CaptureOptions(probes=4, text_probes=2, max_len=32, full_maps=1, progress=False)
@@ -94,7 +94,9 @@ def test_recapture_without_reanalysis_is_stale_in_every_reader(run, tmp_path, ca
     err = capsys.readouterr().err
     assert "warning" in err and "STALE" in err
 
-    from karma_probe import dashboard, report
+    from karma_probe.dashboard import server as dashboard
+
+    from karma_probe.report import pdf as report
 
     listing = dashboard.listing(run.parent.resolve())  # the dashboard's cached loader
     assert [(r.name, r.chain.state) for r in listing.ok] == [("r", "stale")] and not listing.broken
@@ -193,7 +195,7 @@ def test_fingerprint_of_a_large_file_sees_its_size_and_its_sampled_blocks(tmp_pa
 
 def test_shards_of_different_checkpoints_are_not_merged():
     from karma_probe.capture.writer import Capture, merge_captures
-    from karma_probe.errors import BadInput
+    from karma_probe.core.errors import BadInput
 
     model = {"layers": 2, "heads": 2}
     a = Capture({"model": model, "derived_from": {"checkpoint": "aaaa"}}, path="runs/r/capture-0")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from fakeruns import make_run
 
-from karma_probe import check
+from karma_probe.report import check
 from karma_probe.cli import main
-from karma_probe.errors import BadInput
-from karma_probe.results import load_run
+from karma_probe.core.errors import BadInput
+from karma_probe.report.results import load_run
 
 
 @pytest.fixture
@@ -281,7 +281,7 @@ def test_regression_writes_junit_but_bad_input_writes_nothing(tmp_path, runs):
 # --------------------------------------------------------------------------- light install, real CLI
 
 def test_check_and_results_do_not_import_torch():
-    code = ("import karma_probe.commands.check, karma_probe.check, karma_probe.results; "
+    code = ("import karma_probe.commands.check, karma_probe.report.check, karma_probe.report.results; "
             "import sys; assert 'torch' not in sys.modules, 'torch was imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

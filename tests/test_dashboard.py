@@ -29,10 +29,11 @@ from streamlit.testing.v1 import AppTest
 
 from fakeruns import make_run
 import karma_probe
-from karma_probe import figures, results
-from karma_probe.dashboard_app import APP
-from karma_probe.errors import BadInput
-from karma_probe.figures.render import PLOTLY_MAX_TICKS
+from karma_probe.report import figures
+from karma_probe.report import results
+from karma_probe.dashboard import APP
+from karma_probe.core.errors import BadInput
+from karma_probe.report.figures.render import PLOTLY_MAX_TICKS
 
 REPO = Path(__file__).resolve().parents[1]
 CLONE_APP = REPO / "dashboards" / "app.py"  # the thin runner kept for `streamlit run dashboards/app.py`
@@ -316,7 +317,7 @@ def test_dashboard_command_rejects_a_missing_runs_dir(tmp_path):
 def test_the_command_serves_the_app_inside_the_package(tmp_path, monkeypatch):
     """`karma-probe dashboard` runs the app that ships in the package, not a file of a source checkout."""
     package = Path(karma_probe.__file__).resolve().parent
-    assert APP == package / "dashboard_app" / "app.py" and APP.is_file()
+    assert APP == package / "dashboard" / "app.py" and APP.is_file()
     assert sorted(p.name for p in (APP.parent / "panels").glob("*.py")) == sorted(["__init__.py", *(f"{p}.py" for p in PAGES)])
     execs = []
     monkeypatch.setattr(os, "execv", lambda exe, argv: execs.append(argv))  # stop short of starting the server
@@ -352,8 +353,8 @@ def test_a_wheel_carries_the_app_and_the_command_finds_it_there(tmp_path):
     assert r.returncode == 0, r.stderr
     (wheel,) = (tmp_path / "dist").glob("karma_probe-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    want = {"karma_probe/dashboard_app/app.py", "karma_probe/dashboard_app/__init__.py",
-            *(f"karma_probe/dashboard_app/panels/{p}.py" for p in PAGES)}
+    want = {"karma_probe/dashboard/app.py", "karma_probe/dashboard/__init__.py",
+            *(f"karma_probe/dashboard/panels/{p}.py" for p in PAGES)}
     assert want <= names, sorted(want - names)
     site = tmp_path / "site-packages"
     zipfile.ZipFile(wheel).extractall(site)
@@ -365,7 +366,7 @@ def test_a_wheel_carries_the_app_and_the_command_finds_it_there(tmp_path):
     r = subprocess.run([sys.executable, "-c", probe, str(runs)], capture_output=True, text=True, cwd=tmp_path,
                        env={**os.environ, "PYTHONPATH": str(site)})
     assert r.returncode == 0, r.stderr
-    assert Path(r.stdout.strip()) == site / "karma_probe" / "dashboard_app" / "app.py"
+    assert Path(r.stdout.strip()) == site / "karma_probe" / "dashboard" / "app.py"
 
 
 def _free_port() -> int:
@@ -472,7 +473,7 @@ def ci_root(tmp_path) -> Path:
 
 
 def test_overview_shows_claims_with_ci_and_bars_with_error_bars(ci_root, monkeypatch):
-    from karma_probe import study
+    from karma_probe.report import study
 
     at = open_page(app(ci_root, monkeypatch), "overview")
     assert_clean(at)
@@ -497,7 +498,7 @@ def test_retrieval_page_draws_user_bootstrap_error_bars(ci_root, monkeypatch):
 
 
 def test_retrieval_page_puts_each_run_beside_its_nulls(ci_root, monkeypatch):
-    from karma_probe import study
+    from karma_probe.report import study
 
     at = open_page(app(ci_root, monkeypatch), "retrieval")
     assert_clean(at)
@@ -508,7 +509,7 @@ def test_retrieval_page_puts_each_run_beside_its_nulls(ci_root, monkeypatch):
 
 
 def test_a_study_selection_gets_the_condition_table_and_condition_bars(tmp_path, monkeypatch):
-    from karma_probe import study
+    from karma_probe.report import study
 
     root = tmp_path / "study"
     for seed in (0, 1):
@@ -524,7 +525,7 @@ def test_a_study_selection_gets_the_condition_table_and_condition_bars(tmp_path,
 
 
 def test_overview_sets_each_regularizer_beside_karma(tmp_path, monkeypatch):
-    from karma_probe import study
+    from karma_probe.report import study
 
     root = tmp_path / "ablation-runs"
     for cond in ("action", "gen", "rec", "karma"):
@@ -559,7 +560,8 @@ def test_a_stale_run_is_marked_in_the_overview_and_copies_count_once(tmp_path, m
     assert status["karma-s0"].startswith("STALE: ") and "re-run `karma-probe analyze`" in status["karma-s0"]
     assert status["action-s0-copy"] == "not loaded: the same run as action-s0 (a symlink or a copy of it); listed once"
 def test_overview_opens_with_the_forest_plot_of_the_claims(ci_root, monkeypatch):
-    from karma_probe import figures, study
+    from karma_probe.report import figures
+    from karma_probe.report import study
 
     at = open_page(app(ci_root, monkeypatch), "overview")
     assert_clean(at)

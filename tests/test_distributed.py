@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from karma_probe.config import make_config
-from karma_probe.distributed import check_world, launched_world
-from karma_probe.errors import BadInput
-from karma_probe.train import _prepare_dir
+from karma_probe.core.config import make_config
+from karma_probe.train.distributed import check_world, launched_world
+from karma_probe.core.errors import BadInput
+from karma_probe.train.loop import _prepare_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ def test_two_launched_cpu_processes_train_one_consistent_run(tmp_path, launcher)
     """The README's torchrun command on CPUs (gloo), and the issue's reproduction (`accelerate launch
     --multi_gpu --num_processes 2` on a CPU machine, which started two independent trainings into
     one run): one process group, one run directory written by rank 0 alone."""
-    from karma_probe.retriever import load_run_model
+    from karma_probe.model.retriever import load_run_model
 
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -100,7 +100,7 @@ def test_two_launched_cpu_processes_train_one_consistent_run(tmp_path, launcher)
 def test_on_main_returns_the_result_or_raises_the_main_process_failure_as_it_is():
     from types import SimpleNamespace
 
-    from karma_probe.distributed import on_main
+    from karma_probe.train.distributed import on_main
 
     def fail():
         raise NotADirectoryError(20, "x is not a directory")

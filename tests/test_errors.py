@@ -24,7 +24,7 @@ import pytest
 
 from fakeruns import make_run
 from karma_probe.cli import main
-from karma_probe.train import train_run
+from karma_probe.train.loop import train_run
 
 TRAIN = ["train", "--condition", "action", "--steps", "2", "--dataset", "synthetic", "--no-progress",
          "--set", "eval_users=10"]
@@ -240,7 +240,7 @@ def test_a_failed_overwrite_keeps_the_old_run(world, capfd):
 
 
 def test_elapsed_keeps_counting_after_a_resume(tmp_path):
-    from karma_probe.config import make_config
+    from karma_probe.core.config import make_config
 
     cfg = make_config("tiny", "action", steps=6, checkpoint_every=3, log_every=1, **FAST)
     assert train_run(cfg, tmp_path / "r", progress=False, stop_after=4) == {}  # "killed" in step 5

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fakeruns import make_run
 
-from karma_probe import figures
-from karma_probe.errors import BadInput
-from karma_probe.figures.spec import FigureSpec, series
-from karma_probe.results import ProbeMap, load_maps, load_run
+from karma_probe.report import figures
+from karma_probe.core.errors import BadInput
+from karma_probe.report.figures.spec import FigureSpec, series
+from karma_probe.report.results import ProbeMap, load_maps, load_run
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +259,7 @@ def test_spec_validation():
 
 
 def test_figures_and_report_do_not_import_torch():
-    code = ("import karma_probe.figures, karma_probe.report, karma_probe.commands.report, sys; "
+    code = ("import karma_probe.report.figures, karma_probe.report.pdf, karma_probe.commands.report, sys; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -291,7 +291,7 @@ def test_metric_bars_carry_each_runs_ci_and_both_renderers_draw_it(ci_runs):
 
 
 def test_condition_bars_are_the_mean_over_seeds_with_its_t_interval(tmp_path):
-    from karma_probe import stats
+    from karma_probe.report import stats
 
     runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, capture=False, train_log=False))
             for s in (0, 1, 2) for c in ("action", "karma")]
@@ -315,7 +315,7 @@ def test_bars_without_any_ci_draw_no_error_bars(two_runs):
 
 
 def test_hr_at_k_error_bars_from_user_ranks_and_baseline_lines(ci_runs):
-    from karma_probe import stats
+    from karma_probe.report import stats
 
     spec = figures.hr_at_k(ci_runs)
     karma = spec.series[0]
@@ -354,7 +354,7 @@ TRAINED = ("action", "gen", "rec", "karma")
 
 
 def test_run_look_one_hue_per_condition_seeds_as_shades_and_dashes():
-    from karma_probe.figures.style import Look, run_look
+    from karma_probe.report.figures.style import Look, run_look
 
     for cond in TRAINED:
         seeds = [run_look(cond, s) for s in (0, 1, 2)]
@@ -371,14 +371,14 @@ def test_run_look_one_hue_per_condition_seeds_as_shades_and_dashes():
 
 
 def test_run_look_gives_other_groups_and_unknown_conditions_their_own_hue():
-    from karma_probe.figures.style import run_look
+    from karma_probe.report.figures.style import run_look
 
     known = {run_look(c, s).colour for c in (*TRAINED, "base") for s in range(3)}
     other_models = [run_look("base", 0, g).colour for g in (1, 2, 3)]  # base runs of three more models
     assert len(set(other_models)) == 3 and not set(other_models) & known
     assert run_look("my-condition", 0).colour not in known
     assert run_look("my-condition", 0) == run_look("my-condition", 0)  # stable (not Python's salted hash)
-    r = subprocess.run([sys.executable, "-c", "from karma_probe.figures.style import run_look; "
+    r = subprocess.run([sys.executable, "-c", "from karma_probe.report.figures.style import run_look; "
                         "print(run_look('my-condition', 0).colour)"], capture_output=True, text=True)
     assert r.stdout.strip() == run_look("my-condition", 0).colour  # the same in another process
 
@@ -395,7 +395,7 @@ def thirteen_runs(tmp_path_factory):
 def test_every_run_figure_colours_runs_by_condition_and_seed(thirteen_runs):
     from matplotlib.colors import same_color
 
-    from karma_probe.figures.style import run_look
+    from karma_probe.report.figures.style import run_look
 
     want = {r.name: run_look(r.condition, r.seed) for r in thirteen_runs}
     assert len({(x.colour, x.dash) for x in want.values()}) == 13  # every run drawn differently
@@ -422,7 +422,7 @@ def test_every_run_figure_colours_runs_by_condition_and_seed(thirteen_runs):
 def test_bars_take_each_runs_or_conditions_colour_in_both_renderers(thirteen_runs):
     from matplotlib.colors import same_color
 
-    from karma_probe.figures.style import run_look
+    from karma_probe.report.figures.style import run_look
 
     for spec, want in ((figures.metric_bars(thirteen_runs, "sink_mass"),
                         [run_look(r.condition, r.seed).colour for r in thirteen_runs]),
@@ -438,7 +438,7 @@ def test_bars_take_each_runs_or_conditions_colour_in_both_renderers(thirteen_run
 
 
 def test_condition_trajectory_colours_conditions_and_draws_the_reference_black():
-    from karma_probe.figures.style import run_look
+    from karma_probe.report.figures.style import run_look
 
     traj = {"conditions": {c: {"sink_mass": [{"step": s, "mean": 0.1 * s, "ci_low": None, "ci_high": None}
                                              for s in (10, 20)]} for c in ("action", "karma")}}
@@ -466,10 +466,10 @@ def test_run_looks_tell_groups_of_one_condition_apart(tmp_path):
 def test_claims_forest_of_a_fake_study_draws_raw_and_corrected_intervals(tmp_path):
     import math
 
-    from karma_probe import study
+    from karma_probe.report import study
     from karma_probe.analyzers.catalogue import FACTS, FAMILIES
-    from karma_probe.figures.spec import forest_layout
-    from karma_probe.figures.style import VERDICT_INK, VERDICT_LEGEND, verdict_key
+    from karma_probe.report.figures.spec import forest_layout
+    from karma_probe.report.figures.style import VERDICT_INK, VERDICT_LEGEND, verdict_key
 
     runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, users=60, n_items=200, capture=False))
             for s in (0, 1, 2) for c in ("action", "karma")]
@@ -504,7 +504,7 @@ def test_claims_forest_of_a_fake_study_draws_raw_and_corrected_intervals(tmp_pat
 
 
 def test_claims_forest_without_cis_or_claims(tmp_path):
-    from karma_probe import study
+    from karma_probe.report import study
 
     runs = [load_run(make_run(tmp_path, c, c, capture=False)) for c in ("action", "karma")]  # no intervals at all
     spec = figures.claims_forest(study.verdict(runs))

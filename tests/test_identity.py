@@ -7,10 +7,10 @@ import shutil
 import pytest
 
 from fakeruns import make_run
-from karma_probe import study
+from karma_probe.report import study
 from karma_probe.cli import main
-from karma_probe.errors import BadInput
-from karma_probe.results import distinct, group_runs, list_runs, load_run
+from karma_probe.core.errors import BadInput
+from karma_probe.report.results import distinct, group_runs, list_runs, load_run
 
 
 def _set_model(run, model, preset="tiny"):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from karma_probe.cli import main
-from karma_probe.errors import BadInput
-from karma_probe.models import TINY_VOCAB, load_backbone, load_tokenizer, model_info
+from karma_probe.core.errors import BadInput
+from karma_probe.model.backbones import TINY_VOCAB, load_backbone, load_tokenizer, model_info
 
 
 @pytest.mark.smollm2

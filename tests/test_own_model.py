@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from karma_probe.analyze import analyze_run
+from karma_probe.analyzers.run import analyze_run
 from karma_probe.capture.probes import read_probes_file
 from karma_probe.capture.run import CaptureOptions, create_base_run
-from karma_probe.device import resolve
-from karma_probe.diagnose import compare, plan_models
-from karma_probe.errors import BadInput
-from karma_probe.results import load_run
+from karma_probe.core.device import resolve
+from karma_probe.workflows.diagnose import compare, plan_models
+from karma_probe.core.errors import BadInput
+from karma_probe.report.results import load_run
 from karma_probe.rundir import read_json
 
 from own_models import PROMPTS, save_own_models
@@ -149,7 +149,7 @@ def test_adapter_is_merged_into_the_capture(own, tmp_path):
 
 
 def test_missing_peft_is_one_clear_line(own, monkeypatch):
-    from karma_probe.models import load_backbone
+    from karma_probe.model.backbones import load_backbone
 
     monkeypatch.setitem(sys.modules, "peft", None)  # import peft → ImportError
     with pytest.raises(BadInput, match=r"pip install 'karma-probe\[adapter\]'"):
@@ -200,7 +200,8 @@ def test_verdicts_paired_over_the_same_probes(own, tmp_path):
     if e["verdict"] == "differs":
         assert e["direction"] == ("better" if e["difference"] < 0 else "worse")  # sink_mass: lower is better
     # each model its own group (named by its directory), never averaged with another model as seeds
-    from karma_probe import check, study
+    from karma_probe.report import check
+    from karma_probe.report import study
 
     assert {g: [r.name for r in rs] for g, rs in study.by_condition([a, t, b]).items()} == {"base": ["a", "b"],
                                                                                            "tuned": ["t"]}
@@ -227,13 +228,14 @@ def test_user_set_beside_history_probes_keeps_history_the_headline(own, tmp_path
 
 def test_diagnose_verdict_is_holm_corrected():
     """A raw 95 % 'differs' that Holm's step-down retains is reported 'within noise (raw: differs)'."""
-    import karma_probe.diagnose as d
+    import karma_probe.workflows.diagnose as d
 
     ps = (0.001, 0.04, 0.5)
     entries = [{"metric": f"m{i}", "higher_is_better": True, "base": 0.0, "tuned": 1.0, "difference": 1.0,
                 "ci_low": 0.1, "ci_high": 1.9, "raw_verdict": "differs" if p < 0.05 else "within noise", "p": p,
                 "seeds": None, "basis": "x"} for i, p in enumerate(ps)]
-    from karma_probe import stats, study
+    from karma_probe.report import stats
+    from karma_probe.report import study
 
     # an interval that excludes 0 exactly when its level's alpha is above the p-value
     ats = [lambda level, p=p: stats.Interval(1.0, 0.1 if 1 - level > p else -0.2, 1.9, 10, "x", level, p) for p in ps]

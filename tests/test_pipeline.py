@@ -45,7 +45,7 @@ def test_ci_gate_against_committed_baseline(tiny_study, tmp_path):
 
 def test_rerun_skips_finished_stages(tiny_study):
     """Started again, the study only re-reads what is there (resumability of the whole job)."""
-    from karma_probe.pipeline import Plan, reproduce
+    from karma_probe.workflows.reproduce import Plan, reproduce
 
     root, report = tiny_study
     before = (root / "tiny-karma-s0" / "analysis.json").stat().st_mtime

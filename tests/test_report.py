@@ -10,9 +10,9 @@ import pytest
 from fakeruns import make_run
 from pypdf import PdfReader
 
-from karma_probe import report
+from karma_probe.report import pdf as report
 from karma_probe.cli import main
-from karma_probe.results import format_delta, format_value, load_run
+from karma_probe.report.results import format_delta, format_value, load_run
 
 FULL_REPORT = [  # two runs with everything: the page plan, in order
     "Verdict: 2 runs", "Verdict: the paper's claims", "Claims: action-only vs KARMA", "Attention: headline metrics", "Attention: by layer",
@@ -62,7 +62,7 @@ def test_verdict_page_shows_every_value_delta_and_direction(full):
 
 
 def test_verdict_rows_unit():
-    from karma_probe.report import _verdict_word
+    from karma_probe.report.pdf import _verdict_word
 
     assert _verdict_word(0.1, True) == "better" and _verdict_word(0.1, False) == "worse"
     assert _verdict_word(-0.1, False) == "better" and _verdict_word(0.0, True) == "same"
@@ -218,7 +218,7 @@ def test_report_values_match_check_formatting(full):
 
 
 def test_claims_page_shows_effect_ci_and_verdict(tmp_path):
-    from karma_probe import study
+    from karma_probe.report import study
 
     runs = [load_run(make_run(tmp_path, c, c, users=200, n_items=400, interval_half=0.01, **LIGHT))
             for c in ("action", "karma")]
@@ -237,7 +237,7 @@ def test_claims_page_shows_effect_ci_and_verdict(tmp_path):
 
 
 def test_retrieval_is_shown_beside_its_nulls(tmp_path):
-    from karma_probe import study
+    from karma_probe.report import study
 
     runs = [load_run(make_run(tmp_path, c, c, users=200, n_items=400, **LIGHT)) for c in ("action", "karma")]
     written = report.write_report(runs, tmp_path / "nulls.pdf")
@@ -288,7 +288,7 @@ def test_several_seeds_follow_each_condition_over_training(tmp_path):
 def test_a_study_of_several_seeds_is_reported_by_condition(tmp_path):
     """Page one is the condition table (mean ± CI over seeds, as study.table), bars are per
     condition, the per-run pages show each condition's lowest seed, the appendix every run."""
-    from karma_probe import study
+    from karma_probe.report import study
 
     runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, train_log=False))
             for s in (2, 1) for c in ("action", "karma")] + [load_run(make_run(tmp_path, "base", "base", metrics=False))]
@@ -316,7 +316,7 @@ def test_a_study_of_several_seeds_is_reported_by_condition(tmp_path):
 
 
 def test_ablation_page_sets_each_regularizer_beside_karma(tmp_path):
-    from karma_probe import study
+    from karma_probe.report import study
 
     runs = [load_run(make_run(tmp_path, c, c, users=200, n_items=400, interval_half=0.01, **LIGHT))
             for c in ("action", "gen", "rec", "karma")]
@@ -336,9 +336,9 @@ def test_ablation_page_sets_each_regularizer_beside_karma(tmp_path):
 def test_page_one_of_a_study_is_the_forest_plot_of_its_claims(tmp_path):
     """Every claim is a row (its label, its numbers in their own units, raw → Holm verdict), under its
     family's heading, with the legend; the same entries as study.verdict."""
-    from karma_probe import study
-    from karma_probe.figures.style import VERDICT_LEGEND, verdict_key
-    from karma_probe.results import format_delta
+    from karma_probe.report import study
+    from karma_probe.report.figures.style import VERDICT_LEGEND, verdict_key
+    from karma_probe.report.results import format_delta
 
     runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, users=60, n_items=200, **LIGHT))
             for s in (0, 1, 2) for c in ("action", "karma")]

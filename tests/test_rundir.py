@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 from karma_probe.rundir import (ANALYSIS_SCHEMA, CAPTURE_SCHEMA, Capture, Record, RunPaths, checkpoint_step,
                                 intermediate_checkpoints, parse_analysis, read_analysis, read_capture, read_config,
                                 read_hidden, read_maps, read_metrics, read_train_log, write_analysis, write_capture,
@@ -271,7 +271,7 @@ def test_record_to_json_from_json_round_trip():
     nan = Record("erank", float("inf")).to_json(True)
     assert nan["value"] is None and math.isnan(Record.from_json(nan).value)  # non-finite ↔ null ↔ NaN
     from karma_probe.analyzers.registry import Record as RegistryRecord
-    from karma_probe.results import Record as ResultsRecord
+    from karma_probe.report.results import Record as ResultsRecord
 
     assert RegistryRecord is Record is ResultsRecord  # one class
 
@@ -336,13 +336,13 @@ def test_rundir_is_the_bottom_layer():
     """Importing rundir loads no other karma_probe module but errors, and no torch."""
     code = ("import sys, karma_probe.rundir; "
             "mods = sorted(m for m in sys.modules if m.startswith('karma_probe') and not m.startswith('karma_probe.rundir')); "
-            "assert mods == ['karma_probe', 'karma_probe.errors'], mods; assert 'torch' not in sys.modules")
+            "assert mods == ['karma_probe', 'karma_probe.core', 'karma_probe.core.errors'], mods; assert 'torch' not in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     for f in (ROOT / "karma_probe" / "rundir").glob("*.py"):  # lazy imports included
         for line in f.read_text().splitlines():
             if "import" in line and "karma_probe." in line and line.lstrip().startswith(("from ", "import ")):
-                assert line.split()[1].startswith(("karma_probe.rundir", "karma_probe.errors")), f"{f.name}: {line}"
+                assert line.split()[1].startswith(("karma_probe.rundir", "karma_probe.core.errors")), f"{f.name}: {line}"
 
 
 def test_schema_strings_are_written_down_once():

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from karma_probe import stats
-from karma_probe.errors import BadInput
+from karma_probe.report import stats
+from karma_probe.core.errors import BadInput
 
 
 def test_per_user_values_follow_the_formulas():
@@ -99,7 +99,7 @@ def test_combine_independent_adds_half_widths_in_quadrature():
 
 
 def test_stats_imports_no_torch():
-    code = "import karma_probe.stats, sys; assert 'torch' not in sys.modules"
+    code = "import karma_probe.report.stats, sys; assert 'torch' not in sys.modules"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 

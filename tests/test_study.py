@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fakeruns import make_run
 
-from karma_probe import study
-from karma_probe.results import format_value, load_run
+from karma_probe.report import study
+from karma_probe.report.results import format_value, load_run
 from karma_probe.rundir.layout import CAPTURE_SCHEMA
 
 CONDITIONS = ("action", "karma")
@@ -199,12 +199,12 @@ def test_stage_seconds_come_from_what_each_run_directory_recorded(tmp_path):
 
 def _two_seed_summary(tmp_path, monkeypatch):
     """summary.json's content for two seeds of both conditions (fake runs; report and figures stubbed)."""
-    from karma_probe import pipeline
+    from karma_probe.workflows import reproduce as pipeline
 
     root = tmp_path / "runs"
     dirs = [make_run(root, f"tiny-{c}-s{s}", c, seed=s, users=40, n_items=400, probes=1, layers=2, heads=2)
             for s in (0, 1) for c in CONDITIONS]
-    monkeypatch.setattr("karma_probe.report.write_report",
+    monkeypatch.setattr("karma_probe.report.pdf.write_report",
                         lambda runs, out: type("W", (), {"path": out, "pages": ("Verdict",)})())
     monkeypatch.setattr(pipeline, "_write_figures", lambda runs, out, *rest: [])
     summary = pipeline.write_outputs(pipeline.Plan(preset="tiny", seeds=(0, 1), report_dir=tmp_path / "rep"), dirs)
@@ -247,7 +247,7 @@ def test_markdown_rows_are_mean_plus_minus_half_width_and_only_holds_is_bold(tmp
 def test_trajectory_means_and_paired_effects_over_seeds(tmp_path):
     """Per condition and step: the mean over seeds with its t-interval; per claim and step: the
     signed action − karma effect paired by seed (fakeruns scale each step's values by 0.5 + s/60)."""
-    from karma_probe.stats import t_interval
+    from karma_probe.report.stats import t_interval
 
     runs = _runs(tmp_path, seeds=(0, 1, 2))
     traj = study.trajectory(runs, metrics=("sink_mass", "erank", "lm_ppl_not_there"))
@@ -276,8 +276,8 @@ def test_trajectory_means_and_paired_effects_over_seeds(tmp_path):
 def test_trajectory_figures_one_line_per_condition_and_the_reference_named_for_what_it_is(tmp_path):
     import json
 
-    from karma_probe import figures as F
-    from karma_probe import pipeline
+    from karma_probe.report import figures as F
+    from karma_probe.workflows import reproduce as pipeline
 
     base = load_run(make_run(tmp_path, "base", "base", trajectory=False))
     untouched_dir = make_run(tmp_path, "untouched", "base", trajectory=False)
@@ -304,8 +304,8 @@ def test_trajectory_figures_one_line_per_condition_and_the_reference_named_for_w
 
 def test_a_study_draws_its_bar_figures_per_condition_not_per_run(tmp_path, monkeypatch):
     # thirteen runs as thirteen bars had unreadable labels; a study's bars are condition means ± CI
-    from karma_probe import figures as F
-    from karma_probe import pipeline
+    from karma_probe.report import figures as F
+    from karma_probe.workflows import reproduce as pipeline
 
     drawn = {}
     real = F.to_matplotlib
@@ -322,10 +322,10 @@ def test_reproduce_threads_reach_every_stage(tmp_path, monkeypatch):
     (a study left to share a 2-core CPU must not spin two threads in any stage)."""
     import torch
 
-    import karma_probe.analyze as analyze
+    import karma_probe.analyzers.run as analyze
     import karma_probe.capture.run as capture_run
-    import karma_probe.train as train
-    from karma_probe import pipeline
+    import karma_probe.train.loop as train
+    from karma_probe.workflows import reproduce as pipeline
     from karma_probe.cli import main
 
     seen = {}
@@ -359,10 +359,10 @@ def test_reproduce_threads_reach_every_stage(tmp_path, monkeypatch):
 def test_two_reproductions_share_the_runs_out(tmp_path, monkeypatch, capsys):
     """A run claimed by another reproduction is skipped (not trained twice); the report then covers
     the runs analyzed so far, and says which ones are still being worked on."""
-    import karma_probe.analyze as analyze
+    import karma_probe.analyzers.run as analyze
     import karma_probe.capture.run as capture_run
-    import karma_probe.train as train
-    from karma_probe import pipeline
+    import karma_probe.train.loop as train
+    from karma_probe.workflows import reproduce as pipeline
 
     worked = []
     monkeypatch.setattr(train, "train_run", lambda cfg, out, **kw: worked.append(out.name) or {})
@@ -414,10 +414,10 @@ def test_markdown_retrieval_puts_each_condition_beside_its_nulls(tmp_path):
 def test_trajectory_follows_the_conditions_named(tmp_path, monkeypatch):
     """``--trajectory action karma`` analyzes every checkpoint of those conditions only; a bare
     ``--trajectory`` follows every condition; a condition not in the study is refused."""
-    import karma_probe.analyze as analyze
+    import karma_probe.analyzers.run as analyze
     import karma_probe.capture.run as capture_run
-    import karma_probe.train as train
-    from karma_probe import pipeline
+    import karma_probe.train.loop as train
+    from karma_probe.workflows import reproduce as pipeline
     from karma_probe.cli import main
 
     followed = {}
@@ -567,8 +567,8 @@ def test_every_multi_seed_claim_carries_its_detection_limit(tmp_path):
 
 def test_a_calibrate_output_is_read_off_its_measured_curve(tmp_path):
     """With the committed SmolLM2 calibration, a claim's detection limit becomes the dose that
-    calibration.dose_for reads off the measured curve (not |difference| / slope)."""
-    from karma_probe.calibration import dose_for
+    dose_response.dose_for reads off the measured curve (not |difference| / slope)."""
+    from karma_probe.report.dose_response import dose_for
 
     cal = Path(__file__).parents[1] / "reports" / "calibration-smollm2"
     runs = _controlled_study(tmp_path, {"key_concentration": [0.01, 0.03, 0.05]})
@@ -581,7 +581,7 @@ def test_a_calibrate_output_is_read_off_its_measured_curve(tmp_path):
 
 
 def test_calibration_is_read_flat_or_nested(tmp_path):
-    from karma_probe.errors import BadInput
+    from karma_probe.core.errors import BadInput
 
     assert study.read_calibration({"sink_mass": 0.3}) == {"sink_mass": 0.3}
     nested = {"families": {"attention": {"metrics": {"sink_mass": {"slope": {"estimate": 0.3, "ci": [0.2, 0.4]}},

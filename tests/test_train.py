@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from karma_probe.batches import SequenceBatchMaker, make_batches
-from karma_probe.config import TrainConfig, make_config
-from karma_probe.data import load_dataset
-from karma_probe.errors import BadInput, Diverged
-from karma_probe.evaluate import random_baseline, ranks, retrieval_metrics
-from karma_probe.objectives import KarmaObjective
-from karma_probe.retriever import build_model, load_run_model
-from karma_probe.train import train_run
+from karma_probe.train.batches import SequenceBatchMaker, make_batches
+from karma_probe.core.config import TrainConfig, make_config
+from karma_probe.data.dataset import load_dataset
+from karma_probe.core.errors import BadInput, Diverged
+from karma_probe.train.evaluate import random_baseline, ranks, retrieval_metrics
+from karma_probe.train.objectives import KarmaObjective
+from karma_probe.model.retriever import build_model, load_run_model
+from karma_probe.train.loop import train_run
 
 FAST = dict(dataset="synthetic:0", batch_size=8, max_history=4, embed_dim=32, eval_batch_size=64, log_every=1)
 
@@ -83,7 +83,7 @@ def test_other_config_in_same_dir_is_bad_input(tmp_path):
 
 
 def test_nan_loss_stops_with_step_and_term(tmp_path, monkeypatch):
-    import karma_probe.objectives as obj
+    import karma_probe.train.objectives as obj
 
     monkeypatch.setattr(obj, "info_nce", lambda *a: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(Diverged, match=r"step 1: loss term l_act is nan; .*\(no checkpoint yet: nothing is kept\)"):
@@ -160,8 +160,8 @@ def test_random_baseline_matches_simulation():
 def test_batches_from_history_windows_equal_batches_from_whole_histories(interface):
     """A batch slices only the newest max_history items of each picked example: the same tensors
     as the full histories the split used to store."""
-    from karma_probe.data import Examples
-    from karma_probe.models import load_tokenizer
+    from karma_probe.data.dataset import Examples
+    from karma_probe.model.backbones import load_tokenizer
 
     cfg = _cfg("karma", max_history=3, interface=interface, batch_size=16)
     ds = load_dataset(cfg.dataset)
@@ -177,8 +177,8 @@ def test_batches_from_history_windows_equal_batches_from_whole_histories(interfa
 
 
 def test_popularity_and_markov_baselines_on_a_hand_made_split():
-    from karma_probe.data import Example, Split
-    from karma_probe.evaluate import markov_scores, popularity_scores
+    from karma_probe.data.dataset import Example, Split
+    from karma_probe.train.evaluate import markov_scores, popularity_scores
 
     # user a: 0 1 2 | 3 (valid) | 1 (test); user b: 2 1 | 0 | 2 -- prefixes a: (0,1,2), b: (2,1)
     train = (Example("a", (0,), 1), Example("a", (0, 1), 2), Example("b", (2,), 1))
@@ -193,7 +193,7 @@ def test_popularity_and_markov_baselines_on_a_hand_made_split():
 
 def test_continuous_forward_matches_a_reference_computation():
     """A 2-item toy: item tokens, interest embeddings and the full-softmax loss by hand."""
-    from karma_probe.data import Dataset, Example, Item
+    from karma_probe.data.dataset import Dataset, Example, Item
 
     items = (Item("1", "Alpha", "1990", ("Drama",)), Item("2", "Beta", "1991", ("Comedy",)))
     ds = Dataset("toy", items, {"u": (0, 1, 0, 1)}, 4)
@@ -298,8 +298,8 @@ def test_checkpoint_describes_itself_and_loads_without_its_run(tmp_path, monkeyp
     and loading it reads no dataset: the model knows none."""
     import shutil
 
-    import karma_probe.data as data
-    from karma_probe.retriever import checkpoint_config, load_checkpoint
+    import karma_probe.data.dataset as data
+    from karma_probe.model.retriever import checkpoint_config, load_checkpoint
 
     cfg = _cfg("karma", steps=2, checkpoint_every=1, eval_users=5)
     train_run(cfg, tmp_path / "r", progress=False)
@@ -336,8 +336,8 @@ def test_models_take_the_catalogue_from_the_caller():
 
 def test_pooled_embeddings_equal_one_text_at_a_time():
     """Length-sorted, padded batches give each text what it gets alone, back in the input order."""
-    from karma_probe.catalogue import content_vectors
-    from karma_probe.retriever import base_model
+    from karma_probe.model.catalogue import content_vectors
+    from karma_probe.model.retriever import base_model
 
     model = base_model("tiny").eval()
     texts = ["a", "a much longer item text than the others", "mid length text", "b c", "x y z w"]
@@ -379,8 +379,8 @@ def test_balanced_regularizers_never_exceed_rho(tmp_path):
 
 
 def test_per_loss_gradient_norms_are_logged_and_match_autograd():
-    from karma_probe.objectives import gradient_stats, loss_gradients
-    from karma_probe.train import _shared_parameters
+    from karma_probe.train.objectives import gradient_stats, loss_gradients
+    from karma_probe.train.loop import _shared_parameters
 
     terms, model = _losses(_cfg("karma"))
     shared = _shared_parameters(model)
@@ -394,8 +394,8 @@ def test_per_loss_gradient_norms_are_logged_and_match_autograd():
 
 
 def test_full_fine_tune_trains_every_layer_and_freezes_the_tied_embedding():
-    from karma_probe.config import PRESETS
-    from karma_probe.train import _freeze
+    from karma_probe.core.config import PRESETS
+    from karma_probe.train.loop import _freeze
 
     full = PRESETS["smollm2-full"]
     assert full.train_layers == 0 and full.freeze_embeddings
@@ -410,7 +410,7 @@ def test_full_fine_tune_trains_every_layer_and_freezes_the_tied_embedding():
 
 def test_reference_config_of_a_backbone_two_presets_train():
     """smollm2 and smollm2-full both train SmolLM2: the reference is still the continuous step-0 model."""
-    from karma_probe.config import reference_config
+    from karma_probe.core.config import reference_config
 
     cfg = reference_config("smollm2-135m")
     assert cfg is not None and cfg.interface == "continuous" and cfg.train_layers == 8 and cfg.first_token == "bos"

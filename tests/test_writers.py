@@ -73,7 +73,7 @@ def test_the_same_run_by_another_spelling_is_the_same_lock(held, tmp_path, capsy
 
 
 def test_reproduce_skips_a_run_a_train_command_holds(held):
-    from karma_probe import pipeline
+    from karma_probe.workflows import reproduce as pipeline
 
     run, pid = held
     with pipeline.claim(run) as mine:  # reproduce and the commands take the same lock

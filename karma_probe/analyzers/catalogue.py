@@ -53,7 +53,7 @@ def _f(name, family, higher_is_better, **kw) -> Facts:
 
 def _nulls(metric: str, headline: bool, claim: str | None) -> tuple[Facts, ...]:
     """``metric_shuffled`` (same scale and direction, a reference level) and ``metric_gain`` (the
-    headline and, where the paper has one, the claim: the raw value is not one, see karma_probe.study)."""
+    headline and, where the paper has one, the claim: the raw value is not one, see karma_probe.report.study)."""
     return (_f(f"{metric}_shuffled", "decodability", True, base=metric, null="shuffled"),
             _f(f"{metric}_gain", "decodability", True, headline=headline, claim=claim, base=metric, null="gain"))
 

@@ -143,7 +143,7 @@ def _need_heads(model) -> None:
 
 
 def _targets(inputs) -> list[str]:
-    from karma_probe.prompts import target_text
+    from karma_probe.data.prompts import target_text
 
     items = inputs.dataset.items
     return [target_text(items[int(t)]) for t in inputs.probe_targets]
@@ -151,7 +151,7 @@ def _targets(inputs) -> list[str]:
 
 def _history(prompt: str) -> str:
     """The item lines of a history prompt, without the header and the marker."""
-    from karma_probe.prompts import HISTORY_HEADER, INTEREST_MARKER
+    from karma_probe.data.prompts import HISTORY_HEADER, INTEREST_MARKER
 
     return prompt.removeprefix(HISTORY_HEADER).removesuffix(INTEREST_MARKER).strip()
 
@@ -207,7 +207,7 @@ def recon_token_acc(inputs) -> Measurement:
 def _recon_exact(inputs) -> Nulled:
     import torch
 
-    from karma_probe.prompts import readable_title
+    from karma_probe.data.prompts import readable_title
 
     model, cfg = inputs.model, inputs.cfg
     _need_heads(model)
@@ -327,7 +327,7 @@ def probe_genre_f1(inputs) -> Measurement:
 def _decoder_scores(inputs, backbone, tokenizer, decoder: str) -> Nulled:
     """Fit the post-hoc decoder on ``backbone`` (frozen) and score it on real and shuffled embeddings."""
     from karma_probe.analyzers.softprompt import DecoderBudget, SoftPromptDecoder
-    from karma_probe.prompts import target_text
+    from karma_probe.data.prompts import target_text
 
     items = inputs.dataset.items
     X_fit, t_fit = inputs.fit_split

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from karma_probe.analyzers.registry import Absent
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 from karma_probe.rundir import RunPaths, read_config, read_json
 from karma_probe.rundir.capture import FINGERPRINT, Capture, check_fingerprint, check_step  # noqa: F401  (re-exported)
 from karma_probe.rundir.layout import CAPTURE_SCHEMA, PROBE_SETS as SETS  # noqa: F401  (re-exported)
@@ -62,7 +62,7 @@ class RunInputs:
         self.progress = progress
         self.reader = reader or FixedReader()  # shared by every checkpoint of one analysis
         self.shared: dict = {}  # results several analyzers read (a decoder fit, its scores)
-        self.placement = placement  # device and dtype the model loads into (karma_probe.device); None: CPU fp32
+        self.placement = placement  # device and dtype the model loads into (karma_probe.core.device); None: CPU fp32
 
     @cached_property
     def meta(self) -> dict:
@@ -148,7 +148,7 @@ class RunInputs:
         import torch
         from transformers.utils import logging as hf_logging
 
-        from karma_probe.retriever import load_run_model
+        from karma_probe.model.retriever import load_run_model
 
         hf_logging.disable_progress_bar()  # a weight-loading bar per checkpoint is noise, and would sit above errors
         torch.manual_seed(0)
@@ -194,7 +194,7 @@ class RunInputs:
     def _dataset_of(self, cfg, model):
         """The run's dataset (``cfg.dataset``), read once; a continuous model must have its catalogue's size."""
         if getattr(self, "_dataset", None) is None:
-            from karma_probe.data import load_dataset
+            from karma_probe.data.dataset import load_dataset
 
             if not cfg.dataset:
                 raise Absent("no dataset: this model was captured without one (no history probes), and "

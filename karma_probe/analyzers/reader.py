@@ -27,7 +27,7 @@ class FixedReader:
     def get(self, spec: str):
         """``(backbone, tokenizer)`` of the untouched ``spec``, frozen and in eval mode."""
         if self._spec != spec:
-            from karma_probe.models import load_backbone
+            from karma_probe.model.backbones import load_backbone
 
             self._loaded, self._spec = None, None  # release the previous one first
             backbone, tok = load_backbone(spec, seed=READER_SEED)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from karma_probe.analyzers import catalogue
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 from karma_probe.rundir.analysis import Record  # noqa: F401  (re-exported: analyzers import it from here)
 
 # What an analyzer reads. "capture": RUN/capture (no torch); "model": the run's checkpoint

@@ -1,6 +1,6 @@
 """Retrieval metrics, copied from the test split of ``RUN/metrics.json`` (written by training).
 
-They are computed there by karma_probe/evaluate.py on the full catalogue; the analysis only
+They are computed there by karma_probe/train/evaluate.py on the full catalogue; the analysis only
 carries them next to the collapse metrics so one file holds the whole picture, and so the CI
 gate reads their direction from the registry like every other metric.
 """
@@ -8,7 +8,7 @@ gate reads their direction from the registry like every other metric.
 from __future__ import annotations
 
 from karma_probe.analyzers.registry import Measurement, Record, register
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 
 _DOCS = {
     "hr@K": """Hit rate at {k}: mean over test users of [rank ≤ {k}], where rank = 1 + #{{catalogue items

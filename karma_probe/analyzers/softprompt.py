@@ -55,7 +55,7 @@ class SoftPromptDecoder:
         """→ (embeds (B, k+n−1, d), attention mask (B, k+n−1), labels (B, n) with −100 at padding)."""
         import torch
 
-        from karma_probe.tensors import pad_right
+        from karma_probe.core.tensors import pad_right
 
         dev = self.backbone.device
         B = len(targets)

@@ -31,7 +31,7 @@ PROJECTION_SEED = 0
 
 def trained_width(model: str) -> int | None:
     """``embed_dim`` of the preset that trains ``model`` (None when no preset does)."""
-    from karma_probe.config import PRESETS
+    from karma_probe.core.config import PRESETS
 
     widths = {p.embed_dim for p in PRESETS.values() if p.model == model}
     return widths.pop() if len(widths) == 1 else None

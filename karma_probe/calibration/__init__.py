@@ -3,14 +3,12 @@
 A diagnostic earns trust the way a lab assay does: plant the effect at known doses and show the
 reading moves. Modules, in the order data flows through them:
 
-- ``interventions``  the planted collapses (hooks on the model, transforms of its embeddings), torch
+- ``interventions``  the planted collapses (hooks on the model, transforms of its embeddings), torch;
+                     a new planted collapse goes here
 - ``run``            plain capture → per family, per dose: intervention → capture → analyzers → report
-- ``response``       slope, its bootstrap interval, monotonicity; calibration.json's format and
-                     :func:`dose_for` (a metric difference → the planted dose), numpy only
 
-This package's top level imports no torch: ``from karma_probe.calibration import dose_for`` is light.
+The slopes, their intervals and calibration.json's format are read by the study too, so they live
+in ``karma_probe.report.dose_response`` (numpy only).
+
+Imports: core, rundir, data, model, capture, analyzers, report.
 """
-
-from karma_probe.calibration.response import SCHEMA, dose_for, load, metric_response
-
-__all__ = ["SCHEMA", "dose_for", "load", "metric_response"]

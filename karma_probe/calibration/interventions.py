@@ -106,7 +106,7 @@ def sink_layer(n_layers: int, layer: int | None = None) -> int:
     if layer is None:
         return SINK_LAYER
     if not 0 <= layer < n_layers:
-        from karma_probe.errors import BadInput
+        from karma_probe.core.errors import BadInput
 
         raise BadInput(f"--sink-layer must be in 0..{n_layers - 1} for this model, got {layer}")
     return layer
@@ -159,7 +159,7 @@ def key_projections(model) -> list:
     """Each decoder layer's key projection (``k_proj``), in layer order: the barcode intervention
     scales one position's key there. A model with fused query/key/value projections (GPT-2, Phi3)
     has none to scale: BadInput, one line."""
-    from karma_probe.errors import BadInput
+    from karma_probe.core.errors import BadInput
 
     out = []
     for layer in H.decoder_layers(model):

@@ -23,8 +23,8 @@ import numpy as np
 
 from karma_probe.analyzers.catalogue import FACTS
 from karma_probe.calibration import interventions as I
-from karma_probe.calibration.response import SCHEMA, response
-from karma_probe.errors import BadInput
+from karma_probe.report.dose_response import SCHEMA, response
+from karma_probe.core.errors import BadInput
 
 DOSES = (0.0, 0.25, 0.5, 1.0, 2.0)
 CALIBRATION_FILE = "calibration.json"
@@ -93,12 +93,12 @@ class Subject:
 def load_subject(run: str | Path | None = None, model: str | None = None, dataset: str = "ml-100k") -> Subject:
     """A run's model (``run``) or an untouched backbone (``model``), the latter built exactly as
     ``capture --model`` builds its reference run (capture/run.py ``base_run_model``)."""
-    from karma_probe.data import load_dataset
+    from karma_probe.data.dataset import load_dataset
 
     if (run is None) == (model is None):
         raise BadInput("give a RUN directory or --model M (not both)")
     if run is not None:
-        from karma_probe.retriever import load_run_model
+        from karma_probe.model.retriever import load_run_model
         from karma_probe.rundir import read_config
 
         run = Path(run)
@@ -112,8 +112,8 @@ def load_subject(run: str | Path | None = None, model: str | None = None, datase
                   "train_layers": cfg.train_layers}
         return Subject(kmodel.eval(), tok, cfg, data, meta, source, max_items, run_dir=run)
     from karma_probe.capture.run import base_run_model
-    from karma_probe.config import reference_config
-    from karma_probe.config import TrainConfig
+    from karma_probe.core.config import reference_config
+    from karma_probe.core.config import TrainConfig
 
     data = load_dataset(dataset)
     ref = reference_config(model)
@@ -169,7 +169,7 @@ def inputs_for(subject: Subject, cap, shared: dict):
 
 def evaluate(metrics: list[str], inputs) -> dict:
     """The registered analyzers of ``metrics`` on ``inputs``, as ``analyze`` evaluates them."""
-    from karma_probe.analyze import _evaluate
+    from karma_probe.analyzers.run import _evaluate
     from karma_probe.analyzers import select
 
     return _evaluate(select(metrics), inputs, progress=False, label="")
@@ -286,7 +286,7 @@ def _empty() -> dict:
 
 def write_report(result: dict, out: str | Path) -> Path:
     """OUT/calibration.json and one figure per family, swapped in atomically."""
-    from karma_probe.figures.calibration import family_figure
+    from karma_probe.report.figures.calibration import family_figure
     from karma_probe.rundir import atomic_dir, write_json
 
     out = Path(out)

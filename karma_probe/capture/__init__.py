@@ -14,4 +14,6 @@ Modules, in the order data flows through them:
 - ``session``   batches through a backend into reducers, maps and marker hidden states
 - ``writer``    merging shards of RUN/capture/ (the format itself: ``karma_probe.rundir.capture``)
 - ``run``       a run directory (or a new reference run) end to end
+
+Imports: core, rundir, data, model.
 """

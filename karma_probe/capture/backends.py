@@ -34,7 +34,7 @@ import torch
 
 from karma_probe.capture import hooks as H
 from karma_probe.capture.attention import capturing
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 
 BACKENDS = ("torch", "tl")
 DEFAULT_CHUNK = 256

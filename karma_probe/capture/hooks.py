@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 import torch
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 
 EMBED = "hook_embed"
 

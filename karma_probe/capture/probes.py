@@ -29,7 +29,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 from karma_probe.rundir.layout import PROBE_SETS
 
 PROBE_SEED = 0
@@ -79,7 +79,7 @@ def general_passages() -> list[str]:
 
 def history_probes(dataset, n: int, *, seed: int = PROBE_SEED, max_items: int = DEFAULT_MAX_ITEMS) -> list[Probe]:
     """``n`` test-split examples drawn without replacement by ``random.Random(seed)`` (all if fewer)."""
-    from karma_probe.prompts import history_prompt
+    from karma_probe.data.prompts import history_prompt
 
     if n < 0:
         raise BadInput(f"--probes must be >= 0, got {n}")

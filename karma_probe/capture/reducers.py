@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import torch
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 
 TOP_PERCENT = 5  # the "barcode" statistic: share of received mass on the top ⌈5%⌉ key positions
 ATTN_KEYS = ("attn.first_mass_sum", "attn.rows", "attn.entropy_sum", "attn.key_received_sum",

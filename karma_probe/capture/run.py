@@ -18,8 +18,8 @@ from pathlib import Path
 from karma_probe.capture.probes import (DEFAULT_MAX_ITEMS, DEFAULT_PROBES, DEFAULT_TEXT_PROBES, PROBE_SEED, SETS,
                                        build_probe_set, shard, shard_offset)
 from karma_probe.capture.writer import Capture, write_capture
-from karma_probe.errors import BadInput
-from karma_probe.prompts import code_token
+from karma_probe.core.errors import BadInput
+from karma_probe.data.prompts import code_token
 from karma_probe.rundir.chain import DERIVED, derivation
 from karma_probe.rundir import (CAPTURE, CHECKPOINT, CONFIG, STATE, atomic_dir, checkpoint_state, config_hash, git_sha,
                                 now, read_json, versions, write_json)
@@ -38,7 +38,7 @@ class CaptureOptions:
     shard: tuple[int, int] = (0, 1)  # (index, count): capture only this contiguous part of each set
     progress: bool = True
     probes_file: str | None = None  # the user's own prompts (probes.read_probes_file): the "user" set
-    device: str = "cpu"  # cpu | cuda | mps | auto (karma_probe.device)
+    device: str = "cpu"  # cpu | cuda | mps | auto (karma_probe.core.device)
     dtype: str = "float32"  # float32 | bfloat16 | float16: the weights; statistics stay float32
 
 
@@ -138,7 +138,7 @@ def capture_model(kmodel, tokenizer, *, dataset, max_items: int, max_target_toke
 
 def short_title(item, width: int = 28) -> str:
     """An item's title as an axis label: the readable title, cut to ``width`` characters."""
-    from karma_probe.prompts import readable_title
+    from karma_probe.data.prompts import readable_title
 
     title = readable_title(item.title)
     return title if len(title) <= width else title[: width - 1] + "…"
@@ -154,9 +154,9 @@ def _run_info(run_dir: Path, meta: dict) -> dict:
 
 def capture_run(run_dir: str | Path, opts: CaptureOptions = CaptureOptions(), *, out: str | Path | None = None) -> Path:
     """Capture ``run_dir`` (trained or reference run) into ``out`` (default ``RUN/capture``)."""
-    from karma_probe.data import load_dataset
-    from karma_probe.device import resolve
-    from karma_probe.retriever import load_run_model
+    from karma_probe.data.dataset import load_dataset
+    from karma_probe.core.device import resolve
+    from karma_probe.model.retriever import load_run_model
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -193,10 +193,10 @@ def create_base_run(model: str, out: str | Path, opts: CaptureOptions = CaptureO
     it is: ``reference`` "step 0" or "untouched" (results.group_runs names its column so).
     An existing run of the same model (and adapter) is recaptured in place; any other directory is refused.
     """
-    from karma_probe.config import TrainConfig
-    from karma_probe.data import load_dataset
-    from karma_probe.device import resolve
-    from karma_probe.models import SMOLLM2
+    from karma_probe.core.config import TrainConfig
+    from karma_probe.data.dataset import load_dataset
+    from karma_probe.core.device import resolve
+    from karma_probe.model.backbones import SMOLLM2
     from karma_probe.rundir.layout import BASE, MODEL
 
     out = Path(out)
@@ -246,7 +246,7 @@ def base_run_model(model: str, data, dataset: str | None, *, max_items: int, cfg
     interface, a PEFT ``adapter`` merged in if given (see :func:`create_base_run`)."""
     import dataclasses
 
-    from karma_probe.retriever import base_model, build_model
+    from karma_probe.model.retriever import base_model, build_model
 
     if cfg is not None and cfg.interface == "continuous" and data is not None and not untouched:
         cfg = dataclasses.replace(cfg, model=model, dataset=dataset, max_history=max_items, seed=seed)
@@ -263,13 +263,13 @@ def base_run_model(model: str, data, dataset: str | None, *, max_items: int, cfg
 
 def _link_checkpoint(kmodel, spec: str, ckpt: Path, state: dict, merged: bool = False) -> None:
     """``checkpoint/``: links to the model's files, or (tiny; an adapter merged in) the weights saved."""
-    from karma_probe.models import SMOLLM2, smollm2_dir
+    from karma_probe.model.backbones import SMOLLM2, smollm2_dir
 
     if spec == "tiny" or merged:  # merged: the weights analyze must load are the adapted ones
         kmodel.save(ckpt, state)
         return
     if kmodel.has_heads:  # continuous step-0 model: its item tokens and heads beside the linked backbone
-        from karma_probe.retriever import HEADS_FILE
+        from karma_probe.model.retriever import HEADS_FILE
         from karma_probe.rundir import save_tensors
 
         ckpt.mkdir(parents=True)

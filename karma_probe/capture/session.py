@@ -26,7 +26,7 @@ import torch
 
 from karma_probe.capture.probes import SETS, ProbeSet
 from karma_probe.capture.reducers import AttentionReducer, ResidualReducer
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def encode(tokenizer, texts: list[str], max_len: int, *, keep_end: bool,
 
 def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """→ input_ids (B, T), attention_mask (B, T), lengths (B,): the retriever's padding, plus lengths."""
-    from karma_probe.tensors import pad_right as pad
+    from karma_probe.core.tensors import pad_right as pad
 
     ids, mask = pad(seqs, pad_id)
     return ids, mask, mask.sum(1)

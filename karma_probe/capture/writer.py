@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from karma_probe.capture.probes import SETS
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 from karma_probe.rundir.capture import Capture, capture_dir, check_target, read_capture, write_capture  # noqa: F401
 
 

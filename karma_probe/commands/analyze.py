@@ -25,7 +25,7 @@ def add_arguments(p):
                         "on 32 history / 8 text probes unless it holds its own capture/)")
     p.add_argument("--threads", type=int, help="torch threads (default: the idle cores, by the 1-minute load average)")
     p.add_argument("--list", action="store_true", help="list the registered metrics and exit")
-    from karma_probe.device import add_arguments as device_arguments
+    from karma_probe.core.device import add_arguments as device_arguments
 
     device_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -34,7 +34,7 @@ def add_arguments(p):
 def run(args) -> int:
     import sys
 
-    from karma_probe.errors import BadInput
+    from karma_probe.core.errors import BadInput
 
     if args.list:
         from karma_probe.analyzers import select
@@ -45,7 +45,7 @@ def run(args) -> int:
         return 0
     if not args.run:
         raise BadInput("give a RUN directory (or --list)")
-    from karma_probe.analyze import analyze_run
+    from karma_probe.analyzers.run import analyze_run
 
     if args.threads is not None and args.threads < 1:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")

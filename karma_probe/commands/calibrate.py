@@ -8,7 +8,7 @@ position 0 (sinks), one key position's norm (barcodes), embeddings pulled to the
 analyzers `analyze` runs. α = 0 reproduces a plain capture + analyze bit for bit.
 
 Writes OUT/calibration.json (per metric: values and intervals per dose, least-squares slope with a
-bootstrap interval over probes, monotone, as planted; format: karma_probe/calibration/response.py)
+bootstrap interval over probes, monotone, as planted; format: karma_probe/report/dose_response.py)
 and OUT/calibration_<family>.png, atomically.
 """
 
@@ -49,8 +49,8 @@ def run(args) -> int:
 
     from karma_probe.calibration.run import (FAMILIES, CalibrationOptions, calibrate, check_out, load_subject,
                                              write_report)
-    from karma_probe.cpu import torch_threads
-    from karma_probe.errors import BadInput
+    from karma_probe.core.cpu import torch_threads
+    from karma_probe.core.errors import BadInput
 
     if args.threads is not None and args.threads < 1:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")

@@ -61,13 +61,13 @@ def add_arguments(p):
     p.add_argument("--merge", nargs="+", metavar="DIR",
                    help="OUT IN1 IN2 ...: merge captures of disjoint shards into OUT (no model is loaded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from karma_probe.device import add_arguments as device_arguments
+    from karma_probe.core.device import add_arguments as device_arguments
 
     device_arguments(p)
 
 
 def _shard(text: str) -> tuple[int, int]:
-    from karma_probe.errors import BadInput
+    from karma_probe.core.errors import BadInput
 
     i, sep, n = text.partition("/")
     try:
@@ -79,7 +79,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def run(args) -> int:
-    from karma_probe.errors import BadInput
+    from karma_probe.core.errors import BadInput
     from karma_probe.rundir.lock import claim_run
 
     if args.merge:
@@ -122,7 +122,7 @@ def run(args) -> int:
         if args.capture_dir:
             raise BadInput("--capture-dir does not apply to --model (the capture goes to OUT/capture)")
         from karma_probe.capture.probes import DEFAULT_MAX_ITEMS
-        from karma_probe.config import reference_config
+        from karma_probe.core.config import reference_config
 
         cfg = reference_config(args.model)
         max_items = args.max_items if args.max_items is not None else cfg.max_history if cfg else DEFAULT_MAX_ITEMS

@@ -1,7 +1,7 @@
 """Gate a run on its metrics: against a baseline file (tolerances, directions) and/or against
 another run (relational claims). Prints a table; exit 0 pass, 1 regression, 2 bad input.
 
-The baseline format is documented in karma_probe/check.py. JUnit XML (--junit) has one testcase
+The baseline format is documented in karma_probe/report/check.py. JUnit XML (--junit) has one testcase
 per checked claim, for CI test reporters; --json writes the same results for scripts.
 ``--update-baseline`` with several runs (seeds of one condition) derives each metric's tolerance
 from their spread: max(k * std, 0.001, 0.01 * |mean|), k = --noise-k (3).
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from karma_probe import check
-from karma_probe.errors import BadInput, CheckFailed
-from karma_probe.results import Run, distinct, load_run
+from karma_probe.report import check
+from karma_probe.core.errors import BadInput, CheckFailed
+from karma_probe.report.results import Run, distinct, load_run
 from karma_probe.rundir import check_writable
 
 EXAMPLES = """examples:

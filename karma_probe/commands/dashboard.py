@@ -3,7 +3,7 @@ an overview table with deltas against a reference run, attention sinks and maps,
 geometry, decoded samples, retrieval curves and training curves.
 
 It runs `streamlit run APP -- --runs DIR` (headless, no usage statistics), where APP is the
-Streamlit app that ships inside the package (karma_probe/dashboard_app/app.py), and reads nothing
+Streamlit app that ships inside the package (karma_probe/dashboard/app.py), and reads nothing
 outside DIR: a symlinked run leading elsewhere is listed with a notice, not opened. Runs that are
 half-written or malformed show their reason in the overview; the rest keep working. Needs
 streamlit, not torch.
@@ -31,8 +31,8 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from karma_probe.dashboard_app import APP
-    from karma_probe.errors import BadInput
+    from karma_probe.dashboard import APP
+    from karma_probe.core.errors import BadInput
 
     root = Path(args.runs)
     if not root.is_dir():

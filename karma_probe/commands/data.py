@@ -15,7 +15,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from karma_probe.data import load_dataset
+    from karma_probe.data.dataset import load_dataset
 
     print(json.dumps(load_dataset(args.dataset).stats(), indent=2))
     return 0

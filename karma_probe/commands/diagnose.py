@@ -25,7 +25,7 @@ EXAMPLES = """examples:
 
 
 def add_arguments(p):
-    from karma_probe.device import add_arguments as device_arguments
+    from karma_probe.core.device import add_arguments as device_arguments
 
     p.add_argument("base", metavar="BASE_DIR", help="the model before fine-tuning (a local causal-LM directory)")
     p.add_argument("tuned", nargs="+", metavar="TUNED_DIR",
@@ -55,9 +55,9 @@ def run(args) -> int:
     from transformers.utils import logging as hf_logging
 
     from karma_probe.capture.run import CaptureOptions
-    from karma_probe.cpu import torch_threads
-    from karma_probe.diagnose import diagnose, plan_models
-    from karma_probe.errors import BadInput
+    from karma_probe.core.cpu import torch_threads
+    from karma_probe.workflows.diagnose import diagnose, plan_models
+    from karma_probe.core.errors import BadInput
 
     if args.threads is not None and args.threads < 1:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")

@@ -26,7 +26,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from karma_probe.analyzers.catalogue import format_value, names
-    from karma_probe.errors import BadInput
+    from karma_probe.core.errors import BadInput
     from karma_probe.rundir import RunPaths, read_analysis, read_config
     from karma_probe.rundir.chain import chain_status
 

@@ -16,7 +16,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from karma_probe.models import load_backbone, model_info
+    from karma_probe.model.backbones import load_backbone, model_info
 
     model, _ = load_backbone(args.model)
     print(json.dumps(asdict(model_info(args.model, model)), indent=2))

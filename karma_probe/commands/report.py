@@ -27,9 +27,9 @@ def add_arguments(p):
 def run(args) -> int:
     import sys
 
-    from karma_probe.errors import BadInput
-    from karma_probe.report import write_report
-    from karma_probe.results import distinct, load_run
+    from karma_probe.core.errors import BadInput
+    from karma_probe.report.pdf import write_report
+    from karma_probe.report.results import distinct, load_run
     from karma_probe.rundir import check_writable
 
     if args.probes < 1 or args.samples < 0:

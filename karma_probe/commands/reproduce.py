@@ -53,16 +53,16 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from karma_probe.config import parse_sets
-    from karma_probe.errors import BadInput
-    from karma_probe.pipeline import Plan, reproduce
+    from karma_probe.core.config import parse_sets
+    from karma_probe.core.errors import BadInput
+    from karma_probe.workflows.reproduce import Plan, reproduce
 
     # by default next to the runs it summarizes (runs/ is not tracked): a plain reproduction never
     # rewrites the committed reports/
     if args.threads is not None and args.threads < 1:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")
     if args.calibration:  # read now, not after hours of training: a bad file is one line and exit 2 up front
-        from karma_probe.study import calibration_doses
+        from karma_probe.report.study import calibration_doses
 
         calibration_doses(Path(args.calibration))
     report_dir = Path(args.report_dir or Path(args.runs_root) / f"{args.preset}-report")
@@ -89,7 +89,7 @@ def run(args) -> int:
 def _tag(tag: str) -> str:
     import re
 
-    from karma_probe.errors import BadInput
+    from karma_probe.core.errors import BadInput
 
     if tag and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._]*", tag):
         raise BadInput(f"--tag {tag!r}: letters, digits, '.' and '_' only (it goes into run directory names)")

@@ -2,7 +2,7 @@
 
 Run the same command again after an interruption: it resumes from the last checkpoint.
 Data-parallel on several CPU processes or GPUs: ``torchrun --standalone --nproc_per_node N -m
-karma_probe train ...`` (karma_probe/distributed.py).
+karma_probe train ...`` (karma_probe/train/distributed.py).
 """
 
 EXAMPLES = """examples:
@@ -15,7 +15,7 @@ EXAMPLES = """examples:
 
 
 def add_arguments(p):
-    from karma_probe.config import CONDITIONS, PRESETS
+    from karma_probe.core.config import CONDITIONS, PRESETS
 
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="tiny (random-init, seconds), smollm2 (real model, top 8 layers) "
                                                                           "or smollm2-full (every decoder layer)")
@@ -36,9 +36,9 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from karma_probe.config import make_config, parse_sets
+    from karma_probe.core.config import make_config, parse_sets
 
-    from karma_probe.errors import BadInput
+    from karma_probe.core.errors import BadInput
 
     if args.threads is not None and args.threads < 1:
         raise BadInput(f"--threads must be >= 1, got {args.threads}")
@@ -48,7 +48,7 @@ def run(args) -> int:
     if args.dataset:
         fields["dataset"] = args.dataset
     cfg = make_config(args.preset, args.condition, parse_sets(args.set), **fields)
-    from karma_probe.train import train_run
+    from karma_probe.train.loop import train_run
 
     if args.no_progress:  # transformers' own saving bars too, so stderr holds only what matters
         from transformers.utils import logging as hf_logging

@@ -10,9 +10,11 @@ capture, analyze, report, check, ls, the dashboard, the pipeline) read and write
 - ``capture``   capture/: THE :class:`Capture` (numpy arrays, torch view), read, write, validation
 - ``analysis``  analysis.json: THE :class:`Record`, :class:`Analysis`, parse, read, write
 
-It is the bottom layer: it imports only :mod:`karma_probe.errors` (and numpy, safetensors), never
+It is the bottom layer: it imports only :mod:`karma_probe.core.errors` (and numpy, safetensors), never
 a command, the capture library or the analyzers (tests/test_rundir.py checks). Code uses the names
 below: ``from karma_probe.rundir import read_json, write_json, atomic_dir, Capture, ...``.
+
+Imports: core.
 """
 
 from karma_probe.rundir.analysis import Analysis, Record, parse_analysis, read_analysis, write_analysis

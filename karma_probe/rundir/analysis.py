@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 from karma_probe.rundir.fields import expect, finite_or_none, is_int, number, numbers
 from karma_probe.rundir.io import read_json, write_json
 from karma_probe.rundir.layout import ANALYSIS, ANALYSIS_SCHEMA, PROBE_SETS

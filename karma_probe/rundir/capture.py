@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 from karma_probe.rundir.io import atomic_dir, load_arrays, read_json, save_arrays, write_json
 from karma_probe.rundir.layout import (CAPTURE, CAPTURE_PARTS, CAPTURE_SCHEMA, CONFIG, HEADLINE_SETS, HIDDEN_FILE,
                                        MANIFEST, MAPS_FILE, PROBE_SETS, STATS_FILE, part_file)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 
 
 def expect(v: Any, kind: type, where: str):

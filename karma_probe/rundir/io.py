@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 
 PACKAGES = ("torch", "transformers", "transformer-lens", "accelerate", "numpy", "scikit-learn", "karma-probe")
 

@@ -28,7 +28,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 
 LOCKS = ".run-locks"  # the lock directory beside the runs (hidden: listings skip it)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from karma_probe.errors import BadInput
+from karma_probe.core.errors import BadInput
 from karma_probe.rundir.fields import expect, is_int, numbers
 from karma_probe.rundir.io import read_json, read_jsonl
 from karma_probe.rundir.layout import CONFIG, METRICS, STATE, STEP_DIR, TRAIN_LOG, RunPaths
