@@ -19,13 +19,13 @@ import time
 
 import torch
 
-from karma_probe.train.batches import make_batches
 from karma_probe.core.config import PRESETS, make_config
 from karma_probe.core.cpu import torch_threads
 from karma_probe.data.dataset import load_dataset
-from karma_probe.train.objectives import KarmaObjective, balanced_weights, gradient_stats, loss_gradients
 from karma_probe.model.retriever import build_model
+from karma_probe.train.batches import make_batches
 from karma_probe.train.loop import _freeze, _shared_parameters
+from karma_probe.train.objectives import KarmaObjective, balanced_weights, gradient_stats, loss_gradients
 
 
 def main() -> None:

@@ -20,12 +20,12 @@ import time
 
 import torch
 
-from karma_probe.train.batches import make_batches
 from karma_probe.core.config import make_config, parse_sets
 from karma_probe.data.dataset import load_dataset
-from karma_probe.train.objectives import KarmaObjective
 from karma_probe.model.retriever import build_model
+from karma_probe.train.batches import make_batches
 from karma_probe.train.loop import _freeze, _optimizer
+from karma_probe.train.objectives import KarmaObjective
 
 
 def main() -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from karma_probe.analyzers.catalogue import format_value
 from karma_probe.core.errors import BadInput
-from karma_probe.report.results import format_value, load_run
+from karma_probe.report.results import load_run
 
 HEADLINE = ("sink_mass", "aniso_cos", "recon_token_acc_gain", "fact_acc", "hr@10")
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from karma_probe.analyzers.catalogue import format_value
 from karma_probe.report import stats
-from karma_probe.report.results import format_value, load_metrics
+from karma_probe.report.results import load_metrics
 
 METRICS = ("hr@10", "hr@50", "hr@200", "ndcg@10", "mrr")
 

@@ -16,10 +16,11 @@ import torch
 
 from karma_probe.analyzers import METRICS, Absent, directions, select
 from karma_probe.analyzers.attention import attention_sums
-from karma_probe.analyzers.inputs import Capture, RunInputs
+from karma_probe.analyzers.inputs import RunInputs
 from karma_probe.analyzers.registry import DESIGN_METRICS, METRIC_NAMES
 from karma_probe.core.errors import BadInput
 from karma_probe.rundir import read_json, write_json
+from karma_probe.rundir.capture import Capture
 
 RETRIEVAL = {"hr@10": 0.1, "hr@50": 0.3, "hr@200": 0.6, "ndcg@10": 0.05, "ndcg@50": 0.09, "mrr": 0.04}
 
@@ -208,7 +209,7 @@ def test_decodability_samples(conformance):
 
 @pytest.mark.slow
 def test_cli_writes_the_analysis_contract(captured_run):
-    from karma_probe.report.results import parse_analysis
+    from karma_probe.rundir.analysis import parse_analysis
 
     run, r = captured_run
     out = read_json(run / "analysis.json")

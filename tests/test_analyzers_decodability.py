@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from karma_probe.analyzers.decodability import genre_matrix, genre_probe_f1, normalize_title, token_accuracy
+from karma_probe.analyzers.catalogue import normalize_title
+from karma_probe.analyzers.decodability import genre_matrix, genre_probe_f1, token_accuracy
 from karma_probe.analyzers.softprompt import DecoderBudget, SoftPromptDecoder
 from karma_probe.data.dataset import Item
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from karma_probe.report.dose_response import dose_for
 from karma_probe.calibration import interventions as I
+from karma_probe.report.dose_response import dose_for
 from karma_probe.report.dose_response import direction, fit_indices, monotone, response, slope, slope_replicates
 
 DOSES = [0.0, 0.25, 0.5, 1.0, 2.0]

@@ -8,7 +8,6 @@ import math
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,13 +17,13 @@ from karma_probe.capture import hooks as H
 from karma_probe.capture.backends import TorchBackend, TransformerLensBackend
 from karma_probe.capture.probes import DEFAULT_TEXT_PROBES, build_probe_set, general_passages, shard
 from karma_probe.capture.reducers import AttentionReducer, ResidualReducer, merge, top_count, top_share
-from karma_probe.capture.run import CaptureOptions, capture_model, create_base_run
-from karma_probe.capture.session import capture_probes
-from karma_probe.capture.writer import merge_captures, read_capture, write_capture
-from karma_probe.data.dataset import load_dataset
+from karma_probe.capture.run import CaptureOptions, capture_model
+from karma_probe.capture.writer import merge_captures
 from karma_probe.core.errors import BadInput
-from karma_probe.model.backbones import TINY_VOCAB, load_backbone, load_tokenizer
+from karma_probe.data.dataset import load_dataset
 from karma_probe.data.prompts import INTEREST_MARKER
+from karma_probe.model.backbones import TINY_VOCAB, load_backbone
+from karma_probe.rundir.capture import read_capture, write_capture
 
 TEXTS = [
     "A user watched these movies, oldest first:\n- Toy Story (1995) | Animation\n- Heat (1995) | Action\nNext:",
@@ -342,7 +341,7 @@ def _capture(kmodel, **kw):
 
 def test_capture_model_against_hf_and_retriever(kmodel):
     cap = _capture(kmodel)
-    model, tok = kmodel.backbone, kmodel.tokenizer
+    model = kmodel.backbone
     L, Hh = model.config.num_hidden_layers, model.config.num_attention_heads
     hist = cap.manifest["probes"]["history"]
     lengths = hist["lengths"]

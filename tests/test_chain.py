@@ -194,7 +194,8 @@ def test_fingerprint_of_a_large_file_sees_its_size_and_its_sampled_blocks(tmp_pa
 
 
 def test_shards_of_different_checkpoints_are_not_merged():
-    from karma_probe.capture.writer import Capture, merge_captures
+    from karma_probe.capture.writer import merge_captures
+    from karma_probe.rundir.capture import Capture
     from karma_probe.core.errors import BadInput
 
     model = {"layers": 2, "heads": 2}

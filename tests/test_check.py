@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from fakeruns import make_run
 
-from karma_probe.report import check
 from karma_probe.cli import main
 from karma_probe.core.errors import BadInput
+from karma_probe.report import check
 from karma_probe.report.results import load_run
 
 

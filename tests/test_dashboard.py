@@ -29,11 +29,13 @@ from streamlit.testing.v1 import AppTest
 
 from fakeruns import make_run
 import karma_probe
+from karma_probe.analyzers.catalogue import format_delta, format_value
+from karma_probe.core.errors import BadInput
+from karma_probe.dashboard import APP
 from karma_probe.report import figures
 from karma_probe.report import results
-from karma_probe.dashboard import APP
-from karma_probe.core.errors import BadInput
 from karma_probe.report.figures.render import PLOTLY_MAX_TICKS
+from karma_probe.rundir.capture import ProbeMap
 
 REPO = Path(__file__).resolve().parents[1]
 CLONE_APP = REPO / "dashboards" / "app.py"  # the thin runner kept for `streamlit run dashboards/app.py`
@@ -141,7 +143,7 @@ def test_overview_table_has_every_run_and_deltas(any_root, monkeypatch):
     metric = "sink_mass"
     ref_value = listing.ok[0].summary[metric]
     value = next(r for r in listing.ok if r.name == other["run"]).summary[metric]
-    assert other[metric] == f"{results.format_value(value)} ({results.format_delta(value - ref_value)})"
+    assert other[metric] == f"{format_value(value)} ({format_delta(value - ref_value)})"
 
 
 def test_changes_follow_each_metrics_direction(tmp_path):
@@ -176,7 +178,7 @@ def test_long_maps_label_every_kth_token():
     n = 100  # a real history prompt: every label on a 450 px axis would overlap
     attn = np.tril(np.ones((1, 1, n, n), dtype=np.float32))
     attn /= attn.sum(-1, keepdims=True)
-    probe = results.ProbeMap(index=0, attn=attn, input_ids=np.arange(n))
+    probe = ProbeMap(index=0, attn=attn, input_ids=np.arange(n))
     fig = figures.to_plotly(figures.attention_map(probe, 0, 0, [f"t{i}" for i in range(n)]))
     axis = fig.layout.xaxis
     assert len(axis.ticktext) <= PLOTLY_MAX_TICKS
@@ -483,7 +485,7 @@ def test_overview_shows_claims_with_ci_and_bars_with_error_bars(ci_root, monkeyp
     mrr = claims[claims["metric"] == "mrr"].iloc[0]
     e = next(e for e in expected if e["metric"] == "mrr")
     assert mrr["verdict"] == e["status"] == "holds (one seed)"
-    assert mrr["95 % CI"] == f"[{results.format_value(e['ci_low'])}, {results.format_value(e['ci_high'])}]"
+    assert mrr["95 % CI"] == f"[{format_value(e['ci_low'])}, {format_value(e['ci_high'])}]"
     bars = charts(at)[-1]["data"][0]
     assert bars["error_y"]["visible"] and len(bars["error_y"]["array"]) == 2
 

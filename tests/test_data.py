@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from karma_probe.data.dataset import Example, Examples, load_atomic, load_dataset, write_synthetic
 from karma_probe.core.errors import BadInput
+from karma_probe.data.dataset import Example, Examples, load_atomic, load_dataset, write_synthetic
 from karma_probe.data.prompts import INTEREST_MARKER, history_prompt, item_text, readable_title
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from karma_probe.core.config import make_config
-from karma_probe.train.distributed import check_world, launched_world
 from karma_probe.core.errors import BadInput
+from karma_probe.train.distributed import check_world, launched_world
 from karma_probe.train.loop import _prepare_dir
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from fakeruns import make_run
 
-from karma_probe.report import figures
 from karma_probe.core.errors import BadInput
+from karma_probe.report import figures
 from karma_probe.report.figures.spec import FigureSpec, series
-from karma_probe.report.results import ProbeMap, load_maps, load_run
+from karma_probe.report.results import load_maps, load_run
+from karma_probe.rundir.capture import ProbeMap
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 from fakeruns import make_run
-from karma_probe.report import study
 from karma_probe.cli import main
 from karma_probe.core.errors import BadInput
+from karma_probe.report import study
 from karma_probe.report.results import distinct, group_runs, list_runs, load_run
 
 

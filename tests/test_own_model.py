@@ -4,7 +4,6 @@ Fast tier: tiny random Llama / Qwen2 directories saved with save_pretrained (tes
 captured in process. The end-to-end ``diagnose`` in a subprocess is in tests/test_diagnose.py (slow).
 """
 
-import json
 import math
 import subprocess
 import sys
@@ -17,10 +16,10 @@ from karma_probe.analyzers.run import analyze_run
 from karma_probe.capture.probes import read_probes_file
 from karma_probe.capture.run import CaptureOptions, create_base_run
 from karma_probe.core.device import resolve
-from karma_probe.workflows.diagnose import compare, plan_models
 from karma_probe.core.errors import BadInput
 from karma_probe.report.results import load_run
 from karma_probe.rundir import read_json
+from karma_probe.workflows.diagnose import compare, plan_models
 
 from own_models import PROMPTS, save_own_models
 

@@ -10,9 +10,10 @@ import pytest
 from fakeruns import make_run
 from pypdf import PdfReader
 
-from karma_probe.report import pdf as report
+from karma_probe.analyzers.catalogue import format_delta, format_value
 from karma_probe.cli import main
-from karma_probe.report.results import format_delta, format_value, load_run
+from karma_probe.report import pdf as report
+from karma_probe.report.results import load_run
 
 FULL_REPORT = [  # two runs with everything: the page plan, in order
     "Verdict: 2 runs", "Verdict: the paper's claims", "Claims: action-only vs KARMA", "Attention: headline metrics", "Attention: by layer",
@@ -338,7 +339,7 @@ def test_page_one_of_a_study_is_the_forest_plot_of_its_claims(tmp_path):
     family's heading, with the legend; the same entries as study.verdict."""
     from karma_probe.report import study
     from karma_probe.report.figures.style import VERDICT_LEGEND, verdict_key
-    from karma_probe.report.results import format_delta
+    from karma_probe.analyzers.catalogue import format_delta
 
     runs = [load_run(make_run(tmp_path, f"{c}-s{s}", c, seed=s, users=60, n_items=200, **LIGHT))
             for s in (0, 1, 2) for c in ("action", "karma")]

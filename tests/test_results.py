@@ -7,9 +7,10 @@ import pytest
 from fakeruns import make_run
 from safetensors.numpy import save_file
 
+from karma_probe.analyzers.catalogue import format_value
 from karma_probe.core.errors import BadInput
-from karma_probe.report.results import (decode_tokens, format_value, list_runs, load_hidden, load_maps, load_run,
-                                 parse_analysis)
+from karma_probe.report.results import decode_tokens, list_runs, load_hidden, load_maps, load_run
+from karma_probe.rundir.analysis import parse_analysis
 
 
 def _edit_analysis(path, change):
@@ -180,7 +181,7 @@ def test_malformed_ranks_name_the_field(tmp_path):
 
 
 def test_zeros_print_as_zero():
-    from karma_probe.report.results import format_delta
+    from karma_probe.analyzers.catalogue import format_delta
 
     assert format_value(-0.0) == "0" and format_delta(4.16e-17) == "+0" and format_delta(-3e-13) == "+0"
     assert format_delta(-0.0123) == "-0.0123" and format_value(1e-13) == "1e-13"  # only deltas are rounded

@@ -270,8 +270,8 @@ def test_record_to_json_from_json_round_trip():
     assert Record.from_json({"metric": "mrr", "value": 0.1}) == Record("mrr", 0.1)  # layer, head, set default to None
     nan = Record("erank", float("inf")).to_json(True)
     assert nan["value"] is None and math.isnan(Record.from_json(nan).value)  # non-finite ↔ null ↔ NaN
-    from karma_probe.analyzers.registry import Record as RegistryRecord
-    from karma_probe.report.results import Record as ResultsRecord
+    from karma_probe.rundir.analysis import Record as RegistryRecord
+    from karma_probe.rundir.analysis import Record as ResultsRecord
 
     assert RegistryRecord is Record is ResultsRecord  # one class
 

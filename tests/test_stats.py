@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from karma_probe.report import stats
 from karma_probe.core.errors import BadInput
+from karma_probe.report import stats
 
 
 def test_per_user_values_follow_the_formulas():

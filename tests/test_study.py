@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from fakeruns import make_run
 
+from karma_probe.analyzers.catalogue import format_value
 from karma_probe.report import study
-from karma_probe.report.results import format_value, load_run
+from karma_probe.report.results import load_run
 from karma_probe.rundir.layout import CAPTURE_SCHEMA
 
 CONDITIONS = ("action", "karma")

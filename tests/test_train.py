@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from karma_probe.train.batches import SequenceBatchMaker, make_batches
 from karma_probe.core.config import TrainConfig, make_config
-from karma_probe.data.dataset import load_dataset
 from karma_probe.core.errors import BadInput, Diverged
-from karma_probe.train.evaluate import random_baseline, ranks, retrieval_metrics
-from karma_probe.train.objectives import KarmaObjective
+from karma_probe.data.dataset import load_dataset
 from karma_probe.model.retriever import build_model, load_run_model
+from karma_probe.train.batches import SequenceBatchMaker, make_batches
+from karma_probe.train.evaluate import random_baseline, ranks, retrieval_metrics
 from karma_probe.train.loop import train_run
+from karma_probe.train.objectives import KarmaObjective
 
 FAST = dict(dataset="synthetic:0", batch_size=8, max_history=4, embed_dim=32, eval_batch_size=64, log_every=1)
 

@@ -12,6 +12,7 @@ Imports: core, rundir, data, model, capture.
 """
 
 from karma_probe.analyzers import attention, decodability, geometry, knowledge, retrieval  # noqa: F401  (registration)
-from karma_probe.analyzers.registry import METRICS, Absent, Measurement, Metric, Record, directions, select
+from karma_probe.analyzers.registry import METRICS, Absent, Measurement, Metric, directions, select
+from karma_probe.rundir.analysis import Record
 
 __all__ = ["METRICS", "Absent", "Measurement", "Metric", "Record", "directions", "select"]

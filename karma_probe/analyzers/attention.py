@@ -37,7 +37,8 @@ from __future__ import annotations
 import numpy as np
 
 from karma_probe.analyzers import bootstrap
-from karma_probe.analyzers.registry import Absent, Measurement, Record, register
+from karma_probe.analyzers.registry import Absent, Measurement, register
+from karma_probe.rundir.analysis import Record
 
 SINK_EPSILON = 0.3  # Gu et al. (ICLR 2025) call a head a sink head above this first-token mass
 TOP_PERCENT = 5  # the "barcode" statistic: share on the top ⌈5%⌉ key positions

@@ -37,8 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from karma_probe.analyzers import bootstrap
-from karma_probe.analyzers.catalogue import exact, normalize_title  # noqa: F401  (normalize_title: re-exported)
-from karma_probe.analyzers.registry import Absent, Measurement, Record, register
+from karma_probe.analyzers.catalogue import exact
+from karma_probe.analyzers.registry import Absent, Measurement, register
+from karma_probe.rundir.analysis import Record
 
 RECON_BATCH = 16
 RECON_GREEDY = 16  # probes decoded greedily for recon_exact (no KV cache; cost: benchmarks/README.md)

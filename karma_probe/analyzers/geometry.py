@@ -32,7 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from karma_probe.analyzers import bootstrap
-from karma_probe.analyzers.registry import Measurement, Record, register
+from karma_probe.analyzers.registry import Measurement, register
+from karma_probe.rundir.analysis import Record
 
 HEADLINE_SET = "interest"  # without history probes: the headline probe set's last layer (RunInputs.geometry_headline)
 

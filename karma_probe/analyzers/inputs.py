@@ -30,8 +30,7 @@ import numpy as np
 from karma_probe.analyzers.registry import Absent
 from karma_probe.core.errors import BadInput
 from karma_probe.rundir import RunPaths, read_config, read_json
-from karma_probe.rundir.capture import FINGERPRINT, Capture, check_fingerprint, check_step  # noqa: F401  (re-exported)
-from karma_probe.rundir.layout import CAPTURE_SCHEMA, PROBE_SETS as SETS  # noqa: F401  (re-exported)
+from karma_probe.rundir.capture import Capture
 
 # The decodability probes are fitted on valid-split examples (history → second-last item) of
 # users that are not scored, and scored on the captured test probes (history → last item):

@@ -30,7 +30,8 @@ from importlib import resources
 import numpy as np
 
 from karma_probe.analyzers import bootstrap
-from karma_probe.analyzers.registry import Measurement, Record, register
+from karma_probe.analyzers.registry import Measurement, register
+from karma_probe.rundir.analysis import Record
 
 FACT_NEW_TOKENS = 8  # long enough for "Leonardo da Vinci", short enough that a wrong answer rarely drifts into the right one
 FACT_BATCH = 32

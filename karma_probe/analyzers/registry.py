@@ -23,10 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from karma_probe.analyzers import catalogue
 from karma_probe.core.errors import BadInput
-from karma_probe.rundir.analysis import Record  # noqa: F401  (re-exported: analyzers import it from here)
+from karma_probe.rundir.analysis import Record
+
+if TYPE_CHECKING:
+    from karma_probe.analyzers.bootstrap import Interval
 
 # What an analyzer reads. "capture": RUN/capture (no torch); "model": the run's checkpoint
 # (torch); "metrics": RUN/metrics.json.

@@ -7,8 +7,9 @@ gate reads their direction from the registry like every other metric.
 
 from __future__ import annotations
 
-from karma_probe.analyzers.registry import Measurement, Record, register
+from karma_probe.analyzers.registry import Measurement, register
 from karma_probe.core.errors import BadInput
+from karma_probe.rundir.analysis import Record
 
 _DOCS = {
     "hr@K": """Hit rate at {k}: mean over test users of [rank ≤ {k}], where rank = 1 + #{{catalogue items

@@ -49,12 +49,13 @@ from pathlib import Path
 
 from karma_probe.analyzers import Absent, select
 from karma_probe.analyzers.bootstrap import METHOD as INTERVAL_METHOD
-from karma_probe.analyzers.inputs import Capture, RunInputs
+from karma_probe.analyzers.inputs import RunInputs
 from karma_probe.core.cpu import torch_threads
 from karma_probe.core.errors import BadInput
 from karma_probe.rundir import (RunPaths, checkpoint_step, git_sha, intermediate_checkpoints, layout, now, read_config,
                                 write_analysis)
 from karma_probe.rundir.analysis import SCHEMA, read_previous, relative, run_block
+from karma_probe.rundir.capture import Capture
 from karma_probe.rundir.chain import DERIVED, derivation
 from karma_probe.rundir.fields import finite_or_none
 LOAD_MODEL = "(load model)"  # the timing entry for loading the checkpoint

@@ -15,7 +15,7 @@ written atomically at the end (a failed calibration leaves nothing).
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +23,8 @@ import numpy as np
 
 from karma_probe.analyzers.catalogue import FACTS
 from karma_probe.calibration import interventions as I
-from karma_probe.report.dose_response import SCHEMA, response
 from karma_probe.core.errors import BadInput
+from karma_probe.report.dose_response import SCHEMA, response
 
 DOSES = (0.0, 0.25, 0.5, 1.0, 2.0)
 CALIBRATION_FILE = "calibration.json"

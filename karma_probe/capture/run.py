@@ -17,12 +17,12 @@ from pathlib import Path
 
 from karma_probe.capture.probes import (DEFAULT_MAX_ITEMS, DEFAULT_PROBES, DEFAULT_TEXT_PROBES, PROBE_SEED, SETS,
                                        build_probe_set, shard, shard_offset)
-from karma_probe.capture.writer import Capture, write_capture
 from karma_probe.core.errors import BadInput
 from karma_probe.data.prompts import code_token
-from karma_probe.rundir.chain import DERIVED, derivation
 from karma_probe.rundir import (CAPTURE, CHECKPOINT, CONFIG, STATE, atomic_dir, checkpoint_state, config_hash, git_sha,
                                 now, read_json, versions, write_json)
+from karma_probe.rundir.capture import Capture, write_capture
+from karma_probe.rundir.chain import DERIVED, derivation
 
 
 @dataclass(frozen=True)

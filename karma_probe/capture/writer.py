@@ -15,7 +15,7 @@ import numpy as np
 
 from karma_probe.capture.probes import SETS
 from karma_probe.core.errors import BadInput
-from karma_probe.rundir.capture import Capture, capture_dir, check_target, read_capture, write_capture  # noqa: F401
+from karma_probe.rundir.capture import Capture
 
 
 def merge_captures(captures: list[Capture]) -> Capture:

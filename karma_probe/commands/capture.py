@@ -87,7 +87,8 @@ def run(args) -> int:
             raise BadInput("--merge takes OUT IN1 IN2 ... and no RUN or --model")
         if len(args.merge) < 3:
             raise BadInput("--merge needs OUT and at least two input captures")
-        from karma_probe.capture.writer import check_target, merge_captures, read_capture, write_capture
+        from karma_probe.capture.writer import merge_captures
+        from karma_probe.rundir.capture import check_target, read_capture, write_capture
 
         out, *inputs = args.merge
         check_target(out)
@@ -136,7 +137,7 @@ def run(args) -> int:
     if not args.run:
         raise BadInput("give a RUN directory, or --model M --out DIR, or --merge OUT IN1 IN2 ...")
     if args.capture_dir:
-        from karma_probe.capture.writer import check_target
+        from karma_probe.rundir.capture import check_target
 
         check_target(args.capture_dir)  # before minutes of capture, not after
     with claim_run(_owner(args.capture_dir) if args.capture_dir else args.run, "capture", new=bool(args.capture_dir)):

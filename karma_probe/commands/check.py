@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from karma_probe.report import check
 from karma_probe.core.errors import BadInput, CheckFailed
+from karma_probe.report import check
 from karma_probe.report.results import Run, distinct, load_run
 from karma_probe.rundir import check_writable
 

@@ -26,11 +26,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from karma_probe.report import results
 from karma_probe.core.errors import BadInput
+from karma_probe.report import results
 from karma_probe.report.figures import FigureSpec, to_plotly
-from karma_probe.report.results import Hidden, ProbeMap, Run, RunListing
+from karma_probe.report.results import Run, RunListing
 from karma_probe.rundir import RunPaths, layout
+from karma_probe.rundir.capture import Hidden, ProbeMap
 
 _VIEW = "karma_probe.view"  # session-state key of the current View
 
@@ -85,7 +86,7 @@ def listing(root: Path) -> RunListing:
         dirs = sorted(d for d in root.iterdir() if d.is_dir())
     except OSError as e:
         raise BadInput(f"{root}: cannot list the runs directory ({e})") from None
-    stamp = tuple((d.name, _stamp(*(d / f for f in results.RUN_FILES), *_chain_files(d))) for d in dirs)
+    stamp = tuple((d.name, _stamp(*(d / f for f in layout.RUN_FILES), *_chain_files(d))) for d in dirs)
     return _listing(str(root), stamp)
 
 

@@ -64,8 +64,9 @@ from pathlib import Path
 from typing import Sequence
 
 from karma_probe.analyzers import catalogue
+from karma_probe.analyzers.catalogue import format_delta, format_value
 from karma_probe.core.errors import BadInput
-from karma_probe.report.results import Run, distinct, format_delta, format_value, group_runs
+from karma_probe.report.results import Run, distinct, group_runs
 from karma_probe.rundir import atomic_path, now, read_json, write_json
 
 BASELINE_SCHEMA = "karma_probe.baseline/1"

@@ -25,16 +25,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from karma_probe.analyzers.catalogue import format_delta, format_value  # noqa: F401  (re-exported: one way to print)
 from karma_probe.core.errors import BadInput
 from karma_probe.rundir import (RunPaths, config_hash, layout, read_analysis, read_config, read_hidden, read_maps, read_metrics,
                                 read_train_log)
 # re-exported: the analysis.json types and the run-dir names, as this module has always offered them
-from karma_probe.rundir.analysis import SCHEMA, Analysis, Record, parse_analysis  # noqa: F401
-from karma_probe.rundir.capture import Hidden, ProbeMap  # noqa: F401
+from karma_probe.rundir.analysis import Analysis
+from karma_probe.rundir.capture import Hidden, ProbeMap
 from karma_probe.rundir.chain import Chain, chain_status
 from karma_probe.rundir.fields import is_int as _is_int
-from karma_probe.rundir.layout import RUN_FILES, RUN_MARKERS  # noqa: F401
+from karma_probe.rundir.layout import RUN_FILES, RUN_MARKERS
 
 
 # --------------------------------------------------------------------------- one run

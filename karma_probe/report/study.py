@@ -53,8 +53,8 @@ import statistics
 from pathlib import Path
 from typing import Callable, Sequence
 
-from karma_probe.report import stats
 from karma_probe.analyzers import catalogue
+from karma_probe.report import stats
 from karma_probe.report.results import Run, group_runs
 
 # The paper's claims (metric, action-only is <higher|lower> than KARMA) and the retrieval metrics,
@@ -121,7 +121,7 @@ def table(runs: Sequence[Run], metrics: Sequence[str]) -> dict[str, dict[str, di
 
 def mean_ci(c: dict) -> str:
     """A table cell as the README and the PDF print it: ``mean ± half-width`` (or the mean alone)."""
-    from karma_probe.report.results import format_value
+    from karma_probe.analyzers.catalogue import format_value
 
     if c.get("mean") is None:
         return "–"
@@ -434,7 +434,7 @@ def ablation_rows(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
 
 
 def _ablation_table(per: dict[str, list[dict]], karma: list[dict], bold: bool = False) -> tuple[list[str], list[list[str]]]:
-    from karma_probe.report.results import format_value
+    from karma_probe.analyzers.catalogue import format_value
 
     if not per:
         return [], []
@@ -473,7 +473,7 @@ def claim_rows(runs: Sequence[Run], claims: list[dict] | None = None) -> list[li
     """The claims as table rows of strings (:data:`CLAIM_COLUMNS`), as the PDF and the dashboard show
     them; the numbers are :func:`verdict`'s (or ``claims``, its entries already computed), the same
     as summary.json's ``verdict``."""
-    from karma_probe.report.results import format_value
+    from karma_probe.analyzers.catalogue import format_value
 
     rows = []
     for e in verdict(runs) if claims is None else claims:
@@ -491,7 +491,7 @@ def _direction(e: dict) -> str:
 
 
 def _ci_text(low: float | None, high: float | None) -> str:
-    from karma_probe.report.results import format_value
+    from karma_probe.analyzers.catalogue import format_value
 
     return "no CI" if low is None else f"[{format_value(low)}, {format_value(high)}]"
 
@@ -499,7 +499,7 @@ def _ci_text(low: float | None, high: float | None) -> str:
 def detectable_text(e: dict) -> str:
     """A claim's detection limit as printed: "0.012 (0.015)" (95 %, and at 80 % power), with the
     planted dose where a calibration gave one ("; dose 0.25"); "–" without one."""
-    from karma_probe.report.results import format_value
+    from karma_probe.analyzers.catalogue import format_value
 
     if e.get("detectable") is None:
         return "–"
@@ -651,7 +651,7 @@ def null_rows(runs: Sequence[Run]) -> list[list[str]]:
     """Each condition's retrieval beside its nulls as table rows of strings (:data:`NULL_COLUMNS`), as
     the PDF and the dashboard show them: the baseline rankers on the same users (test split,
     :func:`vs_baselines`) and the fixed reference figures (:func:`vs_reference`)."""
-    from karma_probe.report.results import format_delta, format_value
+    from karma_probe.analyzers.catalogue import format_delta, format_value
 
     rows = []
     baselines, references = vs_baselines(runs), vs_reference(runs)
@@ -729,7 +729,7 @@ def markdown(summary: dict, metrics: Sequence[str] | None = None) -> str:
 
     ``python -c "import json, karma_probe.report.study as s; print(s.markdown(json.load(open('reports/tiny-ml100k/summary.json'))))"``
     """
-    from karma_probe.report.results import format_value
+    from karma_probe.analyzers.catalogue import format_value
 
     table, hib = summary.get("table") or {}, summary.get("higher_is_better") or {}
     conditions = [c for c in CONDITION_NAMES if c in table] + [c for c in table if c not in CONDITION_NAMES]
@@ -758,7 +758,7 @@ def markdown_verdict(summary: dict) -> str:
     95 % CI and verdict beside the Holm-corrected CI (at its level) and verdict, and the detection
     limit at the study's number of seeds (95 %, and at 80 % power in brackets; with a calibration
     the planted dose it corresponds to). Bold: holds after correction. "" without claims."""
-    from karma_probe.report.results import format_value
+    from karma_probe.analyzers.catalogue import format_value
 
     entries = summary.get("verdict") or []
     if not entries:
@@ -782,7 +782,7 @@ def markdown_retrieval(summary: dict, metric: str = "hr@10") -> str:
     ``retrieval_vs_reference``) as a Markdown table for the README: the run (mean ± CI half-width),
     then per null "run − null [95 % CI] verdict", with "(Holm: ...)" where the corrected verdict
     differs; the header gives each null's value."""
-    from karma_probe.report.results import format_delta, format_value
+    from karma_probe.analyzers.catalogue import format_delta, format_value
 
     table = summary.get("table") or {}
     base = summary.get("retrieval_vs_baselines") or {}
@@ -834,7 +834,7 @@ def markdown_ablations(summary: dict) -> str:
 def markdown_trajectory(summary: dict) -> str:
     """Each claim's effect (action-only − KARMA, signed: > 0 is the claimed direction) at every analyzed
     checkpoint, with its 95 % CI over seeds, as a Markdown table: is the collapse there early, late, never?"""
-    from karma_probe.report.results import format_delta, format_value
+    from karma_probe.analyzers.catalogue import format_delta, format_value
 
     claims = (summary.get("trajectory") or {}).get("claims") or {}
     steps = sorted({row["step"] for rows in claims.values() for row in rows})

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import torch
 
 from karma_probe.core.config import TrainConfig
-from karma_probe.data.dataset import Dataset, Example, Examples
 from karma_probe.core.errors import BadInput
-from karma_probe.data.prompts import history_codes, history_prefix_ids, history_prompt, item_text, target_text
 from karma_probe.core.tensors import pad_right as _pad
+from karma_probe.data.dataset import Dataset, Example, Examples
+from karma_probe.data.prompts import history_codes, history_prefix_ids, history_prompt, item_text, target_text
 
 
 class BatchMaker:

@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from karma_probe.train.batches import make_batches
 from karma_probe.core.config import TrainConfig
-from karma_probe.data.dataset import load_dataset
 from karma_probe.core.errors import BadInput, Diverged
-from karma_probe.train.evaluate import baselines, evaluate_model
-from karma_probe.train.objectives import KarmaObjective, balanced_weights, gradient_stats, loss_gradients
+from karma_probe.data.dataset import load_dataset
 from karma_probe.model.retriever import HEADS_FILE, build_model
 from karma_probe.rundir import (CHECKPOINT, CHECKPOINTS, CONFIG, METRICS, RESUME, STATE, TRAIN_LOG, append_jsonl,
                                 atomic_dir, check_writable, checkpoint_state, config_hash, git_sha, load_tensors, now,
                                 read_json, read_jsonl, save_tensors, step_dir, versions, write_json)
+from karma_probe.train.batches import make_batches
+from karma_probe.train.evaluate import baselines, evaluate_model
+from karma_probe.train.objectives import KarmaObjective, balanced_weights, gradient_stats, loss_gradients
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:

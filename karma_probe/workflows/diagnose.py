@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from karma_probe.report import stats
 from karma_probe.core.errors import BadInput
 from karma_probe.model.backbones import ADAPTER_CONFIG
+from karma_probe.report import stats
 from karma_probe.rundir import RunPaths
 
 SCHEMA = "karma_probe.diagnosis/1"
@@ -336,7 +336,7 @@ DIAGNOSIS_COLUMNS = ("tuned model", "metric", "better", "base", "tuned", "tuned 
 def diagnosis_rows(comparisons: dict[str, list[dict]]) -> list[list[str]]:
     """The diagnosis as table rows (the PDF page): tuned model, metric, better, base, tuned, Δ, raw CI,
     the Holm-corrected verdict (with the raw one where they differ)."""
-    from karma_probe.report.results import format_delta, format_value
+    from karma_probe.analyzers.catalogue import format_delta, format_value
 
     rows = []
     for name, entries in comparisons.items():

@@ -8,8 +8,8 @@ import streamlit as st
 
 from karma_probe.dashboard import server as dashboard
 
-from karma_probe.report import figures
 from karma_probe.core.errors import BadInput
+from karma_probe.report import figures
 from karma_probe.report.results import metric_names
 
 view = dashboard.current()

@@ -12,9 +12,10 @@ from karma_probe.dashboard import server as dashboard
 
 from karma_probe.report import figures
 
+from karma_probe.analyzers.catalogue import format_delta, format_value
 from karma_probe.report import study
 from karma_probe.report.figures.style import YELLOW, verdict_colour
-from karma_probe.report.results import changes, direction, format_delta, format_value, metric_names
+from karma_probe.report.results import changes, direction, metric_names
 
 view = dashboard.current()
 ref = view.reference

@@ -8,8 +8,8 @@ from karma_probe.dashboard import server as dashboard
 
 from karma_probe.report import figures
 
-from karma_probe.report import study
 from karma_probe.analyzers.catalogue import by_family
+from karma_probe.report import study
 from karma_probe.report.results import metric_names
 
 view = dashboard.current()

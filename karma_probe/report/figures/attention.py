@@ -13,7 +13,8 @@ import numpy as np
 from karma_probe.core.errors import BadInput
 from karma_probe.report.figures.spec import FigureSpec, direction_note, series
 from karma_probe.report.figures.style import run_looks
-from karma_probe.report.results import ProbeMap, Run, direction
+from karma_probe.report.results import Run, direction
+from karma_probe.rundir.capture import ProbeMap
 
 
 def metric_by_layer(runs: Sequence[Run], metric: str) -> FigureSpec:
