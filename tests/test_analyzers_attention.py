@@ -313,7 +313,7 @@ def test_sink_rate_gu_on_the_model_equals_their_code_on_eager_attention():
     import torch
 
     from karma_probe.analyzers.attention import GU_TOKENS, gu_first_importance, gu_first_mass, gu_importance, gu_windows
-    from karma_probe.calibration.interventions import planted_barcode
+    from karma_probe.calibration.interventions import planted_key
     from karma_probe.capture.probes import general_passages
     from karma_probe.model.backbones import load_backbone
 
@@ -325,7 +325,7 @@ def test_sink_rate_gu_on_the_model_equals_their_code_on_eager_attention():
                 layer.self_attn.q_proj.weight.mul_(12.0)
     windows = gu_windows(tok, general_passages()[:6])
     # token 0's key 40× longer: heads whose queries lean its way sink, the others avoid it
-    with planted_barcode(model, 1.0, position=0, gain=39.0), planted_barcode(eager, 1.0, position=0, gain=39.0):
+    with planted_key(model, 1.0, position=0, gain=39.0), planted_key(eager, 1.0, position=0, gain=39.0):
         ours = gu_first_importance(gu_first_mass(model, windows), GU_TOKENS)  # (N, L, H)
         with torch.no_grad():
             att = eager(input_ids=torch.tensor(windows), output_attentions=True).attentions  # L × (N, H, T, T)
@@ -333,7 +333,7 @@ def test_sink_rate_gu_on_the_model_equals_their_code_on_eager_attention():
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
     assert 0 < (theirs > SINK_EPSILON).mean() < 1  # the comparison covers both sides of ε
     inputs = types.SimpleNamespace(model=types.SimpleNamespace(backbone=model, tokenizer=tok))
-    with planted_barcode(model, 1.0, position=0, gain=39.0):
+    with planted_key(model, 1.0, position=0, gain=39.0):
         meas = METRICS["sink_rate_gu"](inputs)
         full = gu_first_importance(gu_first_mass(model, gu_windows(tok, general_passages())), GU_TOKENS)
     assert meas.value == float((full > SINK_EPSILON).mean())

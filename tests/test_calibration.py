@@ -111,10 +111,11 @@ def test_hooks_are_exact_at_zero_and_removed(tiny_subject):
     with torch.no_grad():
         plain = backbone.model(input_ids=ids).last_hidden_state
         v = torch.randn(backbone.config.hidden_size) * 100
-        with I.planted_sink(backbone, 0.0, v, 0), I.planted_barcode(backbone, 0.0), \
+        with I.planted_massive(backbone, 0.0, v, 0), I.planted_key(backbone, 0.0, I.SINK_POSITION), \
+                I.planted_key(backbone, 0.0, I.BARCODE_POSITION), \
                 I.weight_noise(backbone, 0.0, [0, 1]):
             zero = backbone.model(input_ids=ids).last_hidden_state
-        with I.planted_sink(backbone, 1.0, v, 0):
+        with I.planted_massive(backbone, 1.0, v, 0):
             sunk = backbone.model(input_ids=ids).last_hidden_state
         before = [p.clone() for p in backbone.parameters()]
         with I.weight_noise(backbone, 1.0, [1]):
@@ -137,7 +138,7 @@ def test_hooks_are_exact_at_zero_and_removed(tiny_subject):
 def tiny_calibration(tiny_subject):
     from karma_probe.calibration.run import CalibrationOptions, calibrate
 
-    opts = CalibrationOptions(families=("sinks", "barcodes", "geometry", "knowledge"), doses=tuple(DOSES),
+    opts = CalibrationOptions(families=("sinks", "massive", "barcodes", "geometry", "knowledge"), doses=tuple(DOSES),
                               probes=8, text_probes=4, progress=False)
     return calibrate(tiny_subject, opts), opts
 
@@ -163,17 +164,17 @@ def test_dose_zero_is_a_plain_capture_and_analyze(tiny_calibration, tmp_path):
 
 def test_tiny_interventions_move_their_metrics(tiny_calibration):
     """What a random-init tiny model can show: the massive activation it is given, and embedding
-    geometry. It has no sink circuit for that activation to drive (sinks emerge in training, Gu et
-    al.), near-uniform attention for a key to stand out in, and no knowledge to lose: sink_mass,
+    geometry. It has no sink (sinks emerge in training, Gu et al.) whose key could be amplified,
+    near-uniform attention for a key to stand out in, and no knowledge to lose: sink_mass,
     key_concentration, lm_ppl and fact_acc are asserted on SmolLM2 (below) and on a sharpened tiny."""
     result, _ = tiny_calibration
     fam = result["families"]
-    massive = fam["sinks"]["metrics"]["massive_act"]
+    massive = fam["massive"]["metrics"]["massive_act"]
     assert massive["as_planted"] and massive["monotone"], (massive["values"], massive["slope_ci"])
     for metric in ("aniso_cos", "uniformity", "isotropy"):
         assert fam["geometry"]["metrics"][metric]["as_planted"], metric
     assert fam["geometry"]["metrics"]["aniso_cos"]["values"][-1] == pytest.approx(1.0, abs=1e-5)
-    assert fam["sinks"]["scale"]["peak_abs"] > 0 and fam["knowledge"]["scale"]["layers"] == [0, 1]
+    assert fam["massive"]["scale"]["peak_abs"] > 0 and fam["knowledge"]["scale"]["layers"] == [0, 1]
 
 
 def test_barcode_on_a_tiny_model_with_peaked_attention(tiny_subject):
@@ -254,20 +255,19 @@ def test_cli_writes_the_report_and_refuses_bad_input(tmp_path, capsys):
 @pytest.mark.smollm2
 def test_smollm2_interventions_move_their_metrics():
     """What the committed calibration (reports/calibration-smollm2, 32 probes) found, on 8 probes:
-    every planted collapse but the sink moves its metrics as planted; the sink lowers sink_mass on
-    the BOS-led reference (asserted as found); sink_rate and Gu et al.'s rate are not asserted."""
+    every planted collapse moves its metrics as planted. The sink is planted in the BOS key (SmolLM2
+    already sinks on BOS), so first-token mass rises monotonically over all layers, the top 8 and
+    the general passages; sink_rate and Gu et al.'s rate (thresholded counts) are not asserted."""
     from karma_probe.calibration.run import CalibrationOptions, calibrate, load_subject
 
     subject = load_subject(model="smollm2-135m")
-    result = calibrate(subject, CalibrationOptions(families=("sinks", "barcodes", "geometry", "knowledge"),
+    result = calibrate(subject, CalibrationOptions(families=("sinks", "massive", "barcodes", "geometry", "knowledge"),
                                                    doses=(0.0, 1.0, 2.0), probes=8, text_probes=2, progress=False))
     fam = result["families"]
-    # With v3's real first token SmolLM2 already sinks on BOS, and the planted vector there lowers
-    # first-token mass instead of raising it (README "Calibration"): the finding is held here, so a
-    # change that makes the sink control work again (or breaks it further) is seen.
-    sink = fam["sinks"]["metrics"]["sink_mass"]
-    assert not sink["as_planted"] and sink["values"][-1] < sink["values"][0], sink
-    for family, metric in (("sinks", "massive_act"), ("barcodes", "key_concentration"),
+    for metric in ("sink_mass", "sink_mass_trained", "sink_mass_text"):
+        sink = fam["sinks"]["metrics"][metric]
+        assert sink["as_planted"] and sink["monotone"], (metric, sink)
+    for family, metric in (("massive", "massive_act"), ("barcodes", "key_concentration"),
                            ("geometry", "aniso_cos"),
                            ("geometry", "uniformity"), ("geometry", "isotropy"), ("knowledge", "lm_ppl"),
                            ("knowledge", "fact_acc")):

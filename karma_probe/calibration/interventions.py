@@ -6,10 +6,17 @@ always removed, also when a forward raises) on decoder layers and ``k_proj`` mod
 whatever the capture backend does inside the attention module. Those that act on the inputs of
 the geometry and decodability analyzers transform the captured embeddings.
 
-    sinks        h_0 ← h_0 + α·M·v after the first decoder layer       (position 0 of every probe)
+    sinks        k_0 ← (1 + α·c)·k_0, the first token's key, every layer   (k_proj output, c = KEY_GAIN)
+    massive      h_0 ← h_0 + α·M·v after the first decoder layer       (position 0 of every probe)
                  M = the model's own largest |residual activation| on the undosed probes, v the unit
                  direction of the residual vector that holds it (the model's own massive activation)
     barcodes     k_j ← (1 + α·c)·k_j at one key position j ≥ 1, every layer   (k_proj output, c = KEY_GAIN)
+
+The sink is planted in the first token's key, where a BOS sink lives: its logits q_i·k_0 grow with
+the key's norm, so every query that already attends to it attends more. The massive-activation
+vector was the sink control before the histories began with BOS; on SmolLM2, which already sinks
+on BOS, it lowers first-token mass instead (README "Calibration"), so it is its own family, read
+by massive_act.
     geometry     e ← ‖e‖·normalize((1−a)·ê + a·μ̂),  a = min(α, 1),  μ̂ = the set's mean direction
     decodability e_i ← e_σ(i) for a fraction a = min(α, 1) of the probes (σ a seeded derangement)
     knowledge    W ← W + α·std(W)·N(0, 1) on every weight tensor of the trained decoder layers (seeded)
@@ -28,7 +35,8 @@ import torch
 
 from karma_probe.capture import hooks as H
 
-KEY_GAIN = 1.0  # barcodes: α = 1 doubles the key's norm, α = 2 triples it
+KEY_GAIN = 1.0  # sinks, barcodes: α = 1 doubles the key's norm, α = 2 triples it
+SINK_POSITION = 0  # sinks: the first token's key (BOS where the model has one)
 BARCODE_POSITION = 1  # barcodes: the key position raised (the first one every query i ≥ 1 can see, after the sink)
 DERANGEMENT_SEED = 1  # decodability: another seed than the analyzers' own null (decodability.SHUFFLE_SEED = 0)
 NOISE_SEED = 0
@@ -42,7 +50,7 @@ def _replace_first(output, hidden):
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
-# --------------------------------------------------------------------------- sinks
+# --------------------------------------------------------------------------- massive activations
 
 
 @dataclass(frozen=True)
@@ -94,25 +102,26 @@ class PeakRecorder:
             yield self
 
 
-SINK_LAYER = 0  # sinks: the vector is added after the first decoder layer
+MASSIVE_LAYER = 0  # massive: the vector is added after the first decoder layer
 
 
-def sink_layer(n_layers: int, layer: int | None = None) -> int:
+def massive_layer(n_layers: int, layer: int | None = None) -> int:
     """The early layer after which the sink vector is added: ``layer``, else the first decoder layer
     (before a trained model builds its own massive activation: Sun et al. see it appear abruptly
     after the first few layers; SmolLM2's grows to its peak by layer 11). Added after a later layer,
     the planted vector competes with the model's own one as it forms: on SmolLM2, after layer 3,
-    sink_mass rose by only +0.011 per unit dose (README, "Calibration")."""
+    sink_mass rose by only +0.011 per unit dose (README, "Calibration"; measured before the
+    histories began with BOS, when this vector was the sink control)."""
     if layer is None:
-        return SINK_LAYER
+        return MASSIVE_LAYER
     if not 0 <= layer < n_layers:
         from karma_probe.core.errors import BadInput
 
-        raise BadInput(f"--sink-layer must be in 0..{n_layers - 1} for this model, got {layer}")
+        raise BadInput(f"--massive-layer must be in 0..{n_layers - 1} for this model, got {layer}")
     return layer
 
 
-def sink_vector(peak: Peak) -> torch.Tensor:
+def massive_vector(peak: Peak) -> torch.Tensor:
     """α = 1's vector: M·v̂ — the model's own massive-activation vector (the whole residual vector
     of the token holding its largest |h|; in SmolLM2 99 % of its norm sits in one feature, as Sun
     et al. describe massive activations), scaled to that largest |h|, M."""
@@ -121,7 +130,7 @@ def sink_vector(peak: Peak) -> torch.Tensor:
 
 
 @contextmanager
-def planted_sink(model, alpha: float, vector: torch.Tensor, layer: int):
+def planted_massive(model, alpha: float, vector: torch.Tensor, layer: int):
     """Within the block, every forward adds ``alpha * vector`` to position 0 of decoder layer
     ``layer``'s output (the residual stream there)."""
     def add(module, args, kwargs, output):
@@ -134,14 +143,15 @@ def planted_sink(model, alpha: float, vector: torch.Tensor, layer: int):
         yield
 
 
-# --------------------------------------------------------------------------- barcodes
+# --------------------------------------------------------------------------- sinks and barcodes: one key scaled
 
 
 @contextmanager
-def planted_barcode(model, alpha: float, position: int = BARCODE_POSITION, gain: float = KEY_GAIN):
+def planted_key(model, alpha: float, position: int, gain: float = KEY_GAIN):
     """Within the block, every layer's key at ``position`` is scaled by (1 + α·gain) (k_proj output,
     before RoPE, which is a rotation: the rotated key's norm scales the same). Only full-sequence
-    forwards (T > position) are touched."""
+    forwards (T > position) are touched. ``position`` 0 plants a sink (:data:`SINK_POSITION`),
+    a later one a barcode strip (:data:`BARCODE_POSITION`)."""
     factor = 1.0 + alpha * gain
 
     def scale(module, args, kwargs, output):
@@ -156,8 +166,8 @@ def planted_barcode(model, alpha: float, position: int = BARCODE_POSITION, gain:
 
 
 def key_projections(model) -> list:
-    """Each decoder layer's key projection (``k_proj``), in layer order: the barcode intervention
-    scales one position's key there. A model with fused query/key/value projections (GPT-2, Phi3)
+    """Each decoder layer's key projection (``k_proj``), in layer order: the sink and barcode
+    interventions scale one position's key there. A model with fused query/key/value projections (GPT-2, Phi3)
     has none to scale: BadInput, one line."""
     from karma_probe.core.errors import BadInput
 
@@ -165,8 +175,8 @@ def key_projections(model) -> list:
     for layer in H.decoder_layers(model):
         found = [m for name, m in layer.named_modules() if name.endswith("k_proj")]
         if len(found) != 1:
-            raise BadInput(f"{type(model).__name__}: the barcode intervention scales a layer's k_proj output, and "
-                           "this architecture has no separate key projection (fused q/k/v); calibrate the other families")
+            raise BadInput(f"{type(model).__name__}: the sink and barcode interventions scale a layer's k_proj output, "
+                           "and this architecture has no separate key projection (fused q/k/v); calibrate the other families")
         out.append(found[0])
     return out
 

@@ -1,9 +1,9 @@
 """Calibrate a model end to end: plant each collapse at every dose, capture, analyze, report.
 
     load the model (a run's checkpoint, or an untouched backbone as ``capture --model`` builds it)
-      → plain capture (+ the model's largest residual activation, the sinks' natural scale)
+      → plain capture (+ the model's largest residual activation, the massive family's natural scale)
       → per family, per dose α: the intervention (hooks / embedding transform / weight noise)
-        → the capture library's in-memory capture (sinks, barcodes) or the plain one (the others)
+        → the capture library's in-memory capture (sinks, massive, barcodes) or the plain one (the others)
         → the family's registered analyzers, exactly as ``analyze`` runs them
       → responses (slope, interval, monotone)  → OUT/calibration.json + OUT/calibration_<family>.png
 
@@ -32,10 +32,13 @@ CALIBRATION_FILE = "calibration.json"
 # family → (metrics it reads, what is planted). Expected directions come from the catalogue (the
 # collapse side of each metric), not from this table.
 FAMILIES = {
-    "sinks": (("sink_mass", "sink_rate", "massive_act", "sink_rate_gu"),
-              "α·M·v added to the residual stream at position 0 after an early decoder layer (scale: added_after_layer); M = the model's "
-              "largest |residual activation| on the undosed probes, v = the direction of the residual vector holding it"),
-    "barcodes": (("key_concentration",),
+    "sinks": (("sink_mass", "sink_rate", "sink_mass_trained", "sink_mass_text", "sink_rate_gu"),
+              f"the first token's key (position {I.SINK_POSITION}, BOS where the model has one) scaled by "
+              f"(1 + α·{I.KEY_GAIN:g}) in every layer (k_proj output)"),
+    "massive": (("massive_act",),
+                "α·M·v added to the residual stream at position 0 after an early decoder layer (scale: added_after_layer); M = the model's "
+                "largest |residual activation| on the undosed probes, v = the direction of the residual vector holding it"),
+    "barcodes": (("key_concentration", "key_concentration_trained"),
                  f"the key at position {I.BARCODE_POSITION} scaled by (1 + α·{I.KEY_GAIN:g}) in every layer (k_proj output)"),
     "geometry": (("aniso_cos", "erank", "uniformity", "top1_var", "isotropy"),
                  "interest and marker embeddings pulled toward their mean direction: e ← ‖e‖·normalize((1−a)ê + a·μ̂), "
@@ -47,6 +50,7 @@ FAMILIES = {
                   "Gaussian noise of std α·std(W) added to every weight tensor W of the trained decoder layers"),
 }
 FAMILY_NAMES = tuple(FAMILIES)
+MODEL_SIDE = ("sinks", "massive", "barcodes")  # families re-captured at every dose (the others transform a capture)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class CalibrationOptions:
     batch_size: int = 8
     progress: bool = True
     decodability_metrics: tuple[str, ...] | None = None  # restrict the decodability family (None: all)
-    sink_layer: int | None = None  # sinks: add the vector after this decoder layer (None: the first, 0)
+    massive_layer: int | None = None  # massive: add the vector after this decoder layer (None: the first, 0)
 
     def check(self) -> None:
         unknown = [f for f in self.families if f not in FAMILIES]
@@ -180,10 +184,13 @@ def planted(family: str, subject: Subject, alpha: float):
     """The model-side intervention of ``family`` at dose ``alpha`` (nothing for the input-side ones)."""
     backbone = subject.kmodel.backbone
     if family == "sinks":
-        with I.planted_sink(backbone, alpha, subject.extras["sink_vector"], subject.extras["sink_layer"]):
+        with I.planted_key(backbone, alpha, I.SINK_POSITION):
+            yield
+    elif family == "massive":
+        with I.planted_massive(backbone, alpha, subject.extras["massive_vector"], subject.extras["massive_layer"]):
             yield
     elif family == "barcodes":
-        with I.planted_barcode(backbone, alpha):
+        with I.planted_key(backbone, alpha, I.BARCODE_POSITION):
             yield
     elif family == "knowledge":
         with I.weight_noise(backbone, alpha, subject.extras["noise_layers"]):
@@ -194,7 +201,7 @@ def planted(family: str, subject: Subject, alpha: float):
 
 def dosed_capture(family: str, subject: Subject, plain, alpha: float, opts: CalibrationOptions):
     """The capture the family's analyzers read at dose ``alpha`` (inside :func:`planted`)."""
-    if family in ("sinks", "barcodes"):
+    if family in MODEL_SIDE:
         return capture(subject, opts)
     if family == "geometry":
         h = plain.hidden
@@ -230,17 +237,18 @@ def calibrate(subject: Subject, opts: CalibrationOptions = CalibrationOptions())
         plain = capture(subject, opts)
     peak = recorder.peak
     L = backbone.config.num_hidden_layers
-    subject.extras.update(sink_vector=I.sink_vector(peak), sink_layer=I.sink_layer(L, opts.sink_layer),
+    subject.extras.update(massive_vector=I.massive_vector(peak), massive_layer=I.massive_layer(L, opts.massive_layer),
                           noise_layers=I.trained_layers(L, subject.cfg.train_layers, subject.meta.get("condition")))
     shared = {"reader": FixedReader()}
     plain_inputs = inputs_for(subject, plain, shared)
     if "decodability" in opts.families and any(m.startswith("probe_") for m in family_metrics("decodability", opts)):
         shared["fit_split"] = plain_inputs.fit_split  # the readers' fit: the undosed model's, the same at every dose
     # the undosed values: a plain capture + analyze (model-side families: its own pass, no hooks)
-    undosed = evaluate([m for f in opts.families if f in ("sinks", "barcodes") for m in family_metrics(f, opts)],
-                       plain_inputs) if {"sinks", "barcodes"} & set(opts.families) else _empty()
-    scale = {"sinks": {"peak_abs": peak.value, "peak_after_layer": peak.layer, "peak_dim": peak.dim,
-                       "added_after_layer": subject.extras["sink_layer"], "vector_norm_at_1": peak.value},
+    undosed = evaluate([m for f in opts.families if f in MODEL_SIDE for m in family_metrics(f, opts)],
+                       plain_inputs) if set(MODEL_SIDE) & set(opts.families) else _empty()
+    scale = {"sinks": {"position": I.SINK_POSITION, "gain": I.KEY_GAIN},
+             "massive": {"peak_abs": peak.value, "peak_after_layer": peak.layer, "peak_dim": peak.dim,
+                         "added_after_layer": subject.extras["massive_layer"], "vector_norm_at_1": peak.value},
              "barcodes": {"position": I.BARCODE_POSITION, "gain": I.KEY_GAIN},
              "geometry": {"clip": 1.0}, "decodability": {"clip": 1.0, "seed": I.DERANGEMENT_SEED},
              "knowledge": {"layers": subject.extras["noise_layers"], "seed": I.NOISE_SEED}}

@@ -1,8 +1,9 @@
 """Can the instruments see a collapse? Plant each collapse at known doses and measure its metrics.
 
 For each family an intervention of dose α (default 0, ¼, ½, 1, 2 of a natural scale) changes the
-model or the embeddings the analyzers read — never an analyzer: a massive-activation vector at
-position 0 (sinks), one key position's norm (barcodes), embeddings pulled to their mean direction
+model or the embeddings the analyzers read — never an analyzer: the first token's key norm
+(sinks), a massive-activation vector at position 0 (massive), a later key's norm (barcodes),
+embeddings pulled to their mean direction
 (geometry), embeddings swapped between probes (decodability), weight noise on the trained layers
 (knowledge). Every metric of the family is measured on the same probes at every dose by the
 analyzers `analyze` runs. α = 0 reproduces a plain capture + analyze bit for bit.
@@ -38,8 +39,8 @@ def add_arguments(p):
     p.add_argument("--decodability-metrics", nargs="+", metavar="METRIC",
                    help="only these *_gain metrics in the decodability family (default: all five; "
                         "probe_decode_acc* train a decoder per dose)")
-    p.add_argument("--sink-layer", type=int, default=None, metavar="L",
-                   help="sinks: add the massive-activation vector after decoder layer L (default 0, the first)")
+    p.add_argument("--massive-layer", type=int, default=None, metavar="L",
+                   help="massive: add the massive-activation vector after decoder layer L (default 0, the first)")
     p.add_argument("--threads", type=int, help="torch threads (default: the idle cores, by the 1-minute load average)")
     p.add_argument("--no-progress", action="store_true", help="no per-dose progress lines")
 
@@ -62,7 +63,7 @@ def run(args) -> int:
     opts = CalibrationOptions(families=tuple(dict.fromkeys(args.families)), doses=tuple(args.doses), probes=args.probes,
                               text_probes=args.text_probes, max_len=args.max_len, progress=not args.no_progress,
                               decodability_metrics=tuple(args.decodability_metrics) if args.decodability_metrics else None,
-                              sink_layer=args.sink_layer)
+                              massive_layer=args.massive_layer)
     opts.check()
     out = check_out(args.out)
     hf_logging.disable_progress_bar()
