@@ -4,6 +4,9 @@
 # lazily imported modules), one torch thread per run, in the background:
 #   git worktree add --detach /work/study HEAD
 #   cd /work/study && RUNS=/work/main/runs nohup bash scripts/study_v3.sh select > /work/main/runs/study-v3.log 2>&1 &
+# Two cores: start the same step a second time (same command, its own log); each run is claimed by the
+# process that works on it, so the second instance trains the runs the first has not claimed and
+# skips the rest (each writes the report of the runs finished so far; the last to finish, all of them).
 # Steps:
 #   select  seed 0, top-8 layers: action-only, KARMA balanced (rho 0.25) and KARMA plain (lambda 0.1),
 #           compared on VALIDATION HR@10 and lm_ppl (never test) to choose the KARMA setting
