@@ -125,7 +125,8 @@ def test_registry_covers_design_and_declares_everything():
         assert ("Higher" in doc or "higher" in doc or "Lower" in doc or "lower" in doc), m.name
     # the direction each metric is meant to have (higher or lower is better)
     lower = {"sink_mass", "sink_rate", "key_concentration", "massive_act", "sink_rate_gu", "aniso_cos", "top1_var",
-             "uniformity", "lm_ppl", "sink_mass_trained", "sink_mass_text", "key_concentration_trained"}
+             "uniformity", "lm_ppl", "sink_mass_trained", "sink_mass_text", "key_concentration_trained",
+             "key_concentration_text"}
     assert {n for n, up in directions().items() if not up} == lower
 
 
@@ -153,7 +154,7 @@ def test_catalogue_and_registry_agree():
 
 def test_registry_imports_without_torch():
     code = ("import sys; import karma_probe.analyzers as a; "
-            "assert len(a.METRICS) == 37; assert 'torch' not in sys.modules and 'sklearn' not in sys.modules")
+            "assert len(a.METRICS) == 39; assert 'torch' not in sys.modules and 'sklearn' not in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 

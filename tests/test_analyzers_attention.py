@@ -158,7 +158,7 @@ def test_single_probe_sink_mass_is_one_when_all_on_first_token():
 
 def test_trained_layer_and_passage_metrics_read_only_their_part():
     """``*_trained`` average the top train_layers layers of the history probes (every layer when 0);
-    ``sink_mass_text`` the general passages over every layer."""
+    ``*_text`` the general passages over every layer."""
     rng = np.random.default_rng(1)
     L, H = 4, 2
     hist = [random_causal(rng, L, H, T, temperature=0.5) for T in (7, 12)]
@@ -178,6 +178,11 @@ def test_trained_layer_and_passage_metrics_read_only_their_part():
     assert meas.value == pytest.approx(float(want_text), rel=1e-5)
     assert meas.interval is not None and meas.interval.low <= meas.value <= meas.interval.high
     assert METRICS["sink_mass_trained"](top2).value != pytest.approx(METRICS["sink_mass"](top2).value)
+    conc_text = np.mean([key_concentration_from_pattern(m) for m in text])
+    ent_text = np.mean([attn_entropy_from_pattern(m) for m in text])
+    assert METRICS["key_concentration_text"](top2).value == pytest.approx(float(conc_text), rel=1e-5)
+    assert METRICS["attn_entropy_text"](top2).value == pytest.approx(float(ent_text), rel=1e-5)
+    assert METRICS["attn_entropy_text"](top2).value != pytest.approx(METRICS["attn_entropy"](top2).value)
 
 
 # --------------------------------------------------------------------------- the capture agrees

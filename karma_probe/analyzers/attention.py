@@ -314,6 +314,23 @@ def attn_entropy_trained(inputs) -> Measurement:
     return _restricted(inputs, "attn_entropy_trained", "attn.entropy", HEADLINE_SET, trained=True)
 
 
+@register("key_concentration_text", higher_is_better=False, needs=("capture",))
+def key_concentration_text(inputs) -> Measurement:
+    """``key_concentration`` (the barcode statistic) on the general passages, every layer, with its
+    bootstrap interval over passages: identical inputs for every run. Range [k/(n−1), 1]; share =
+    Σ top-k r_j / Σ_{j≥1} r_j of the received mass r_j. Lower = less collapse. Reference: the
+    "barcode" attention of KARMA (arXiv 2603.22779)."""
+    return _restricted(inputs, "key_concentration_text", "attn.key_conc", TEXT_SET, trained=False)
+
+
+@register("attn_entropy_text", higher_is_better=True, needs=("capture",))
+def attn_entropy_text(inputs) -> Measurement:
+    """``attn_entropy`` on the general passages, every layer, with its bootstrap interval over
+    passages: identical inputs for every run. Range [0, 1]; mean of H(P[i,:]) / log(i+1) over rows
+    i≥1. Higher = less collapse. Reference: Zhai et al. (ICML 2023)."""
+    return _restricted(inputs, "attn_entropy_text", "attn.entropy", TEXT_SET, trained=False)
+
+
 @register("massive_act", higher_is_better=False, needs=("capture",))
 def massive_act(inputs) -> Measurement:
     """Massive activations: ratio[m] = mean over probes of max|h_m| / median|h_m| over the probe's

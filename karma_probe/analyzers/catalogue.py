@@ -68,6 +68,8 @@ CATALOGUE: tuple[Facts, ...] = (
     _f("sink_mass_text", "attention", False, headline=True, bounds=UNIT),
     _f("key_concentration_trained", "attention", False, headline=True, bounds=UNIT),
     _f("attn_entropy_trained", "attention", True, headline=True, bounds=UNIT),
+    _f("key_concentration_text", "attention", False, headline=True, bounds=UNIT),
+    _f("attn_entropy_text", "attention", True, headline=True, bounds=UNIT),
     _f("massive_act", "attention", False, headline=True),
     _f("sink_rate_gu", "attention", False, bounds=UNIT),  # Gu et al.'s own Sink_1^0.3, for published values
     _f("aniso_cos", "geometry", False, headline=True, claim="higher"),
