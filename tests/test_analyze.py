@@ -268,6 +268,10 @@ def test_metrics_subset_keeps_the_rest(captured_run, tmp_path):
     after = read_json(run / "analysis.json")
     assert after["summary"] == before["summary"]  # same inputs, same numbers; nothing dropped
     assert len(after["records"]) == len(before["records"])
+    # the kept metrics keep their analyzer seconds (the study's wall-time table sums them)
+    kept = {m: s for m, s in before["analyzed"]["seconds"].items() if m not in ("erank", "hr@10")}
+    assert kept and {m: after["analyzed"]["seconds"][m] for m in kept} == kept
+    assert set(after["analyzed"]["seconds"]) == set(before["analyzed"]["seconds"])
 
 
 @pytest.mark.slow

@@ -228,6 +228,9 @@ def _merge_previous(run_dir: Path, new: dict, computed: list[str], explicit: boo
     for key in ("embedding_space", "headline_set"):
         if key not in new and key in old:
             merged[key] = old[key]
+    if "analyzed" in new:  # the kept metrics' analyzer seconds stay with them (the study's wall-time table)
+        merged["analyzed"] = {**new["analyzed"],
+                              "seconds": {**keep((old.get("analyzed") or {}).get("seconds")), **new["analyzed"]["seconds"]}}
     # samples come from recon_exact (decoder "run") and probe_decode_acc (decoder "post-hoc")
     redone = {"run"} if "recon_exact" in done else set()
     redone |= {"post-hoc"} if "probe_decode_acc" in done else set()  # (its null and gain reuse the same fit)
@@ -240,6 +243,7 @@ def _merge_previous(run_dir: Path, new: dict, computed: list[str], explicit: boo
     else:
         merged["trajectory"] = [{**t, "summary": {**keep(old_traj.get(t["step"], {}).get("summary")), **t["summary"]},
                                  "intervals": {**keep(old_traj.get(t["step"], {}).get("intervals")), **t["intervals"]},
-                                 "absent": {**keep(old_traj.get(t["step"], {}).get("absent")), **t["absent"]}}
+                                 "absent": {**keep(old_traj.get(t["step"], {}).get("absent")), **t["absent"]},
+                                 "seconds": {**keep(old_traj.get(t["step"], {}).get("seconds")), **t["seconds"]}}
                                 for t in new["trajectory"]]
     return merged
