@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from karma_probe.cli import main
-from karma_probe.rundir.lock import LOCKS, claim_run, holder, lock_file, try_claim
+from karma_probe.rundir.lock import LOCKS, busy, claim_run, holder, lock_file, try_claim
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -126,3 +126,27 @@ def test_two_trainings_on_one_run_the_second_is_refused_and_the_run_stays_one_tr
     assert (config["condition"], config["train"]["steps"]) == ("action", 60)
     assert (state["condition"], state["step"]) == ("action", 60) and state["config_hash"] == config["config_hash"]
     assert [r["step"] for r in log] == list(range(1, 61))
+
+
+def test_ls_marks_a_run_being_written_without_taking_its_lock(tmp_path, capsys):
+    """`karma-probe ls` names the process writing a run; a killed writer's leftover file is not busy."""
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"condition": "action", "seed": 0, "train": {}}))
+    h = Holder(run)
+    assert busy(run).startswith(f"pid {h.proc.pid}: ")
+    assert main(["ls", str(tmp_path / "runs"), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["busy"].startswith(f"pid {h.proc.pid}: ")
+    assert main(["ls", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "(busy)" in out and f"r: busy, being written by pid {h.proc.pid}: " in out
+    with try_claim(run) as mine:
+        assert mine is False  # ls took nothing: the holder still has it
+    h.proc.kill()
+    h.proc.wait(timeout=30)
+    assert lock_file(run).is_file() and busy(run) is None  # a dead holder's file is not a writer
+    h.proc.stdin.close()
+    assert main(["ls", str(tmp_path / "runs"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["busy"] is None
+    assert busy(tmp_path / "runs" / "other") is None  # never locked

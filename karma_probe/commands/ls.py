@@ -6,6 +6,8 @@ the reason instead of ending the listing. The ``chain`` column says whether the 
 derives from the run's capture and checkpoint (karma_probe.rundir.chain): ok, unverified (written
 before fingerprints), STALE (re-captured or re-trained since) or BROKEN (a capture file missing or
 truncated); each run that is not ok gets a line below the table saying why and what to re-run.
+A run that a train, capture, analyze or reproduce is writing right now is marked "(busy)", with a
+line naming that process (rundir.lock.busy: read without taking the lock).
 """
 
 EXAMPLES = """examples:
@@ -29,6 +31,7 @@ def run(args) -> int:
     from karma_probe.core.errors import BadInput
     from karma_probe.rundir import RunPaths, read_analysis, read_config
     from karma_probe.rundir.chain import chain_status
+    from karma_probe.rundir.lock import busy
 
     shown = names(listed=True)  # the catalogue's ls columns
 
@@ -49,7 +52,7 @@ def run(args) -> int:
         summary = analysis.summary if analysis else {}
         chain = chain_status(d, analysis.derived_from if analysis else None)
         rows.append({"run": d.name, "condition": meta.get("condition"), "seed": meta.get("seed"),
-                     "stages": paths.stages(), "chain": chain.state, "chain_reason": chain.reason,
+                     "stages": paths.stages(), "busy": busy(d), "chain": chain.state, "chain_reason": chain.reason,
                      **{m: _json_value(summary.get(m)) for m in shown}})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -66,7 +69,11 @@ def run(args) -> int:
             continue
         chain = r["chain"].upper() if r["chain"] in ("stale", "broken") else r["chain"]
         vals = "".join(f"{format_value(r[m]):>18}" if isinstance(r[m], (int, float)) else f"{'-':>18}" for m in shown)
-        print(f"{r['run']:<28} {str(r['condition']):<9} {str(r['seed']):>4}  {','.join(r['stages']):<38}{chain:<11}{vals}")
+        stages = (",".join(r["stages"]) + (" (busy)" if r["busy"] else "")).strip()
+        print(f"{r['run']:<28} {str(r['condition']):<9} {str(r['seed']):>4}  {stages:<38}{chain:<11}{vals}")
+    for r in rows:
+        if r.get("busy"):
+            print(f"{r['run']}: busy, being written by {r['busy']}")
     for r in rows:
         if r.get("chain") in ("stale", "broken"):
             print(f"{r['run']}: {r['chain'].upper()}: {r['chain_reason']}")

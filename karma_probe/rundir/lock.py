@@ -152,6 +152,26 @@ def holder(run_dir: str | Path) -> str:
     return f"pid {pid}: {cmd}" if cmd else f"pid {pid}"
 
 
+def busy(run_dir: str | Path) -> str | None:
+    """Who is writing ``run_dir`` now (as :func:`holder` words it), else None; for readers such as
+    ``karma-probe ls``. It never takes the lock (a reader holding it, however briefly, would make a
+    writer starting at that moment fail): the lock file exists while a writer holds it, and names a
+    live process. A killed writer's file stays behind, but its process is gone, so it is not busy."""
+    try:
+        text = lock_file(run_dir).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    pid = text.partition(" ")[0]
+    if pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # alive, another user's process
+            pass
+    return holder(run_dir)
+
+
 def command_line() -> str:
     """This process's command line, as ``ps`` shows it (``/proc/self/cmdline``), else ``sys.argv``."""
     try:
