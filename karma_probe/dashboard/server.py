@@ -141,6 +141,21 @@ def tokens(view: View, run: Run, ids) -> tuple[list[str], str]:
 TOOLBAR_PX = 46  # Streamlit always shows plotly's toolbar (28 px, top right): titles start below it
 
 
+def each_run(view: View, runs, load, missing: str) -> dict:
+    """``{run name: load(view, run)}`` for the runs that have it (``load``: :func:`maps`,
+    :func:`hidden`); a warning per run that does not, saying ``missing`` and why, and the page stops
+    when none has it."""
+    out = {}
+    for run in runs:
+        try:
+            out[run.name] = load(view, run)
+        except BadInput as e:
+            st.warning(f"{run.name}: {missing}. {e}")
+    if not out:
+        st.stop()
+    return out
+
+
 def plot(spec: FigureSpec, key: str, where=st) -> None:
     """Draw a figure spec (karma_probe.report.figures) as an interactive plotly chart in ``where``."""
     fig = to_plotly(spec)

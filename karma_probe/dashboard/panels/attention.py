@@ -6,9 +6,8 @@ A collapsed run piles attention onto token 0 (a bright first column) and a few o
 
 import streamlit as st
 
-from karma_probe.dashboard import server as dashboard
-
 from karma_probe.core.errors import BadInput
+from karma_probe.dashboard import server as dashboard
 from karma_probe.report import figures
 from karma_probe.report.results import metric_names
 
@@ -36,14 +35,7 @@ others = [i for i, n in enumerate(names) if n != left_name]
 right_name = pick[1].selectbox("right run", names, index=others[-1] if others else 0)
 pair = [next(r for r in view.runs if r.name == n) for n in (left_name, right_name)]
 
-loaded = {}
-for run in pair:
-    try:
-        loaded[run.name] = dashboard.maps(view, run)
-    except BadInput as e:
-        st.warning(f"{run.name}: no attention maps to show. {e}")
-if not loaded:
-    st.stop()
+loaded = dashboard.each_run(view, pair, dashboard.maps, "no attention maps to show")
 first = next(iter(loaded.values()))
 n_layers, n_heads = first[0].attn.shape[:2]
 strongest = figures.strongest_sink(pair[0]) or (0, 0)  # where a barcode is most likely to show

@@ -6,9 +6,8 @@ interests on their first two principal components (capture/hidden.safetensors).
 
 import streamlit as st
 
-from karma_probe.dashboard import server as dashboard
-
 from karma_probe.core.errors import BadInput
+from karma_probe.dashboard import server as dashboard
 from karma_probe.report import figures
 from karma_probe.report.results import metric_names
 
@@ -20,14 +19,7 @@ if per_layer:
     metric = st.selectbox("by-layer metric", per_layer, index=per_layer.index("aniso_cos") if "aniso_cos" in per_layer else 0)
     dashboard.plot(figures.metric_by_layer(view.runs, metric), "by-layer")
 
-hidden = {}
-for run in view.runs:
-    try:
-        hidden[run.name] = dashboard.hidden(view, run)
-    except BadInput as e:
-        st.warning(f"{run.name}: no embeddings to show. {e}")
-if not hidden:
-    st.stop()
+hidden = dashboard.each_run(view, view.runs, dashboard.hidden, "no embeddings to show")
 
 choice = st.columns([2, 3])
 kind = choice[0].radio("embedding set", ["interest", "items", "marker hidden state"], horizontal=True)
