@@ -32,8 +32,7 @@ import karma_probe
 from karma_probe.analyzers.catalogue import format_delta, format_value
 from karma_probe.core.errors import BadInput
 from karma_probe.dashboard import APP
-from karma_probe.report import figures
-from karma_probe.report import results
+from karma_probe.report import figures, results
 from karma_probe.report.figures.render import PLOTLY_MAX_TICKS
 from karma_probe.rundir.capture import ProbeMap
 

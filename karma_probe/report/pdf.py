@@ -25,12 +25,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from karma_probe.report import figures
-
-from karma_probe.analyzers.catalogue import by_family, exact
-from karma_probe.analyzers.catalogue import format_delta, format_value
+from karma_probe.analyzers.catalogue import by_family, exact, format_delta, format_value
 from karma_probe.core.errors import BadInput
-from karma_probe.report import study
+from karma_probe.report import figures, study
 from karma_probe.report.figures.spec import FigureSpec
 from karma_probe.report.figures.style import GREY, verdict_colour
 from karma_probe.report.results import Run, load_hidden, load_maps, map_labels, verdict

@@ -7,9 +7,8 @@ decoded from its interest embedding (analysis.json ``samples.decoded``).
 import pandas as pd
 import streamlit as st
 
-from karma_probe.dashboard import server as dashboard
-
 from karma_probe.analyzers.catalogue import by_family, exact
+from karma_probe.dashboard import server as dashboard
 from karma_probe.report import figures
 from karma_probe.report.figures.style import GREEN
 from karma_probe.report.results import decoded_side_by_side, metric_names

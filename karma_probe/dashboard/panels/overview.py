@@ -8,12 +8,9 @@ summary.json's ``verdict``: karma_probe.report.study)."""
 import pandas as pd
 import streamlit as st
 
-from karma_probe.dashboard import server as dashboard
-
-from karma_probe.report import figures
-
 from karma_probe.analyzers.catalogue import format_delta, format_value
-from karma_probe.report import study
+from karma_probe.dashboard import server as dashboard
+from karma_probe.report import figures, study
 from karma_probe.report.figures.style import YELLOW, verdict_colour
 from karma_probe.report.results import changes, direction, metric_names
 

@@ -4,12 +4,9 @@ each condition beside its nulls (random, popularity, Markov, the SASRec figure) 
 import pandas as pd
 import streamlit as st
 
-from karma_probe.dashboard import server as dashboard
-
-from karma_probe.report import figures
-
 from karma_probe.analyzers.catalogue import by_family
-from karma_probe.report import study
+from karma_probe.dashboard import server as dashboard
+from karma_probe.report import figures, study
 from karma_probe.report.results import metric_names
 
 view = dashboard.current()

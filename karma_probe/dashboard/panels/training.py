@@ -3,7 +3,6 @@
 import streamlit as st
 
 from karma_probe.dashboard import server as dashboard
-
 from karma_probe.report import figures
 from karma_probe.report.figures.training import LOSS_KEYS
 
