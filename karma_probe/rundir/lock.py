@@ -140,16 +140,24 @@ def claim_run(run_dir: str | Path, what: str = "write", *, new: bool = False):
         yield
 
 
-def holder(run_dir: str | Path) -> str:
-    """The holder of ``run_dir``'s lock as it described itself: ``pid 123: karma-probe train ...``."""
+def _lock_line(run_dir: str | Path) -> str | None:
+    """The line the holder of ``run_dir``'s lock wrote (``"123 karma-probe train ..."``), None without a lock file."""
     try:
-        text = lock_file(run_dir).read_text(encoding="utf-8", errors="replace").strip()
+        return lock_file(run_dir).read_text(encoding="utf-8", errors="replace").strip()
     except OSError:
-        text = ""
-    pid, _, cmd = text.partition(" ")
+        return None
+
+
+def _describe(line: str) -> str:
+    pid, _, cmd = line.partition(" ")
     if not pid.isdigit():  # the holder has the lock but has not written its line yet
         return "a process that has not yet said which"
     return f"pid {pid}: {cmd}" if cmd else f"pid {pid}"
+
+
+def holder(run_dir: str | Path) -> str:
+    """The holder of ``run_dir``'s lock as it described itself: ``pid 123: karma-probe train ...``."""
+    return _describe(_lock_line(run_dir) or "")
 
 
 def busy(run_dir: str | Path) -> str | None:
@@ -157,11 +165,10 @@ def busy(run_dir: str | Path) -> str | None:
     ``karma-probe ls``. It never takes the lock (a reader holding it, however briefly, would make a
     writer starting at that moment fail): the lock file exists while a writer holds it, and names a
     live process. A killed writer's file stays behind, but its process is gone, so it is not busy."""
-    try:
-        text = lock_file(run_dir).read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
+    line = _lock_line(run_dir)
+    if line is None:
         return None
-    pid = text.partition(" ")[0]
+    pid = line.partition(" ")[0]
     if pid.isdigit():
         try:
             os.kill(int(pid), 0)
@@ -169,7 +176,7 @@ def busy(run_dir: str | Path) -> str | None:
             return None
         except PermissionError:  # alive, another user's process
             pass
-    return holder(run_dir)
+    return _describe(line)
 
 
 def command_line() -> str:
