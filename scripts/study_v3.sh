@@ -12,6 +12,8 @@
 #           compared on VALIDATION HR@10 and lm_ppl (never test) to choose the KARMA setting
 #   top8 KARMA_SET TAG   action-only vs the chosen KARMA, seeds 0-2, top-8 layers
 #   full KARMA_SET TAG   the same with every decoder layer trained (preset smollm2-full)
+#   top8 | full          (no KARMA setting) only the action-only runs, which do not depend on the
+#                        selection: they can train on the second core while "select" finishes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-/work/main/.venv/bin/python}"
@@ -27,10 +29,11 @@ case "${1:-}" in
       --report-dir "$RUNS/v3-select-lam0.1" ;;
   top8|full)
     preset=smollm2; [ "$1" = full ] && preset=smollm2-full
-    set_arg="${2:?the chosen KARMA setting, e.g. balance_rho=0.25}"; tag="${3:?its tag, e.g. rho0.25}"
     "${KP[@]}" --preset "$preset" --conditions action --seeds 0 1 2 --trajectory action \
       --report-dir "$RUNS/v3-$1-action"
+    [ $# -eq 1 ] && exit 0
+    set_arg="${2:?the chosen KARMA setting, e.g. balance_rho=0.25}"; tag="${3:?its tag, e.g. rho0.25}"
     "${KP[@]}" --preset "$preset" --conditions karma --seeds 0 1 2 --set "$set_arg" --tag "$tag" --no-base \
       --trajectory karma --report-dir "$RUNS/v3-$1-karma" ;;
-  *) echo "usage: $0 select | top8 KEY=VALUE TAG | full KEY=VALUE TAG" >&2; exit 2 ;;
+  *) echo "usage: $0 select | top8 [KEY=VALUE TAG] | full [KEY=VALUE TAG]" >&2; exit 2 ;;
 esac
