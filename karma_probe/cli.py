@@ -32,6 +32,7 @@ COMMANDS = {
     "check": "CI regression gate: a run against a baseline file or another run (exit 1 on regression, JUnit XML)",
     "dashboard": "Streamlit dashboard comparing the runs under a runs directory side by side",
     "reproduce": "train, capture, analyze and report every condition and seed (resumable)",
+    "study": "one study report from runs made by separate reproductions, a comparison per training regime",
     "diagnose": "your own checkpoints: capture, analyze and compare each tuned model with its base (verdict per metric)",
     "calibrate": "plant each collapse at known doses and measure how every metric responds (positive controls)",
     "ls": "list the runs under a runs directory with their stage and headline metrics",

@@ -37,8 +37,10 @@ def make_run(root: str | Path, name: str, condition: str = "action", *, seed: in
              heads: int = 4, tokens: int = 10, probes: int = 2, n: int = 24, d: int = 16, e: int = 8,
              n_items: int = 40, capture: bool = True, metrics: bool = True, train_log: bool = True,
              trajectory: bool = True, summary: dict | None = None, users: int | None = None,
-             interval_half: float = 0.02) -> Path:
-    """Write a run dir at ``root/name`` and return its path; ``summary`` overrides headline values."""
+             interval_half: float = 0.02, train: dict | None = None, reference: str | None = None) -> Path:
+    """Write a run dir at ``root/name`` and return its path; ``summary`` overrides headline values,
+    ``train`` adds config fields (e.g. ``{"train_layers": 2}``), ``reference`` names a base run's
+    kind ("step 0", "untouched") as reproduce's references do."""
     path = Path(root) / name
     rng = np.random.default_rng([seed, sorted(COLLAPSE).index(condition)])
     c = COLLAPSE[condition]
@@ -61,9 +63,9 @@ def make_run(root: str | Path, name: str, condition: str = "action", *, seed: in
     write_json(path / "config.json", {
         "name": name, "condition": condition, "preset": "tiny", "seed": seed,
         "train": {"model": "tiny", "dataset": "synthetic:0", "lambda_gen": 0.0 if condition == "action" else 1.0,
-                  "lambda_rec": 1.0 if condition in ("rec", "karma") else 0.0, "steps": 30},
+                  "lambda_rec": 1.0 if condition in ("rec", "karma") else 0.0, "steps": 30} | (train or {}),
         "config_hash": "0123456789ab", "git_sha": "f" * 40, "versions": {"numpy": np.__version__},
-        "created": "2025-01-01T00:00:00+00:00"})
+        "created": "2025-01-01T00:00:00+00:00"} | ({"reference": reference} if reference else {}))
     analysis = {
         "schema": "karma_probe.analysis/1",
         "run": {"name": name, "condition": condition, "seed": seed, "git_sha": "f" * 40,

@@ -99,6 +99,46 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
     return Written(path=out, pages=tuple(pages.titles))
 
 
+def write_study_report(regimes: dict[str, Sequence[Run]], verdicts: dict[str, list[dict]], out: str | Path) -> Written:
+    """The combined report of a study in several training regimes (workflows.regimes): page one the
+    verdict of every regime as one forest plot, then each trajectory metric of every regime, each
+    regime's claims table, and where each regime's full report is. ``regimes``: ``{name: runs}``,
+    ``verdicts``: ``{name: study.verdict entries}`` (as the regime's summary.json holds them)."""
+    import matplotlib
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from karma_probe.report.results import direction
+
+    runs = _unique_names([r for rs in regimes.values() for r in rs])
+    out = Path(out)
+    with matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 8}), atomic_path(out, ".pdf") as tmp:
+        with PdfPages(tmp, metadata={"Title": "karma_probe study report by training regime",
+                                     "Subject": ", ".join(regimes), "Creator": "karma-probe study"}) as pdf:
+            pages = _Pages(pdf, runs)
+            _untrusted(pages, runs)
+            if any(verdicts.values()):
+                with pages.page(FOREST_TITLE + ", by training regime") as fig:
+                    figures.to_matplotlib(figures.claims_forest_regimes(verdicts), ax=fig.add_subplot())
+            specs = []
+            for m in study.TRAJECTORY_METRICS:
+                trajs = {n: study.trajectory(rs) for n, rs in regimes.items()}
+                refs = {}
+                for n, rs in regimes.items():
+                    base, name = study.trajectory_reference(rs)
+                    refs[n] = (base.summary.get(m) if base else None, name)
+                spec = figures.regime_trajectory(trajs, m, refs, direction(runs, m))
+                if not spec.empty:
+                    specs.append(spec)
+            if specs:
+                pages.grid("Training: each metric over steps, action-only and KARMA in every regime", specs, cols=2)
+            for n, rs in regimes.items():
+                _claims(pages, rs, verdicts.get(n) or [], where=n)
+            pages.text("Each regime's full report", [
+                f"{n}: its folder's report.pdf, summary.json and summary.md ({len(rs)} runs: "
+                + ", ".join(r.name for r in rs) + ")" for n, rs in regimes.items()])
+    return Written(path=out, pages=tuple(pages.titles))
+
+
 # --------------------------------------------------------------------------- pages
 
 class _Pages:
@@ -243,7 +283,7 @@ def _forest(pages: _Pages, claims: list[dict]) -> None:
 CLAIM_WIDTHS = [0.105, 0.03, 0.04, 0.04, 0.04, 0.095, 0.115, 0.037, 0.095, 0.115, 0.08, 0.19]  # at 7 pt
 
 
-def _claims(pages: _Pages, runs: Sequence[Run], claims: list[dict]) -> None:
+def _claims(pages: _Pages, runs: Sequence[Run], claims: list[dict], where: str = "") -> None:
     """Does the paper's direction hold here? One row per claim (``claims``: study.verdict's entries)
     with its effect, raw and Holm-corrected 95 % CI and verdict, and its detection limit."""
     rows = study.claim_rows(runs, claims)
@@ -254,7 +294,8 @@ def _claims(pages: _Pages, runs: Sequence[Run], claims: list[dict]) -> None:
              "'holds' only when the whole 95 % CI is above 0. Detectable: the smallest paired difference the "
              "seed spread could detect, t(0.975, n-1)·s/√n, in brackets at 80 % power (t(0.975, n-1) + "
              "t(0.8, n-1))·s/√n. " + study.METHOD)
-    _table_page(pages, "Claims: action-only vs KARMA, effect, raw and Holm-corrected 95 % CI", intro, header, rows,
+    _table_page(pages, "Claims: action-only vs KARMA" + (f" ({where})" if where else "")
+                + ", effect, raw and Holm-corrected 95 % CI", intro, header, rows,
                 widths=CLAIM_WIDTHS, left_columns=(0, 1, 6, 9, 11), fontsize=7)
 
 
@@ -522,6 +563,10 @@ def _json(obj) -> str:
     return json.dumps(obj, indent=2, default=str)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32) if chr(c) not in "\n\t"}
+
+
 def _plain(s: str) -> str:
-    # "$" would switch matplotlib into mathtext (a title like "$5 movie" fails to render)
-    return str(s).replace("$", r"\$")
+    # "$" would switch matplotlib into mathtext (a title like "$5 movie" fails to render); a control
+    # character (a decoded "\x00" of an untrained model) has no glyph: shown as its escape instead
+    return str(s).replace("$", r"\$").translate(_CONTROL)

@@ -93,3 +93,33 @@ def condition_trajectory(traj: dict, metric: str, base: float | None = None,
 
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def regime_trajectory(by_regime: dict[str, dict], metric: str, references: dict[str, tuple[float | None, str]],
+                      higher_is_better: bool | None = None) -> FigureSpec:
+    """:func:`condition_trajectory` of several regimes in one figure: ``by_regime`` is ``{regime name:
+    study.trajectory(...)}``, ``references`` ``{regime name: (value, name)}`` (its step-0 reference,
+    study.trajectory_reference). A condition keeps its hue in every regime; the first regime is
+    drawn solid, the next dashed, dotted, ... and its reference in black with the same line style."""
+    from karma_probe.report.figures.spec import ci_note, join_notes
+
+    lines, refs = [], []
+    for i, (regime, traj) in enumerate(by_regime.items()):
+        dash = DASHES[i % len(DASHES)]
+        drawn = False
+        for cond, by_metric in (traj.get("conditions") or {}).items():
+            rows = by_metric.get(metric) or []
+            if rows:
+                drawn = True
+                lines.append(series(f"{cond} · {regime}", [r["step"] for r in rows], [r["mean"] for r in rows],
+                                    low=[r["ci_low"] for r in rows], high=[r["ci_high"] for r in rows],
+                                    look=replace(run_look(cond), dash=dash)))
+        value, name = references.get(regime, (None, ""))
+        if drawn and value is not None and _finite(value):
+            refs.append((f"{name or 'reference'} · {regime}", value, replace(run_look("base"), dash=dash)))
+    if lines:
+        last = max(int(x) for s in lines for x in s.x)
+        lines += [series(n, [0, last], [v, v], dashed=True, look=look) for n, v, look in refs]
+    return FigureSpec(kind="line", title=f"{metric} over training, by regime", x_label="step", y_label=metric,
+                      series=tuple(lines), integer_x=True,
+                      note=join_notes(direction_note(higher_is_better), ci_note(lines)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Sequence
 
 from karma_probe.analyzers.catalogue import FACTS, format_delta, format_value
@@ -24,6 +25,20 @@ def claims_forest(entries: Sequence[dict], title: str = "The paper's claims: act
     only its text; one whose CI has width 0 (every run the same, e.g. hr@200 of a 200-item
     catalogue) is a dot at 0 when its effect is 0, else text alone.
     """
+    return _forest(_rows(entries), title, any(e.get("holm") for e in entries))
+
+
+def claims_forest_regimes(by_regime: dict[str, Sequence[dict]],
+                          title: str = "The paper's claims by training regime: action-only vs KARMA") -> FigureSpec:
+    """:func:`claims_forest` of several comparisons in one picture, each a regime (``{regime name:
+    verdict entries}``, e.g. "top 8 layers", "every layer"): the rows grouped by regime, then by
+    family ("top 8 layers · Attention"), each regime's Holm correction its own."""
+    rows = [replace(r, group=f"{regime} · {r.group}") for regime, entries in by_regime.items() for r in _rows(entries)]
+    return _forest(rows, title, any(e.get("holm") for entries in by_regime.values() for e in entries))
+
+
+def _rows(entries: Sequence[dict]) -> list[ForestRow]:
+    """One row per claim, sorted by family in catalogue order (the scale: see :func:`claims_forest`)."""
     rows = []
     for e in entries:
         holm = e.get("holm") or {}
@@ -52,7 +67,10 @@ def claims_forest(entries: Sequence[dict], title: str = "The paper's claims: act
                               verdict=verdict_key(holm.get("status", e["status"])), text=text))
     order = {f: i for i, f in enumerate(dict.fromkeys(r.group for r in rows))}
     rows.sort(key=lambda r: order[r.group])  # stable: catalogue order within a family
-    corrected = any(e.get("holm") for e in entries)
+    return rows
+
+
+def _forest(rows: Sequence[ForestRow], title: str, corrected: bool) -> FigureSpec:
     drawn = [v for r in rows for v in (r.low, r.high, r.low_wide, r.high_wide, r.x) if math.isfinite(v)]
     right, left = max(drawn + [0.0]), -min(drawn + [0.0])  # how far the rows reach on each side
     ticks = sorted([0.0] + [z for z in Z_TICKS if z == 1 or math.asinh(z) <= right * 1.05]

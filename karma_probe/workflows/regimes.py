@@ -1,0 +1,174 @@
+"""One study report from runs that separate reproductions made: a comparison per training regime.
+
+A *regime* is what the runs train: the top k decoder layers (config ``train_layers = k``) or every
+layer (``train_layers = 0``). Study v3 trains action-only and KARMA in two regimes, and KARMA with a
+setting (``--set reg_weight=0.1 --tag lam0.1``) that action-only does not share, so no single
+``reproduce`` call holds the whole study; :func:`write_study` puts its runs back together:
+
+- each regime's runs (every condition and seed, and the references whose config carries that
+  regime: the step-0 model and the untouched backbone) get the report ``reproduce`` writes
+  (``write_outputs``: summary.json, summary.md, report.pdf, figures) in ``OUT/<slug>/``, so each
+  regime's verdict is its own Holm family, action-only vs KARMA paired by seed;
+- ``OUT/summary.json`` (schema ``karma_probe.study/1``) holds every regime's summary under
+  ``regimes``; ``OUT/summary.md`` their tables one after the other;
+- ``OUT/claims_forest.png`` is the verdict of every regime as one picture, ``OUT/trajectory_<m>.png``
+  each trajectory metric of action-only and KARMA in every regime, and ``OUT/report.pdf`` those
+  pages plus each regime's claims table (each regime's full diagnostic PDF is in its folder).
+
+Everything is written to a temporary folder beside ``OUT`` and moved in at the end, so a failure
+leaves no half-written report.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from karma_probe.core.errors import BadInput
+from karma_probe.report.results import Run
+
+SCHEMA = "karma_probe.study/1"
+
+
+def regime_of(run: Run) -> int | None:
+    """The run's ``train_layers`` (0: every layer), None when its config does not say."""
+    train = run.config.get("train") if isinstance(run.config.get("train"), dict) else {}
+    k = train.get("train_layers")
+    return k if isinstance(k, int) and not isinstance(k, bool) else None
+
+
+def regime_name(k: int) -> str:
+    return "every layer" if k == 0 else f"top {k} layer{'s' if k != 1 else ''}"
+
+
+def regime_slug(k: int) -> str:
+    return "full" if k == 0 else f"top{k}"
+
+
+def split(runs: Sequence[Run]) -> dict[int, list[Run]]:
+    """``{train_layers: runs}`` in the order regimes first appear among the trained runs. A reference
+    run (condition ``base``) joins the regime its config carries; one whose config names no regime,
+    or a regime no trained run has, joins every regime. A trained run without ``train_layers`` is
+    refused: it cannot be placed."""
+    trained = [r for r in runs if r.condition != "base"]
+    if not trained:
+        raise BadInput("study: no trained run among the runs given (only references)")
+    out: dict[int, list[Run]] = {}
+    for r in trained:
+        k = regime_of(r)
+        if k is None:
+            raise BadInput(f"study: {r.path}: its config.json has no train.train_layers, so its regime is unknown")
+        out.setdefault(k, []).append(r)
+    for r in (r for r in runs if r.condition == "base"):
+        k = regime_of(r)
+        for regime in ([k] if k in out else list(out)):
+            out[regime].append(r)
+    return out
+
+
+def write_study(run_dirs: Sequence[str | Path], out_dir: str | Path, calibration: str | Path | None = None) -> dict:
+    """The combined report of ``run_dirs`` in ``out_dir`` (see the module docstring); returns the
+    top-level summary."""
+    from karma_probe.report import study
+    from karma_probe.report.pdf import write_study_report
+    from karma_probe.report.results import distinct, load_run
+    from karma_probe.rundir import check_writable, git_sha, now, versions, write_json, write_text
+    from karma_probe.workflows.reproduce import Plan, write_outputs
+
+    out_dir = Path(out_dir)
+    check_writable(out_dir, directory=True)
+    if calibration is not None:  # read now, before any page is drawn: a bad file is one line and exit 2
+        from karma_probe.report.study import calibration_doses
+
+        calibration_doses(Path(calibration))
+    runs = distinct([load_run(d) for d in run_dirs])
+    regimes = split(runs)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        summaries: dict[str, dict] = {}
+        by_name: dict[str, list[Run]] = {}
+        for k, rs in regimes.items():
+            name, slug = regime_name(k), regime_slug(k)
+            trained = [r for r in rs if r.condition != "base"]
+            preset = trained[0].config.get("preset") or "?"
+            seeds = sorted({r.seed for r in trained if r.seed is not None})
+            plan = Plan(preset=preset, seeds=tuple(seeds), report_dir=tmp / slug,
+                        calibration=Path(calibration) if calibration else None)
+            print(f"  {name}: {len(trained)} trained run(s), {len(rs) - len(trained)} reference(s) -> {slug}/", flush=True)
+            summary = write_outputs(plan, [r.path for r in rs])
+            summary["regime"] = {"name": name, "train_layers": k, "dir": slug}
+            write_json(tmp / slug / "summary.json", summary)
+            write_text(tmp / slug / "summary.md", study.summary_markdown(summary))
+            summaries[name], by_name[name] = summary, rs
+        figures = _figures(by_name, summaries, tmp)
+        written = write_study_report(by_name, {n: s["verdict"] for n, s in summaries.items()}, tmp / "report.pdf")
+        top = {"schema": SCHEMA, "regimes": summaries, "figures": figures,
+               "report": {"pdf": "report.pdf", "pages": written.pages},
+               "provenance": {"git_sha": git_sha(), "versions": versions(), "created": now()}}
+        write_json(tmp / "summary.json", top)
+        write_text(tmp / "summary.md", markdown(top))
+        _move_in(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return top
+
+
+def _move_in(tmp: Path, out_dir: Path) -> None:
+    """Every file of ``tmp`` to the same place under ``out_dir`` (files already there are replaced;
+    a regime folder is replaced whole, so no figure of an earlier report stays behind)."""
+    out_dir.mkdir(exist_ok=True)
+    for item in tmp.iterdir():
+        target = out_dir / item.name
+        if target.is_dir() and item.is_dir():
+            shutil.rmtree(target)
+        item.replace(target)
+
+
+def _figures(regimes: dict[str, list[Run]], summaries: dict[str, dict], out: Path) -> list[str]:
+    """claims_forest.png (every regime's verdict) and trajectory_<metric>.png (every regime's
+    action-only and KARMA over training, each beside its regime's step-0 reference)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from karma_probe.report import figures as F
+    from karma_probe.report import study
+    from karma_probe.report.results import direction
+
+    specs = {"claims_forest.png": F.claims_forest_regimes({n: s["verdict"] for n, s in summaries.items()})}
+    all_runs = [r for rs in regimes.values() for r in rs]
+    for m in study.TRAJECTORY_METRICS:
+        refs = {}
+        for n, rs in regimes.items():
+            base, base_name = study.trajectory_reference(rs)
+            refs[n] = (base.summary.get(m) if base else None, base_name)
+        spec = F.regime_trajectory({n: s["trajectory"] for n, s in summaries.items()}, m, refs, direction(all_runs, m))
+        if not spec.empty:
+            specs[f"trajectory_{m}.png"] = spec
+    written = []
+    for name, spec in specs.items():
+        if spec.empty:
+            continue
+        fig = F.to_matplotlib(spec)
+        fig.savefig(out / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(name)
+    return written
+
+
+def markdown(top: dict) -> str:
+    """summary.md: a heading per regime, then that regime's summary.md one heading level down."""
+    from karma_probe.report.study import summary_markdown
+
+    parts = ["# Study by training regime", "",
+             "Each regime is its own comparison (action-only vs KARMA paired by seed, Holm-corrected over its "
+             "claims); its full report is in its folder. `claims_forest.png` shows every regime's verdict.", ""]
+    for name, summary in top["regimes"].items():
+        parts += [f"## {name} (`{summary['regime']['dir']}/`)", ""]
+        parts += [("#" + line) if line.startswith("#") else line for line in summary_markdown(summary).splitlines()]
+        parts.append("")
+    return "\n".join(parts)
