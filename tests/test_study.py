@@ -389,6 +389,39 @@ def test_two_reproductions_share_the_runs_out(tmp_path, monkeypatch, capsys):
     assert worked == ["tiny-action-s0", "tiny-karma-s0"] and reported[-1] == ["tiny-action-s0", "tiny-karma-s0"]
 
 
+def test_a_run_analyzed_without_its_trajectory_is_analyzed_again_when_the_plan_follows_it(tmp_path, monkeypatch):
+    """Study v3's action-only seed 0 was analyzed (final checkpoint only) in the selection step; the
+    next step follows action-only's trajectory and must not skip it as "already analyzed"."""
+    import json
+
+    import karma_probe.analyzers.run as analyze
+    import karma_probe.capture.run as capture_run
+    import karma_probe.train.loop as train
+    from karma_probe.workflows import reproduce as pipeline
+
+    calls = []
+
+    def fake_analyze(out, all_checkpoints=False, **kw):
+        calls.append((out.name, all_checkpoints))
+        (out / "analysis.json").write_text(json.dumps({"trajectory": [{"step": 10}] if all_checkpoints else []}))
+
+    monkeypatch.setattr(train, "train_run", lambda cfg, out, **kw: None)
+    monkeypatch.setattr(capture_run, "capture_run", lambda out, opts: None)
+    monkeypatch.setattr(analyze, "analyze_run", fake_analyze)
+    monkeypatch.setattr(pipeline, "write_outputs", lambda plan, dirs: {})
+    run = tmp_path / "tiny-action-s0"
+    run.mkdir()
+    (run / "analysis.json").write_text(json.dumps({"summary": {}}))  # fresh: no capture manifest is newer
+    plan = pipeline.Plan(preset="tiny", conditions=("action",), runs_root=tmp_path, report_dir=tmp_path / "r", base=False)
+    pipeline.reproduce(plan, progress=False)
+    assert calls == []  # no trajectory asked for: the analysis stands
+    following = pipeline.Plan(**{**plan.__dict__, "trajectory": ("action",)})
+    pipeline.reproduce(following, progress=False)
+    assert calls == [("tiny-action-s0", True)]
+    pipeline.reproduce(following, progress=False)  # now it has one: skipped again
+    assert calls == [("tiny-action-s0", True)]
+
+
 def test_background_argv_drops_its_own_options():
     from karma_probe.commands.reproduce import _without
 

@@ -160,8 +160,11 @@ def _run_stages(plan: Plan, cfg, out: Path, i: int, n: int, opts, progress: bool
             capture_run(out, opts)
     i += 1
     _stage(i, n, f"analyze {out}")
-    if not _fresh(paths.analysis, paths.manifest):
-        analyze_run(out, all_checkpoints=plan.follows(cfg.condition), progress=progress, threads=plan.threads)
+    follows = plan.follows(cfg.condition)
+    # a run analyzed before this plan asked for its trajectory (a study's seed 0 reused by the next
+    # step) is analyzed again, or its seed would be missing from every trajectory mean and claim
+    if not _fresh(paths.analysis, paths.manifest) or (follows and not _has_trajectory(paths.analysis)):
+        analyze_run(out, all_checkpoints=follows, progress=progress, threads=plan.threads)
     return i
 
 
@@ -186,6 +189,16 @@ def _base_stages(plan: Plan, base: Path, kind: str, i: int, n: int, opts, progre
     if not _fresh(paths.analysis, paths.manifest):
         analyze_run(base, progress=progress, threads=plan.threads)
     return i
+
+
+def _has_trajectory(analysis: Path) -> bool:
+    """analysis.json holds a non-empty trajectory (analyzed with ``all_checkpoints``)."""
+    import json
+
+    try:
+        return bool(json.loads(analysis.read_text()).get("trajectory"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _fresh(output: Path, source: Path) -> bool:
