@@ -574,3 +574,19 @@ def test_overview_opens_with_the_forest_plot_of_the_claims(ci_root, monkeypatch)
     assert any("Holm" in text for t in dots for text in t["text"])
     assert any(a["text"] == "<b>Retrieval</b>" for a in forest["layout"]["annotations"])
     assert "Holm verdict" in at.dataframe[1].value.columns  # the claims table follows, with the corrected verdict
+
+
+def test_overview_of_two_training_regimes_draws_a_forest_per_regime(tmp_path, monkeypatch):
+    """Action-only and KARMA trained with the top 2 layers and with every layer: the four groups are
+    no single comparison, so the overview draws each regime's own verdict (as `karma-probe study`)."""
+    root = tmp_path / "runs"
+    for k in (2, 0):
+        for seed in (0, 1):
+            for cond in ("action", "karma"):
+                make_run(root, f"{cond}-L{k}-s{seed}", cond, seed=seed, users=50, n_items=200, train={"train_layers": k})
+    at = open_page(app(root, monkeypatch, {"ref": "action-L2-s0"}), "overview")
+    assert_clean(at)
+    assert any("by training regime" in str(s.value) for s in at.subheader)
+    forest = charts(at)[0]
+    headings = [a["text"] for a in forest["layout"]["annotations"] if a["text"].startswith("<b>")]
+    assert "<b>top 2 layers · Attention</b>" in headings and "<b>every layer · Attention</b>" in headings

@@ -9,6 +9,7 @@ from fakeruns import make_run
 
 from karma_probe.core.errors import BadInput
 from karma_probe.report import figures as F
+from karma_probe.report import study
 from karma_probe.report.results import load_run
 from karma_probe.workflows import regimes
 
@@ -38,21 +39,21 @@ def _claim(entries, metric):
 
 def test_split_places_each_run_in_its_regime_and_an_unplaced_reference_in_every_one(tmp_path):
     runs = [load_run(d) for d in _study(tmp_path)]
-    split = regimes.split(runs)
+    split = study.split(runs)
     assert list(split) == [2, 0]
     names = {k: sorted(r.name for r in rs) for k, rs in split.items()}
     assert names[2] == sorted(["action-L2-s0", "karma-L2-s0", "action-L2-s1", "karma-L2-s1", "step0-L2", "untouched"])
     assert names[0] == sorted(["action-L0-s0", "karma-L0-s0", "action-L0-s1", "karma-L0-s1", "step0-L0", "untouched"])
-    assert [regimes.regime_name(k) for k in (0, 1, 8)] == ["every layer", "top 1 layer", "top 8 layers"]
+    assert [study.regime_name(k) for k in (0, 1, 8)] == ["every layer", "top 1 layer", "top 8 layers"]
 
 
 def test_a_trained_run_without_a_regime_or_no_trained_run_is_refused(tmp_path):
     plain = load_run(make_run(tmp_path, "action-s0", "action"))  # fakeruns writes no train_layers by default
     with pytest.raises(BadInput, match="train_layers"):
-        regimes.split([plain])
+        study.split([plain])
     ref = load_run(make_run(tmp_path, "untouched", "base", reference="untouched"))
     with pytest.raises(BadInput, match="no trained run"):
-        regimes.split([ref])
+        study.split([ref])
 
 
 def test_write_study_gives_each_regime_its_own_verdict(tmp_path, capsys):

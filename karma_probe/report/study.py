@@ -96,6 +96,48 @@ def by_condition(runs: Sequence[Run]) -> dict[str, list[Run]]:
     return group_runs(runs)
 
 
+# --------------------------------------------------------------------------- training regimes
+# A regime is what the runs train: the top k decoder layers (config ``train_layers = k``) or every
+# layer (0). Two regimes are two comparisons, never pooled (karma-probe study, the dashboard).
+
+def regime_of(run: Run) -> int | None:
+    """The run's ``train_layers`` (0: every layer), None when its config does not say."""
+    train = run.config.get("train") if isinstance(run.config.get("train"), dict) else {}
+    k = train.get("train_layers")
+    return k if isinstance(k, int) and not isinstance(k, bool) else None
+
+
+def regime_name(k: int) -> str:
+    return "every layer" if k == 0 else f"top {k} layer{'s' if k != 1 else ''}"
+
+
+def regime_slug(k: int) -> str:
+    return "full" if k == 0 else f"top{k}"
+
+
+def split(runs: Sequence[Run]) -> dict[int, list[Run]]:
+    """``{train_layers: runs}`` in the order regimes first appear among the trained runs. A reference
+    run (condition ``base``) joins the regime its config carries; one whose config names no regime,
+    or a regime no trained run has, joins every regime. A trained run without ``train_layers`` is
+    refused (BadInput): it cannot be placed."""
+    from karma_probe.core.errors import BadInput
+
+    trained = [r for r in runs if r.condition != "base"]
+    if not trained:
+        raise BadInput("study: no trained run among the runs given (only references)")
+    out: dict[int, list[Run]] = {}
+    for r in trained:
+        k = regime_of(r)
+        if k is None:
+            raise BadInput(f"study: {r.path}: its config.json has no train.train_layers, so its regime is unknown")
+        out.setdefault(k, []).append(r)
+    for r in (r for r in runs if r.condition == "base"):
+        k = regime_of(r)
+        for regime in ([k] if k in out else list(out)):
+            out[regime].append(r)
+    return out
+
+
 # --------------------------------------------------------------------------- per-condition table
 
 def cell(runs: Sequence[Run], metric: str) -> dict:

@@ -5,7 +5,7 @@ layer (``train_layers = 0``). Study v3 trains action-only and KARMA in two regim
 setting (``--set reg_weight=0.1 --tag lam0.1``) that action-only does not share, so no single
 ``reproduce`` call holds the whole study; :func:`write_study` puts its runs back together:
 
-- each regime's runs (every condition and seed, and the references whose config carries that
+- each regime's runs (:func:`karma_probe.report.study.split`: every condition and seed, and the references whose config carries that
   regime: the step-0 model and the untouched backbone) get the report ``reproduce`` writes
   (``write_outputs``: summary.json, summary.md, report.pdf, figures) in ``OUT/<slug>/``, so each
   regime's verdict is its own Holm family, action-only vs KARMA paired by seed;
@@ -26,46 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from karma_probe.core.errors import BadInput
 from karma_probe.report.results import Run
+from karma_probe.report.study import regime_name, regime_slug, split
 
 SCHEMA = "karma_probe.study/1"
-
-
-def regime_of(run: Run) -> int | None:
-    """The run's ``train_layers`` (0: every layer), None when its config does not say."""
-    train = run.config.get("train") if isinstance(run.config.get("train"), dict) else {}
-    k = train.get("train_layers")
-    return k if isinstance(k, int) and not isinstance(k, bool) else None
-
-
-def regime_name(k: int) -> str:
-    return "every layer" if k == 0 else f"top {k} layer{'s' if k != 1 else ''}"
-
-
-def regime_slug(k: int) -> str:
-    return "full" if k == 0 else f"top{k}"
-
-
-def split(runs: Sequence[Run]) -> dict[int, list[Run]]:
-    """``{train_layers: runs}`` in the order regimes first appear among the trained runs. A reference
-    run (condition ``base``) joins the regime its config carries; one whose config names no regime,
-    or a regime no trained run has, joins every regime. A trained run without ``train_layers`` is
-    refused: it cannot be placed."""
-    trained = [r for r in runs if r.condition != "base"]
-    if not trained:
-        raise BadInput("study: no trained run among the runs given (only references)")
-    out: dict[int, list[Run]] = {}
-    for r in trained:
-        k = regime_of(r)
-        if k is None:
-            raise BadInput(f"study: {r.path}: its config.json has no train.train_layers, so its regime is unknown")
-        out.setdefault(k, []).append(r)
-    for r in (r for r in runs if r.condition == "base"):
-        k = regime_of(r)
-        for regime in ([k] if k in out else list(out)):
-            out[regime].append(r)
-    return out
 
 
 def write_study(run_dirs: Sequence[str | Path], out_dir: str | Path, calibration: str | Path | None = None) -> dict:

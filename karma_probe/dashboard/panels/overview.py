@@ -3,7 +3,8 @@ of the paper's claims, raw and Holm-corrected: figures.claims_forest, the PDF's 
 run's headline metrics, each one's change against the reference run, with several seeds of a
 condition selected the per-condition table (mean ± 95 % CI over seeds), and the claims as a table
 with effect, raw and corrected 95 % CI, verdicts and detection limits (the same entries as
-summary.json's ``verdict``: karma_probe.report.study)."""
+summary.json's ``verdict``: karma_probe.report.study). Runs of several training regimes selected
+(top 8 layers and every layer): a forest per regime instead, as ``karma-probe study`` draws it."""
 
 import pandas as pd
 import streamlit as st
@@ -21,13 +22,23 @@ st.caption(f"Headline metrics (analysis.json `summary`) of the selected runs, wi
            f"reference run **{ref.name}** in brackets. Green: better, red: worse, by each metric's declared "
            "direction (`higher_is_better`; hover a column name).")
 
+FOREST_CAPTION = ("One row per claim: its paired effect (> 0: the paper's direction) with the raw 95 % CI (thick) and "
+                  "the Holm-corrected CI (thin), coloured by the corrected verdict; hover a dot for the numbers in the "
+                  "metric's own units.")
 claims = study.verdict(view.runs)
+regimes = study.split(view.runs) if all(study.regime_of(r) is not None for r in view.runs if r.condition != "base") \
+    and any(r.condition != "base" for r in view.runs) else {}
 if claims:
     st.subheader("The paper's claims: action-only vs KARMA, raw and Holm-corrected")
-    st.caption("One row per claim: its paired effect (> 0: the paper's direction) with the raw 95 % CI (thick) and "
-               "the Holm-corrected CI (thin), coloured by the corrected verdict; hover a dot for the numbers in the "
-               "metric's own units. The table below gives them all.")
+    st.caption(FOREST_CAPTION + " The table below gives them all.")
     dashboard.plot(figures.claims_forest(claims), "overview-forest")
+elif len(regimes) > 1:  # e.g. top 8 layers and every layer selected: one comparison per regime, never pooled
+    by_regime = {study.regime_name(k): v for k, rs in regimes.items() if (v := study.verdict(rs))}
+    if by_regime:
+        st.subheader("The paper's claims by training regime: action-only vs KARMA, raw and Holm-corrected")
+        st.caption(FOREST_CAPTION + " Each regime (the layers its runs train) is its own comparison, corrected "
+                   "on its own (`karma-probe study` writes the same as a report).")
+        dashboard.plot(figures.claims_forest_regimes(by_regime), "overview-forest-regimes")
 
 metrics = metric_names(view.runs)
 rows, verdicts = [], []
