@@ -124,12 +124,12 @@ def split(runs: Sequence[Run]) -> dict[int, list[Run]]:
 
     trained = [r for r in runs if r.condition != "base"]
     if not trained:
-        raise BadInput("study: no trained run among the runs given (only references)")
+        raise BadInput("no trained run among the runs given (only references)")
     out: dict[int, list[Run]] = {}
     for r in trained:
         k = regime_of(r)
         if k is None:
-            raise BadInput(f"study: {r.path}: its config.json has no train.train_layers, so its regime is unknown")
+            raise BadInput(f"{r.path}: its config.json has no train.train_layers, so its regime is unknown")
         out.setdefault(k, []).append(r)
     for r in (r for r in runs if r.condition == "base"):
         k = regime_of(r)
