@@ -99,15 +99,14 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
     return Written(path=out, pages=tuple(pages.titles))
 
 
-def write_study_report(regimes: dict[str, Sequence[Run]], verdicts: dict[str, list[dict]], out: str | Path) -> Written:
+def write_study_report(regimes: dict[str, Sequence[Run]], verdicts: dict[str, list[dict]],
+                       trajectories: Sequence[FigureSpec], out: str | Path) -> Written:
     """The combined report of a study in several training regimes (workflows.regimes): page one the
-    verdict of every regime as one forest plot, then each trajectory metric of every regime, each
-    regime's claims table, and where each regime's full report is. ``regimes``: ``{name: runs}``,
-    ``verdicts``: ``{name: study.verdict entries}`` (as the regime's summary.json holds them)."""
+    verdict of every regime as one forest plot, then ``trajectories`` (each metric over training in
+    every regime), each regime's claims table, and where each regime's full report is.
+    ``regimes``: ``{name: runs}``; ``verdicts``: ``{name: study.verdict entries}``."""
     import matplotlib
     from matplotlib.backends.backend_pdf import PdfPages
-
-    from karma_probe.report.results import direction
 
     runs = _unique_names([r for rs in regimes.values() for r in rs])
     out = Path(out)
@@ -119,18 +118,8 @@ def write_study_report(regimes: dict[str, Sequence[Run]], verdicts: dict[str, li
             if any(verdicts.values()):
                 with pages.page(FOREST_TITLE + ", by training regime") as fig:
                     figures.to_matplotlib(figures.claims_forest_regimes(verdicts), ax=fig.add_subplot())
-            specs = []
-            for m in study.TRAJECTORY_METRICS:
-                trajs = {n: study.trajectory(rs) for n, rs in regimes.items()}
-                refs = {}
-                for n, rs in regimes.items():
-                    base, name = study.trajectory_reference(rs)
-                    refs[n] = (base.summary.get(m) if base else None, name)
-                spec = figures.regime_trajectory(trajs, m, refs, direction(runs, m))
-                if not spec.empty:
-                    specs.append(spec)
-            if specs:
-                pages.grid("Training: each metric over steps, action-only and KARMA in every regime", specs, cols=2)
+            if trajectories:
+                pages.grid("Training: each metric over steps, action-only and KARMA in every regime", trajectories, cols=2)
             for n, rs in regimes.items():
                 _claims(pages, rs, verdicts.get(n) or [], where=n)
             pages.text("Each regime's full report", [

@@ -5,8 +5,9 @@ layer (``train_layers = 0``). Study v3 trains action-only and KARMA in two regim
 setting (``--set reg_weight=0.1 --tag lam0.1``) that action-only does not share, so no single
 ``reproduce`` call holds the whole study; :func:`write_study` puts its runs back together:
 
-- each regime's runs (:func:`karma_probe.report.study.split`: every condition and seed, and the references whose config carries that
-  regime: the step-0 model and the untouched backbone) get the report ``reproduce`` writes
+- each regime's runs (:func:`karma_probe.report.study.split`: every condition and seed, and the
+  references whose config carries that regime: the step-0 model and the untouched backbone) get
+  the report ``reproduce`` writes
   (``write_outputs``: summary.json, summary.md, report.pdf, figures) in ``OUT/<slug>/``, so each
   regime's verdict is its own Holm family, action-only vs KARMA paired by seed;
 - ``OUT/summary.json`` (schema ``karma_probe.study/1``) holds every regime's summary under
@@ -26,8 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from karma_probe.report import study
+from karma_probe.report.figures import FigureSpec
 from karma_probe.report.results import Run
-from karma_probe.report.study import regime_name, regime_slug, split
+from karma_probe.workflows.reproduce import Plan, write_outputs
 
 SCHEMA = "karma_probe.study/1"
 
@@ -35,27 +38,23 @@ SCHEMA = "karma_probe.study/1"
 def write_study(run_dirs: Sequence[str | Path], out_dir: str | Path, calibration: str | Path | None = None) -> dict:
     """The combined report of ``run_dirs`` in ``out_dir`` (see the module docstring); returns the
     top-level summary."""
-    from karma_probe.report import study
     from karma_probe.report.pdf import write_study_report
     from karma_probe.report.results import distinct, load_run
     from karma_probe.rundir import check_writable, git_sha, now, versions, write_json, write_text
-    from karma_probe.workflows.reproduce import Plan, write_outputs
 
     out_dir = Path(out_dir)
     check_writable(out_dir, directory=True)
     if calibration is not None:  # read now, before any page is drawn: a bad file is one line and exit 2
-        from karma_probe.report.study import calibration_doses
-
-        calibration_doses(Path(calibration))
+        study.calibration_doses(Path(calibration))
     runs = distinct([load_run(d) for d in run_dirs])
-    regimes = split(runs)
+    regimes = study.split(runs)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         summaries: dict[str, dict] = {}
         by_name: dict[str, list[Run]] = {}
         for k, rs in regimes.items():
-            name, slug = regime_name(k), regime_slug(k)
+            name, slug = study.regime_name(k), study.regime_slug(k)
             trained = [r for r in rs if r.condition != "base"]
             preset = trained[0].config.get("preset") or "?"
             seeds = sorted({r.seed for r in trained if r.seed is not None})
@@ -67,8 +66,10 @@ def write_study(run_dirs: Sequence[str | Path], out_dir: str | Path, calibration
             write_json(tmp / slug / "summary.json", summary)
             write_text(tmp / slug / "summary.md", study.summary_markdown(summary))
             summaries[name], by_name[name] = summary, rs
-        figures = _figures(by_name, summaries, tmp)
-        written = write_study_report(by_name, {n: s["verdict"] for n, s in summaries.items()}, tmp / "report.pdf")
+        verdicts = {n: s["verdict"] for n, s in summaries.items()}
+        trajectories = trajectory_specs(by_name, summaries)
+        figures = _figures(verdicts, trajectories, tmp)
+        written = write_study_report(by_name, verdicts, list(trajectories.values()), tmp / "report.pdf")
         top = {"schema": SCHEMA, "regimes": summaries, "figures": figures,
                "report": {"pdf": "report.pdf", "pages": written.pages},
                "provenance": {"git_sha": git_sha(), "versions": versions(), "created": now()}}
@@ -91,28 +92,35 @@ def _move_in(tmp: Path, out_dir: Path) -> None:
         item.replace(target)
 
 
-def _figures(regimes: dict[str, list[Run]], summaries: dict[str, dict], out: Path) -> list[str]:
-    """claims_forest.png (every regime's verdict) and trajectory_<metric>.png (every regime's
-    action-only and KARMA over training, each beside its regime's step-0 reference)."""
+def trajectory_specs(regimes: dict[str, list[Run]], summaries: dict[str, dict]) -> dict[str, FigureSpec]:
+    """``{metric: figure}``: each trajectory metric of action-only and KARMA in every regime
+    (figures.regime_trajectory), each regime beside its own step-0 reference; metrics no
+    checkpoint was analyzed for are left out."""
+    from karma_probe.report import figures as F
+    from karma_probe.report.results import direction
+
+    all_runs = [r for rs in regimes.values() for r in rs]
+    references = {n: study.trajectory_reference(rs) for n, rs in regimes.items()}
+    out = {}
+    for m in study.TRAJECTORY_METRICS:
+        refs = {n: (base.summary.get(m) if base else None, name) for n, (base, name) in references.items()}
+        spec = F.regime_trajectory({n: s["trajectory"] for n, s in summaries.items()}, m, refs, direction(all_runs, m))
+        if not spec.empty:
+            out[m] = spec
+    return out
+
+
+def _figures(verdicts: dict[str, list[dict]], trajectories: dict[str, FigureSpec], out: Path) -> list[str]:
+    """claims_forest.png (every regime's verdict) and trajectory_<metric>.png; returns the names written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from karma_probe.report import figures as F
-    from karma_probe.report import study
-    from karma_probe.report.results import direction
 
-    specs = {"claims_forest.png": F.claims_forest_regimes({n: s["verdict"] for n, s in summaries.items()})}
-    all_runs = [r for rs in regimes.values() for r in rs]
-    for m in study.TRAJECTORY_METRICS:
-        refs = {}
-        for n, rs in regimes.items():
-            base, base_name = study.trajectory_reference(rs)
-            refs[n] = (base.summary.get(m) if base else None, base_name)
-        spec = F.regime_trajectory({n: s["trajectory"] for n, s in summaries.items()}, m, refs, direction(all_runs, m))
-        if not spec.empty:
-            specs[f"trajectory_{m}.png"] = spec
+    specs = {"claims_forest.png": F.claims_forest_regimes(verdicts)}
+    specs |= {f"trajectory_{m}.png": spec for m, spec in trajectories.items()}
     written = []
     for name, spec in specs.items():
         if spec.empty:
@@ -126,13 +134,11 @@ def _figures(regimes: dict[str, list[Run]], summaries: dict[str, dict], out: Pat
 
 def markdown(top: dict) -> str:
     """summary.md: a heading per regime, then that regime's summary.md one heading level down."""
-    from karma_probe.report.study import summary_markdown
-
     parts = ["# Study by training regime", "",
              "Each regime is its own comparison (action-only vs KARMA paired by seed, Holm-corrected over its "
              "claims); its full report is in its folder. `claims_forest.png` shows every regime's verdict.", ""]
     for name, summary in top["regimes"].items():
         parts += [f"## {name} (`{summary['regime']['dir']}/`)", ""]
-        parts += [("#" + line) if line.startswith("#") else line for line in summary_markdown(summary).splitlines()]
+        parts += [("#" + line) if line.startswith("#") else line for line in study.summary_markdown(summary).splitlines()]
         parts.append("")
     return "\n".join(parts)
