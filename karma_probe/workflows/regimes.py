@@ -133,12 +133,13 @@ def _figures(verdicts: dict[str, list[dict]], trajectories: dict[str, FigureSpec
 
 
 def markdown(top: dict) -> str:
-    """summary.md: a heading per regime, then that regime's summary.md one heading level down."""
+    """summary.md: a heading per regime, then that regime's summary.md two heading levels down."""
     parts = ["# Study by training regime", "",
              "Each regime is its own comparison (action-only vs KARMA paired by seed, Holm-corrected over its "
              "claims); its full report is in its folder. `claims_forest.png` shows every regime's verdict.", ""]
     for name, summary in top["regimes"].items():
         parts += [f"## {name} (`{summary['regime']['dir']}/`)", ""]
-        parts += [("#" + line) if line.startswith("#") else line for line in study.summary_markdown(summary).splitlines()]
+        # two levels down: the regime's own title ("# Study: ...") sits under the regime's heading
+        parts += [("##" + line) if line.startswith("#") else line for line in study.summary_markdown(summary).splitlines()]
         parts.append("")
     return "\n".join(parts)
