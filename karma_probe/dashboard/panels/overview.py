@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from karma_probe.analyzers.catalogue import format_delta, format_value
+from karma_probe.core.errors import BadInput
 from karma_probe.dashboard import server as dashboard
 from karma_probe.report import figures, study
 from karma_probe.report.figures.style import YELLOW, verdict_colour
@@ -26,8 +27,10 @@ FOREST_CAPTION = ("One row per claim: its paired effect (> 0: the paper's direct
                   "the Holm-corrected CI (thin), coloured by the corrected verdict; hover a dot for the numbers in the "
                   "metric's own units.")
 claims = study.verdict(view.runs)
-regimes = study.split(view.runs) if all(study.regime_of(r) is not None for r in view.runs if r.condition != "base") \
-    and any(r.condition != "base" for r in view.runs) else {}
+try:
+    regimes = study.split(view.runs)
+except BadInput:  # no trained run, or one that does not say which layers it trained
+    regimes = {}
 if claims:
     st.subheader("The paper's claims: action-only vs KARMA, raw and Holm-corrected")
     st.caption(FOREST_CAPTION + " The table below gives them all.")
