@@ -397,13 +397,15 @@ def test_a_run_analyzed_without_its_trajectory_is_analyzed_again_when_the_plan_f
     import karma_probe.analyzers.run as analyze
     import karma_probe.capture.run as capture_run
     import karma_probe.train.loop as train
+    from karma_probe.rundir.analysis import SCHEMA
     from karma_probe.workflows import reproduce as pipeline
 
     calls = []
 
     def fake_analyze(out, all_checkpoints=False, **kw):
         calls.append((out.name, all_checkpoints))
-        (out / "analysis.json").write_text(json.dumps({"trajectory": [{"step": 10}] if all_checkpoints else []}))
+        (out / "analysis.json").write_text(json.dumps({"schema": SCHEMA,
+                                                       "trajectory": [{"step": 10}] if all_checkpoints else []}))
 
     monkeypatch.setattr(train, "train_run", lambda cfg, out, **kw: None)
     monkeypatch.setattr(capture_run, "capture_run", lambda out, opts: None)
@@ -411,7 +413,7 @@ def test_a_run_analyzed_without_its_trajectory_is_analyzed_again_when_the_plan_f
     monkeypatch.setattr(pipeline, "write_outputs", lambda plan, dirs: {})
     run = tmp_path / "tiny-action-s0"
     run.mkdir()
-    (run / "analysis.json").write_text(json.dumps({"summary": {}}))  # fresh: no capture manifest is newer
+    (run / "analysis.json").write_text(json.dumps({"schema": SCHEMA, "summary": {}}))  # fresh: no capture manifest is newer
     plan = pipeline.Plan(preset="tiny", conditions=("action",), runs_root=tmp_path, report_dir=tmp_path / "r", base=False)
     pipeline.reproduce(plan, progress=False)
     assert calls == []  # no trajectory asked for: the analysis stands

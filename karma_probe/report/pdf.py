@@ -50,52 +50,45 @@ def write_report(runs: Sequence[Run], out: str | Path, probes: int = 2, samples:
 
     ``first_page``: (title, introduction, header, rows) of a table page put first (``diagnose``'s
     verdict per metric), continued over as many pages as its rows need."""
-    import matplotlib
-    from matplotlib.backends.backend_pdf import PdfPages
-
     if not runs:
         raise BadInput("report: give at least one run")
     out = Path(out)
     if out.is_dir():
         raise BadInput(f"{out}: is a directory; give a file name like report.pdf")
     runs = _unique_names(runs)
-    # TrueType fonts (42), not Type 3: the text stays searchable and extractable
-    with matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 8}), atomic_path(out, ".pdf") as tmp:
-        with PdfPages(tmp, metadata={"Title": "karma_probe diagnostic report",
-                                     "Subject": ", ".join(r.name for r in runs), "Creator": "karma-probe report"}) as pdf:
-            pages = _Pages(pdf, runs)
-            _untrusted(pages, runs)
-            if first_page is not None:
-                title, intro, header, rows = first_page
-                for start in range(0, max(len(rows), 1), TABLE_ROWS):
-                    _table_page(pages, title + (" (continued)" if start else ""), intro, header,
-                                rows[start:start + TABLE_ROWS], widths=FIRST_PAGE_WIDTHS, left_columns=(0, 1, 2, 7))
-            shown = study.representatives(runs)  # the runs of the per-run pages
-            claims = study.verdict(runs)
-            tables_last = study.is_study(runs) and bool(claims)
-            if tables_last:  # page one is the verdict as a picture; the tables go to the appendix
-                _forest(pages, claims)
-            elif study.is_study(runs):  # seeds, but no action-only vs KARMA: the condition table leads
-                _study_table(pages, runs, shown)
-                _ablations(pages, runs)
-            else:
-                _verdict(pages, runs)
-                _forest(pages, claims)
-                _claims(pages, runs, claims)
-                _ablations(pages, runs)
-            _attention(pages, runs, shown, probes, layer, head)
-            _geometry(pages, runs, shown)
-            _decodability(pages, runs, shown, samples)
-            _family_overview(pages, runs, "Knowledge")
-            _retrieval(pages, runs, shown)
-            if _family_metrics(runs, "Other"):  # metrics the catalogue does not know (an older or newer analysis.json)
-                _family_overview(pages, runs, "Other")
-            _training(pages, runs, shown)
-            if tables_last:
-                _study_table(pages, runs, shown)
-                _claims(pages, runs, claims)
-                _ablations(pages, runs)
-            _appendix(pages, runs)
+    with _document(out, runs, "karma_probe diagnostic report", ", ".join(r.name for r in runs),
+                   "karma-probe report") as pages:
+        if first_page is not None:
+            title, intro, header, rows = first_page
+            for start in range(0, max(len(rows), 1), TABLE_ROWS):
+                _table_page(pages, title + (" (continued)" if start else ""), intro, header,
+                            rows[start:start + TABLE_ROWS], widths=FIRST_PAGE_WIDTHS, left_columns=(0, 1, 2, 7))
+        shown = study.representatives(runs)  # the runs of the per-run pages
+        claims = study.verdict(runs)
+        tables_last = study.is_study(runs) and bool(claims)
+        if tables_last:  # page one is the verdict as a picture; the tables go to the appendix
+            _forest(pages, claims)
+        elif study.is_study(runs):  # seeds, but no action-only vs KARMA: the condition table leads
+            _study_table(pages, runs, shown)
+            _ablations(pages, runs)
+        else:
+            _verdict(pages, runs)
+            _forest(pages, claims)
+            _claims(pages, runs, claims)
+            _ablations(pages, runs)
+        _attention(pages, runs, shown, probes, layer, head)
+        _geometry(pages, runs, shown)
+        _decodability(pages, runs, shown, samples)
+        _family_overview(pages, runs, "Knowledge")
+        _retrieval(pages, runs, shown)
+        if _family_metrics(runs, "Other"):  # metrics the catalogue does not know (an older or newer analysis.json)
+            _family_overview(pages, runs, "Other")
+        _training(pages, runs, shown)
+        if tables_last:
+            _study_table(pages, runs, shown)
+            _claims(pages, runs, claims)
+            _ablations(pages, runs)
+        _appendix(pages, runs)
     return Written(path=out, pages=tuple(pages.titles))
 
 
@@ -105,27 +98,36 @@ def write_study_report(regimes: dict[str, Sequence[Run]], verdicts: dict[str, li
     verdict of every regime as one forest plot, then ``trajectories`` (each metric over training in
     every regime), each regime's claims table, and where each regime's full report is.
     ``regimes``: ``{name: runs}``; ``verdicts``: ``{name: study.verdict entries}``."""
+    runs = _unique_names([r for rs in regimes.values() for r in rs])
+    out = Path(out)
+    with _document(out, runs, "karma_probe study report by training regime", ", ".join(regimes),
+                   "karma-probe study") as pages:
+        if any(verdicts.values()):
+            with pages.page(FOREST_TITLE + ", by training regime") as fig:
+                figures.to_matplotlib(figures.claims_forest_regimes(verdicts), ax=fig.add_subplot())
+        if trajectories:
+            pages.grid("Training: each metric over steps, action-only and KARMA in every regime", trajectories, cols=2)
+        for n, rs in regimes.items():
+            _claims(pages, rs, verdicts.get(n) or [], where=n)
+        pages.text("Each regime's full report", [
+            f"{n}: its folder's report.pdf, summary.json and summary.md ({len(rs)} runs: "
+            + ", ".join(r.name for r in rs) + ")" for n, rs in regimes.items()])
+    return Written(path=out, pages=tuple(pages.titles))
+
+
+@contextmanager
+def _document(out: Path, runs: Sequence[Run], title: str, subject: str, creator: str) -> Iterator["_Pages"]:
+    """An open PDF written atomically to ``out``: its pages (headed for ``runs``), opening with a
+    warning page for any run that is not trusted (STALE / BROKEN)."""
     import matplotlib
     from matplotlib.backends.backend_pdf import PdfPages
 
-    runs = _unique_names([r for rs in regimes.values() for r in rs])
-    out = Path(out)
+    # TrueType fonts (42), not Type 3: the text stays searchable and extractable
     with matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 8}), atomic_path(out, ".pdf") as tmp:
-        with PdfPages(tmp, metadata={"Title": "karma_probe study report by training regime",
-                                     "Subject": ", ".join(regimes), "Creator": "karma-probe study"}) as pdf:
+        with PdfPages(tmp, metadata={"Title": title, "Subject": subject, "Creator": creator}) as pdf:
             pages = _Pages(pdf, runs)
             _untrusted(pages, runs)
-            if any(verdicts.values()):
-                with pages.page(FOREST_TITLE + ", by training regime") as fig:
-                    figures.to_matplotlib(figures.claims_forest_regimes(verdicts), ax=fig.add_subplot())
-            if trajectories:
-                pages.grid("Training: each metric over steps, action-only and KARMA in every regime", trajectories, cols=2)
-            for n, rs in regimes.items():
-                _claims(pages, rs, verdicts.get(n) or [], where=n)
-            pages.text("Each regime's full report", [
-                f"{n}: its folder's report.pdf, summary.json and summary.md ({len(rs)} runs: "
-                + ", ".join(r.name for r in rs) + ")" for n, rs in regimes.items()])
-    return Written(path=out, pages=tuple(pages.titles))
+            yield pages
 
 
 # --------------------------------------------------------------------------- pages

@@ -30,7 +30,7 @@ from typing import Sequence
 from karma_probe.report import study
 from karma_probe.report.figures import FigureSpec
 from karma_probe.report.results import Run
-from karma_probe.workflows.reproduce import Plan, write_outputs
+from karma_probe.workflows.reproduce import Plan, save_figures, write_outputs, write_summary
 
 SCHEMA = "karma_probe.study/1"
 
@@ -63,8 +63,7 @@ def write_study(run_dirs: Sequence[str | Path], out_dir: str | Path, calibration
             print(f"  {name}: {len(trained)} trained run(s), {len(rs) - len(trained)} reference(s) -> {slug}/", flush=True)
             summary = write_outputs(plan, [r.path for r in rs])
             summary["regime"] = {"name": name, "train_layers": k, "dir": slug}
-            write_json(tmp / slug / "summary.json", summary)
-            write_text(tmp / slug / "summary.md", study.summary_markdown(summary))
+            write_summary(tmp / slug, summary)
             summaries[name], by_name[name] = summary, rs
         verdicts = {n: s["verdict"] for n, s in summaries.items()}
         trajectories = trajectory_specs(by_name, summaries)
@@ -111,25 +110,13 @@ def trajectory_specs(regimes: dict[str, list[Run]], summaries: dict[str, dict]) 
 
 
 def _figures(verdicts: dict[str, list[dict]], trajectories: dict[str, FigureSpec], out: Path) -> list[str]:
-    """claims_forest.png (every regime's verdict) and trajectory_<metric>.png; returns the names written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """claims_forest.png (every regime's verdict, where any has one) and trajectory_<metric>.png;
+    returns the names written."""
     from karma_probe.report import figures as F
 
-    specs = {"claims_forest.png": F.claims_forest_regimes(verdicts)}
-    specs |= {f"trajectory_{m}.png": spec for m, spec in trajectories.items()}
-    written = []
-    for name, spec in specs.items():
-        if spec.empty:
-            continue
-        fig = F.to_matplotlib(spec)
-        fig.savefig(out / name, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        written.append(name)
-    return written
+    specs = {"claims_forest.png": lambda: F.claims_forest_regimes(verdicts)} if any(verdicts.values()) else {}
+    specs |= {f"trajectory_{m}.png": (lambda spec=spec: spec) for m, spec in trajectories.items()}
+    return save_figures(specs, out)
 
 
 def markdown(top: dict) -> str:

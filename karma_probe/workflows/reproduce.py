@@ -24,10 +24,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from karma_probe.analyzers import catalogue
 from karma_probe.core.errors import BadInput
 from karma_probe.rundir import RunPaths
+
+if TYPE_CHECKING:
+    from karma_probe.report.figures import FigureSpec
 
 MAIN_CONDITIONS = ("action", "karma")
 ALL_CONDITIONS = ("action", "gen", "rec", "karma")
@@ -117,19 +121,23 @@ def reproduce(plan: Plan, progress: bool = True) -> dict:
     _stage(i, n, f"report {plan.report_dir}")
     t = time.perf_counter()
     summary = write_outputs(plan, run_dirs)
-    from karma_probe.rundir import write_json, write_text
-
     stages = summary.get("wall_time_s", {}).get("stages", {}) | {"report": round(time.perf_counter() - t, 1)}
     summary["wall_time_s"] = summary.get("wall_time_s", {}) | {
         "stages": stages, "total": round(sum(stages.values()), 1), "this_invocation": round(time.perf_counter() - t0, 1)}
 
-    write_json(plan.report_dir / "summary.json", summary)
-    from karma_probe.report.study import summary_markdown
-
-    write_text(plan.report_dir / "summary.md", summary_markdown(summary))
+    write_summary(plan.report_dir, summary)
     print(f"done in {summary['wall_time_s']['this_invocation']:.0f} s: {plan.report_dir / 'summary.json'}, "
           f"summary.md, {plan.report_dir / 'report.pdf'}", flush=True)
     return summary
+
+
+def write_summary(report_dir: Path, summary: dict) -> None:
+    """``summary.json`` and its Markdown, ``summary.md`` (study.summary_markdown), each atomically."""
+    from karma_probe.report.study import summary_markdown
+    from karma_probe.rundir import write_json, write_text
+
+    write_json(report_dir / "summary.json", summary)
+    write_text(report_dir / "summary.md", summary_markdown(summary))
 
 
 def claim(run_dir: Path):
@@ -147,6 +155,7 @@ def _run_stages(plan: Plan, cfg, out: Path, i: int, n: int, opts, progress: bool
     from karma_probe.analyzers.run import analyze_run
     from karma_probe.capture.run import capture_run
     from karma_probe.core.cpu import torch_threads
+    from karma_probe.rundir.analysis import read_previous
     from karma_probe.train.loop import train_run
 
     paths = RunPaths(out)
@@ -163,7 +172,7 @@ def _run_stages(plan: Plan, cfg, out: Path, i: int, n: int, opts, progress: bool
     follows = plan.follows(cfg.condition)
     # a run analyzed before this plan asked for its trajectory (a study's seed 0 reused by the next
     # step) is analyzed again, or its seed would be missing from every trajectory mean and claim
-    if not _fresh(paths.analysis, paths.manifest) or (follows and not _has_trajectory(paths.analysis)):
+    if not _fresh(paths.analysis, paths.manifest) or (follows and not (read_previous(out) or {}).get("trajectory")):
         analyze_run(out, all_checkpoints=follows, progress=progress, threads=plan.threads)
     return i
 
@@ -189,16 +198,6 @@ def _base_stages(plan: Plan, base: Path, kind: str, i: int, n: int, opts, progre
     if not _fresh(paths.analysis, paths.manifest):
         analyze_run(base, progress=progress, threads=plan.threads)
     return i
-
-
-def _has_trajectory(analysis: Path) -> bool:
-    """analysis.json holds a non-empty trajectory (analyzed with ``all_checkpoints``)."""
-    import json
-
-    try:
-        return bool(json.loads(analysis.read_text()).get("trajectory"))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _fresh(output: Path, source: Path) -> bool:
@@ -248,9 +247,6 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
 
 
 def _write_figures(runs, out_dir: Path, trajectory: dict | None = None, directions: dict | None = None) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
     from karma_probe.report import figures as F
     from karma_probe.report import study
 
@@ -272,9 +268,21 @@ def _write_figures(runs, out_dir: Path, trajectory: dict | None = None, directio
     for m in study.TRAJECTORY_METRICS if trajectory and trajectory.get("conditions") else ():
         specs[f"trajectory_{m}.png"] = (lambda m=m: F.condition_trajectory(
             trajectory, m, base.summary.get(m) if base else None, (directions or {}).get(m), base_name))
-    written = []
+    return save_figures(specs, out_dir)
+
+
+def save_figures(specs: dict[str, Callable[[], FigureSpec]], out_dir: Path) -> list[str]:
+    """Draw each ``{file name: make spec}`` to ``out_dir/<file name>`` (PNG, 110 dpi); returns the
+    names written. A figure whose data is missing is skipped with a line saying why, not fatal; an
+    empty ``trajectory_*`` figure (a metric no checkpoint was analyzed for) is skipped silently."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from karma_probe.report import figures as F
+
+    written = []
     for name, make in specs.items():
         try:
             spec = make()

@@ -75,13 +75,7 @@ def condition_trajectory(traj: dict, metric: str, base: float | None = None,
     value (``base_name``, e.g. "step 0": study.trajectory_reference), drawn dashed in black."""
     from karma_probe.report.figures.spec import ci_note, join_notes
 
-    lines = []
-    for cond, by_metric in (traj.get("conditions") or {}).items():
-        rows = by_metric.get(metric) or []
-        if rows:
-            lines.append(series(cond, [r["step"] for r in rows], [r["mean"] for r in rows],
-                                low=[r["ci_low"] for r in rows], high=[r["ci_high"] for r in rows],
-                                look=run_look(cond)))
+    lines = _condition_lines(traj, metric)
     if base is not None and _finite(base) and lines:
         steps = sorted({int(x) for s in lines for x in s.x})
         lines.append(series(base_name, [0, steps[-1]], [base, base], dashed=True,
@@ -89,6 +83,19 @@ def condition_trajectory(traj: dict, metric: str, base: float | None = None,
     return FigureSpec(kind="line", title=f"{metric} over training", x_label="step", y_label=metric,
                       series=tuple(lines), integer_x=True,
                       note=join_notes(direction_note(higher_is_better), ci_note(lines)))
+
+
+def _condition_lines(traj: dict, metric: str, suffix: str = "", dash: str | None = None) -> list:
+    """One series per condition of ``study.trajectory``'s ``conditions`` that has ``metric``: mean over
+    seeds with its CI, in the condition's colour; ``suffix`` appended to the name, ``dash`` the line style."""
+    lines = []
+    for cond, by_metric in (traj.get("conditions") or {}).items():
+        rows = by_metric.get(metric) or []
+        if rows:
+            look = run_look(cond) if dash is None else replace(run_look(cond), dash=dash)
+            lines.append(series(cond + suffix, [r["step"] for r in rows], [r["mean"] for r in rows],
+                                low=[r["ci_low"] for r in rows], high=[r["ci_high"] for r in rows], look=look))
+    return lines
 
 
 def _finite(v) -> bool:
@@ -106,14 +113,8 @@ def regime_trajectory(by_regime: dict[str, dict], metric: str, references: dict[
     lines, refs = [], []
     for i, (regime, traj) in enumerate(by_regime.items()):
         dash = DASHES[i % len(DASHES)]
-        drawn = False
-        for cond, by_metric in (traj.get("conditions") or {}).items():
-            rows = by_metric.get(metric) or []
-            if rows:
-                drawn = True
-                lines.append(series(f"{cond} · {regime}", [r["step"] for r in rows], [r["mean"] for r in rows],
-                                    low=[r["ci_low"] for r in rows], high=[r["ci_high"] for r in rows],
-                                    look=replace(run_look(cond), dash=dash)))
+        drawn = _condition_lines(traj, metric, f" · {regime}", dash)
+        lines += drawn
         value, name = references.get(regime, (None, ""))
         if drawn and value is not None and _finite(value):
             refs.append((f"{name or 'reference'} · {regime}", value, replace(run_look("base"), dash=dash)))
