@@ -150,3 +150,22 @@ def test_ls_marks_a_run_being_written_without_taking_its_lock(tmp_path, capsys):
     assert main(["ls", str(tmp_path / "runs"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["busy"] is None
     assert busy(tmp_path / "runs" / "other") is None  # never locked
+
+
+def test_ls_shows_how_far_an_unfinished_training_got(tmp_path, capsys):
+    """A run without its final checkpoint lists the last logged step of its configured steps; a
+    finished one does not (its stages say it)."""
+    root = tmp_path / "runs"
+    for name, logged, done in (("going", [1, 2, 3], False), ("done", [1, 2, 3, 4], True)):
+        run = root / name
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"condition": "action", "seed": 0, "train": {"steps": 4}}))
+        (run / "train_log.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in logged))
+        if done:
+            (run / "checkpoint").mkdir()
+            (run / "checkpoint" / "config.json").write_text("{}")
+    assert main(["ls", str(root), "--json"]) == 0
+    rows = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["going"]["progress"] == "step 3/4" and rows["done"]["progress"] is None
+    assert main(["ls", str(root)]) == 0
+    assert "step 3/4" in capsys.readouterr().out

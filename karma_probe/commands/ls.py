@@ -7,7 +7,9 @@ derives from the run's capture and checkpoint (karma_probe.rundir.chain): ok, un
 before fingerprints), STALE (re-captured or re-trained since) or BROKEN (a capture file missing or
 truncated); each run that is not ok gets a line below the table saying why and what to re-run.
 A run that a train, capture, analyze or reproduce is writing right now is marked "(busy)", with a
-line naming that process (rundir.lock.busy: read without taking the lock).
+line naming that process (rundir.lock.busy: read without taking the lock). A run whose training has
+not finished shows how far it got ("step 270/500", the last step in train_log.jsonl of the steps in
+its config), so a study of many hours can be followed from one listing.
 """
 
 EXAMPLES = """examples:
@@ -29,7 +31,7 @@ def run(args) -> int:
 
     from karma_probe.analyzers.catalogue import format_value, names
     from karma_probe.core.errors import BadInput
-    from karma_probe.rundir import RunPaths, read_analysis, read_config
+    from karma_probe.rundir import RunPaths, read_analysis, read_config, read_train_log
     from karma_probe.rundir.chain import chain_status
     from karma_probe.rundir.lock import busy
 
@@ -50,9 +52,18 @@ def run(args) -> int:
             rows.append({"run": d.name, "error": str(e)})
             continue
         summary = analysis.summary if analysis else {}
+        progress = None
+        if "checkpoint" not in paths.stages():
+            try:
+                logged = read_train_log(d)
+            except BadInput:
+                logged = ()
+            steps = (meta.get("train") or {}).get("steps")
+            if logged:
+                progress = f"step {logged[-1]['step']}/{steps if steps is not None else '?'}"
         chain = chain_status(d, analysis.derived_from if analysis else None)
         rows.append({"run": d.name, "condition": meta.get("condition"), "seed": meta.get("seed"),
-                     "stages": paths.stages(), "busy": busy(d), "chain": chain.state, "chain_reason": chain.reason,
+                     "stages": paths.stages(), "progress": progress, "busy": busy(d), "chain": chain.state, "chain_reason": chain.reason,
                      **{m: _json_value(summary.get(m)) for m in shown}})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -69,7 +80,8 @@ def run(args) -> int:
             continue
         chain = r["chain"].upper() if r["chain"] in ("stale", "broken") else r["chain"]
         vals = "".join(f"{format_value(r[m]):>18}" if isinstance(r[m], (int, float)) else f"{'-':>18}" for m in shown)
-        stages = (",".join(r["stages"]) + (" (busy)" if r["busy"] else "")).strip()
+        done = ",".join(r["stages"] + ([r["progress"]] if r["progress"] else []))
+        stages = (done + (" (busy)" if r["busy"] else "")).strip()
         print(f"{r['run']:<28} {str(r['condition']):<9} {str(r['seed']):>4}  {stages:<38}{chain:<11}{vals}")
     for r in rows:
         if r.get("busy"):
