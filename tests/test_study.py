@@ -480,7 +480,11 @@ def test_summary_markdown_quotes_summary_json(tmp_path, monkeypatch):
     summary["wall_time_s"] = {"stages": {"train tiny-action-s0": 100.0, "train tiny-action-s1": 200.0,
                                          "analyze tiny-karma-s0": 30.0, "report": 5.0}, "total": 335.0}
     md = study.summary_markdown(summary)
-    assert md.startswith("# Study: preset tiny, 4 runs, seeds [0, 1]")
+    assert md.startswith("# Study: preset tiny, 4 runs, seeds [0, 1]\n")  # every planned seed is here
+    assert summary["seeds_by_condition"] == {c: [0, 1] for c in CONDITIONS}
+    summary["seeds_by_condition"]["karma"], summary["planned_seeds"] = [0], [0, 1, 2]  # others still training
+    assert study.summary_markdown(summary).startswith("# Study: preset tiny, 4 runs, seeds [0, 1] (planned, not in "
+                                                      "this report yet: action seed 2; karma seed 1, 2)\n")
     assert study.markdown(summary) in md and study.markdown_retrieval(summary) in md
     traj = study.markdown_trajectory(summary)
     assert traj in md and traj.splitlines()[0].endswith("| step 10 | step 20 | step 30 |")

@@ -928,7 +928,11 @@ def markdown_wall_times(summary: dict) -> str:
 def summary_markdown(summary: dict) -> str:
     """summary.md: the study in Markdown, every number from summary.json (what the README quotes)."""
     runs = summary.get("runs") or {}
-    parts = [f"# Study: preset {summary.get('preset')}, {len(runs)} runs, seeds {summary.get('seeds')}",
+    missing = {c: [s for s in summary.get("planned_seeds") or () if s not in have]
+               for c, have in (summary.get("seeds_by_condition") or {}).items()}
+    missing = "; ".join(f"{c} seed {', '.join(map(str, m))}" for c, m in missing.items() if m)
+    parts = [f"# Study: preset {summary.get('preset')}, {len(runs)} runs, seeds {summary.get('seeds')}"
+             + (f" (planned, not in this report yet: {missing})" if missing else ""),
              "", f"Written by `karma-probe reproduce` from summary.json ({(summary.get('provenance') or {}).get('created', '?')}, "
              f"git {str((summary.get('provenance') or {}).get('git_sha', '?'))[:10]}). Uncertainty: {summary.get('uncertainty', '')}",
              "", "## Every condition: mean ± 95 % CI half-width over seeds", "", markdown(summary)]

@@ -224,7 +224,12 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
     return {
         "schema": "karma_probe.reproduction/2",
         "preset": plan.preset,
-        "seeds": list(plan.seeds),
+        # the seeds this report holds, per condition; fewer than planned while another reproduction
+        # sharing the runs still works on some (summary.md's title names the missing ones)
+        "seeds": sorted({r.seed for r in runs if r.condition != "base" and r.seed is not None}),
+        "seeds_by_condition": {c: sorted(r.seed for r in rs if r.seed is not None)
+                               for c, rs in study.by_condition(runs).items() if c != "base"},
+        "planned_seeds": list(plan.seeds),
         "conditions": list(study.by_condition(runs)),
         "runs": {r.name: {"condition": r.condition, "path": str(d), "config_hash": r.config.get("config_hash"),
                           # the untouched reference carries the trained runs' config, but never trained
