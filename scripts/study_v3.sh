@@ -14,6 +14,8 @@
 #   full KARMA_SET TAG   the same with every decoder layer trained (preset smollm2-full)
 #   top8 | full          (no KARMA setting) only the action-only runs, which do not depend on the
 #                        selection: they can train on the second core while "select" finishes
+#   steps23 KARMA_SET TAG  top8, then full: an instance that finishes its top-8 run moves on to the
+#                        every-layer runs instead of leaving its core idle while the other finishes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-/work/main/.venv/bin/python}"
@@ -27,6 +29,10 @@ case "${1:-}" in
       --report-dir "$RUNS/v3-select-rho0.25"
     "${KP[@]}" --preset smollm2 --conditions karma --seeds 0 --set reg_weight=0.1 --tag lam0.1 --no-base \
       --report-dir "$RUNS/v3-select-lam0.1" ;;
+  steps23)
+    [ $# -eq 3 ] || { echo "usage: $0 steps23 KEY=VALUE TAG" >&2; exit 2; }
+    bash scripts/study_v3.sh top8 "$2" "$3"
+    exec bash scripts/study_v3.sh full "$2" "$3" ;;
   top8|full)
     preset=smollm2; [ "$1" = full ] && preset=smollm2-full
     "${KP[@]}" --preset "$preset" --conditions action --seeds 0 1 2 --trajectory action \
@@ -35,5 +41,5 @@ case "${1:-}" in
     set_arg="${2:?the chosen KARMA setting, e.g. balance_rho=0.25}"; tag="${3:?its tag, e.g. rho0.25}"
     "${KP[@]}" --preset "$preset" --conditions karma --seeds 0 1 2 --set "$set_arg" --tag "$tag" --no-base \
       --trajectory karma --report-dir "$RUNS/v3-$1-karma" ;;
-  *) echo "usage: $0 select | top8 [KEY=VALUE TAG] | full [KEY=VALUE TAG]" >&2; exit 2 ;;
+  *) echo "usage: $0 select | top8 [KEY=VALUE TAG] | full [KEY=VALUE TAG] | steps23 KEY=VALUE TAG" >&2; exit 2 ;;
 esac
