@@ -52,8 +52,8 @@ def run(args) -> int:
             rows.append({"run": d.name, "error": str(e)})
             continue
         summary = analysis.summary if analysis else {}
-        progress = None
-        if "checkpoint" not in paths.stages():
+        stages, progress = paths.stages(), None
+        if "checkpoint" not in stages:  # still training (or stopped): how far it got
             try:
                 logged = read_train_log(d)
             except BadInput:
@@ -63,7 +63,8 @@ def run(args) -> int:
                 progress = f"step {logged[-1]['step']}/{steps if steps is not None else '?'}"
         chain = chain_status(d, analysis.derived_from if analysis else None)
         rows.append({"run": d.name, "condition": meta.get("condition"), "seed": meta.get("seed"),
-                     "stages": paths.stages(), "progress": progress, "busy": busy(d), "chain": chain.state, "chain_reason": chain.reason,
+                     "stages": stages, "progress": progress, "busy": busy(d), "chain": chain.state,
+                     "chain_reason": chain.reason,
                      **{m: _json_value(summary.get(m)) for m in shown}})
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -213,6 +213,7 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
     from karma_probe.rundir import git_sha, now, versions
 
     runs = [load_run(d) for d in run_dirs]
+    groups = study.by_condition(runs)
     directions: dict[str, bool] = {}
     for r in runs:
         directions |= {k: v for k, v in r.analysis.higher_is_better.items() if v is not None}
@@ -228,9 +229,9 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
         # sharing the runs still works on some (summary.md's title names the missing ones)
         "seeds": sorted({r.seed for r in runs if r.condition != "base" and r.seed is not None}),
         "seeds_by_condition": {c: sorted(r.seed for r in rs if r.seed is not None)
-                               for c, rs in study.by_condition(runs).items() if c != "base"},
+                               for c, rs in groups.items() if c != "base"},
         "planned_seeds": list(plan.seeds),
-        "conditions": list(study.by_condition(runs)),
+        "conditions": list(groups),
         "runs": {r.name: {"condition": r.condition, "path": str(d), "config_hash": r.config.get("config_hash"),
                           # the untouched reference carries the trained runs' config, but never trained
                           "steps": 0 if r.condition == "base" else (r.config.get("train") or {}).get("steps")}
