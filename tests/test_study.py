@@ -495,6 +495,27 @@ def test_summary_markdown_quotes_summary_json(tmp_path, monkeypatch):
     assert "| KARMA | 1 | – | – | – | 30 |" in md and "335 s (0.1 h)" in md
 
 
+def test_summary_seeds_leave_out_the_references(tmp_path, monkeypatch):
+    """The references ("step 0", "untouched": condition base) are no seeds of a condition: with both
+    in the report, seeds_by_condition holds the trained groups only and the title names no reference
+    as missing; a trained seed not yet there is named."""
+    from karma_probe.workflows import reproduce as pipeline
+
+    root = tmp_path / "runs"
+    dirs = [make_run(root, f"tiny-{c}-s{s}", c, seed=s, users=40, n_items=400, probes=1, layers=2, heads=2)
+            for c, s in (("action", 0), ("action", 1), ("karma", 0))]
+    dirs += [make_run(root, f"tiny-{k}", "base", seed=0, users=40, n_items=400, probes=1, layers=2, heads=2,
+                      reference=name) for k, name in (("step0", "step 0"), ("untouched", "untouched"))]
+    monkeypatch.setattr("karma_probe.report.pdf.write_report",
+                        lambda runs, out: type("W", (), {"path": out, "pages": ("Verdict",)})())
+    monkeypatch.setattr(pipeline, "_write_figures", lambda runs, out, *rest: [])
+    summary = pipeline.write_outputs(pipeline.Plan(preset="tiny", seeds=(0, 1), report_dir=tmp_path / "rep"), dirs)
+    assert {"step 0", "untouched"} <= set(summary["conditions"])  # the references are in the report
+    assert summary["seeds"] == [0, 1] and summary["seeds_by_condition"] == {"action": [0, 1], "karma": [0]}
+    assert study.summary_markdown(summary).startswith(
+        "# Study: preset tiny, 5 runs, seeds [0, 1] (planned, not in this report yet: karma seed 1)\n")
+
+
 def test_ablations_score_each_regularizer_alone_against_action_only(tmp_path):
     runs = _runs(tmp_path, seeds=(0, 1, 2), conditions=("action", "gen", "rec", "karma"), users=40, n_items=400)
     abl = study.ablations(runs)

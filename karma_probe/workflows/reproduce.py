@@ -225,11 +225,12 @@ def write_outputs(plan: Plan, run_dirs: list[Path]) -> dict:
     return {
         "schema": "karma_probe.reproduction/2",
         "preset": plan.preset,
-        # the seeds this report holds, per condition; fewer than planned while another reproduction
-        # sharing the runs still works on some (summary.md's title names the missing ones)
+        # the seeds this report holds, per trained group; fewer than planned while another reproduction
+        # sharing the runs still works on some (summary.md's title names the missing ones). The
+        # references are left out by their runs' condition: their groups are named "step 0", "untouched"
         "seeds": sorted({r.seed for r in runs if r.condition != "base" and r.seed is not None}),
         "seeds_by_condition": {c: sorted(r.seed for r in rs if r.seed is not None)
-                               for c, rs in groups.items() if c != "base"},
+                               for c, rs in groups.items() if rs[0].condition != "base"},
         "planned_seeds": list(plan.seeds),
         "conditions": list(groups),
         "runs": {r.name: {"condition": r.condition, "path": str(d), "config_hash": r.config.get("config_hash"),
