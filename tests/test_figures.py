@@ -504,6 +504,19 @@ def test_claims_forest_of_a_fake_study_draws_raw_and_corrected_intervals(tmp_pat
     assert list(plot.layout.yaxis.ticktext) == [r.label for r in spec.rows]
 
 
+def test_claims_forest_says_a_verdict_once_unless_the_correction_changes_it():
+    """Each row prints the raw → corrected verdict where Holm moves the decision, one verdict where not."""
+    kept = {"metric": "sink_mass", "claim": "action-only higher than karma", "effect": 0.05, "ci_low": 0.03,
+            "ci_high": 0.07, "status": "holds", "holm": {"status": "holds", "holds": True, "ci_low": 0.02, "ci_high": 0.08}}
+    moved = {**kept, "metric": "aniso_cos", "ci_low": 0.001, "ci_high": 0.099,
+             "holm": {"status": "within noise", "holds": False, "ci_low": -0.01, "ci_high": 0.11}}
+    rows = {r.label.split(" (")[0]: r.text for r in figures.claims_forest([kept, moved]).rows}
+    assert rows["sink_mass"].endswith("; holds (raw and Holm)") and "→" not in rows["sink_mass"]
+    assert rows["aniso_cos"].endswith("; holds → Holm within noise")
+    uncorrected = {k: v for k, v in kept.items() if k != "holm"}
+    assert figures.claims_forest([uncorrected]).rows[0].text.endswith("; holds")
+
+
 def test_claims_forest_without_cis_or_claims(tmp_path):
     from karma_probe.report import study
 

@@ -21,7 +21,8 @@ def claims_forest(entries: Sequence[dict], title: str = "The paper's claims: act
     ``(high - low) / 2`` (the raw CI then spans about z ± 1 and excludes 0 where |z| > 1; the
     corrected CI is divided by the same h), drawn at ``asinh(z)`` so that z = 2 and z = 2000 both fit
     (ticks at z = 0, ±1, ±3, ±10, ...). Each row's right end prints the numbers in the metric's own
-    units (effect, raw and corrected CI, verdicts, detection limit). A claim without a CI has no bar,
+    units (effect, raw and corrected CI, the raw → corrected verdict, or one verdict with "(raw and
+    Holm)" where the correction does not change it, detection limit). A claim without a CI has no bar,
     only its text; one whose CI has width 0 (every run the same, e.g. hr@200 of a 200-item
     catalogue) is a dot at 0 when its effect is 0, else text alone.
     """
@@ -56,7 +57,10 @@ def _rows(entries: Sequence[dict]) -> list[ForestRow]:
             text += f" [{format_value(low)}, {format_value(high)}]"
         if holm.get("ci_low") is not None:
             text += f"; Holm [{format_value(holm['ci_low'])}, {format_value(holm['ci_high'])}]"
-        text += f"; {e['status']}" + (f" → Holm {holm['status']}" if holm else "")
+        if holm and holm["status"] != e["status"]:
+            text += f"; {e['status']} → Holm {holm['status']}"
+        else:  # one verdict said once (most rows: the correction moves few decisions)
+            text += f"; {e['status']}" + (" (raw and Holm)" if holm else "")
         if e.get("detectable") is not None:
             text += f"; detectable {format_value(e['detectable'])}"
         fact = FACTS.get(e["metric"])
