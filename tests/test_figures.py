@@ -515,6 +515,8 @@ def test_claims_forest_says_a_verdict_once_unless_the_correction_changes_it():
     assert rows["aniso_cos"].endswith("; holds → Holm within noise")
     uncorrected = {k: v for k, v in kept.items() if k != "holm"}
     assert figures.claims_forest([uncorrected]).rows[0].text.endswith("; holds")
+    limits = {**kept, "detectable": 0.02, "holm": {**kept["holm"], "detectable": 0.05}}
+    assert figures.claims_forest([limits]).rows[0].text.endswith("; holds (raw and Holm); detectable 0.02 (Holm 0.05)")
 
 
 def test_claims_forest_without_cis_or_claims(tmp_path):

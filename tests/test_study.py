@@ -242,6 +242,7 @@ def test_markdown_rows_are_mean_plus_minus_half_width_and_only_holds_is_bold(tmp
     for e in summary["verdict"]:
         row = next(line for line in table.splitlines() if line.startswith(f"| `{e['metric']}` "))
         assert study.detectable_text(e) in row and format_value(e["holm"]["ci_low"]) in row, row
+        assert row.endswith(f"| {study.holm_detectable_text(e)} |"), row
         assert f"{e['holm']['level'] * 100:.2f} %" in row and e["status"] in row
 
 
@@ -617,11 +618,19 @@ def test_every_multi_seed_claim_carries_its_detection_limit(tmp_path):
     assert sink["detectable"] == pytest.approx(t975 * 0.01 / math.sqrt(3))
     assert sink["detectable_80"] == pytest.approx((t975 + t80) * 0.01 / math.sqrt(3))
     assert "seed spread of 3" in sink["detectable_from"]
+    # the corrected test's limit: t at the claim's Holm level (df = 2), the same spread
+    from scipy.stats import t as student
+
+    holm = sink["holm"]
+    assert holm["detectable"] == pytest.approx(student.ppf(1 - holm["alpha"] / 2, 2) * 0.01 / math.sqrt(3))
+    assert holm["level"] > 0.95 and holm["detectable"] > sink["detectable"]
+    assert study.holm_detectable_text(sink) == format_value(holm["detectable"])
     one = _claim(study.verdict(_runs(tmp_path / "one", users=30, n_items=100)), "sink_mass")
-    assert one["detectable"] is None  # one seed: no seed spread
+    assert one["detectable"] is None and one["holm"]["detectable"] is None  # one seed: no seed spread
     with_cal = _claim(study.verdict(runs, calibration={"sink_mass": -0.2, "erank": 3.0}), "sink_mass")
     assert with_cal["detectable_dose"] == pytest.approx(sink["detectable"] / 0.2)
     assert with_cal["detectable_80_dose"] == pytest.approx(sink["detectable_80"] / 0.2)
+    assert with_cal["holm"]["detectable_dose"] == pytest.approx(holm["detectable"] / 0.2)
     assert "detectable_dose" in _claim(study.verdict(runs, calibration={"erank": 3.0}), "sink_mass")
     assert _claim(study.verdict(runs, calibration={"erank": 3.0}), "sink_mass")["detectable_dose"] is None
 

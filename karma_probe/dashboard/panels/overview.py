@@ -96,7 +96,8 @@ if claims:
     st.subheader("Claims: action-only vs KARMA")
     st.caption("effect > 0 is the claimed direction (action-only collapses relative to KARMA); a claim holds "
                "only when its whole 95 % CI is above 0. Detectable: the smallest paired difference the seed spread "
-               "could detect, t(0.975, n-1)·s/√n, in brackets at 80 % power. " + study.METHOD)
+               "could detect, t(0.975, n-1)·s/√n, in brackets at 80 % power; Holm: the same at the claim's "
+               "corrected level. " + study.METHOD)
     verdict_table(study.claim_rows(view.runs, claims), list(study.CLAIM_COLUMNS))
 
 header, rows = study.ablation_rows(view.runs)

@@ -22,7 +22,7 @@ def claims_forest(entries: Sequence[dict], title: str = "The paper's claims: act
     corrected CI is divided by the same h), drawn at ``asinh(z)`` so that z = 2 and z = 2000 both fit
     (ticks at z = 0, ±1, ±3, ±10, ...). Each row's right end prints the numbers in the metric's own
     units (effect, raw and corrected CI, the raw → corrected verdict, or one verdict with "(raw and
-    Holm)" where the correction does not change it, detection limit). A claim without a CI has no bar,
+    Holm)" where the correction does not change it, the raw and the corrected detection limit). A claim without a CI has no bar,
     only its text; one whose CI has width 0 (every run the same, e.g. hr@200 of a 200-item
     catalogue) is a dot at 0 when its effect is 0, else text alone.
     """
@@ -63,6 +63,8 @@ def _rows(entries: Sequence[dict]) -> list[ForestRow]:
             text += f"; {e['status']}" + (" (raw and Holm)" if holm else "")
         if e.get("detectable") is not None:
             text += f"; detectable {format_value(e['detectable'])}"
+            if holm.get("detectable") is not None:
+                text += f" (Holm {format_value(holm['detectable'])})"
         fact = FACTS.get(e["metric"])
         rows.append(ForestRow(label=f"{e['metric']} ({e['claim'].removeprefix('action-only ').rsplit(' than ', 1)[0]})",
                               group=fact.title if fact else "Other", x=on_scale(e["effect"]), low=on_scale(low),
