@@ -271,7 +271,7 @@ def _forest(pages: _Pages, claims: list[dict]) -> None:
         figures.to_matplotlib(figures.claims_forest(claims), ax=fig.add_subplot())
 
 
-CLAIM_WIDTHS = [0.1, 0.03, 0.05, 0.05, 0.05, 0.09, 0.085, 0.035, 0.09, 0.085, 0.11, 0.06, 0.13]  # at 7 pt
+CLAIM_WIDTHS = [0.107, 0.03, 0.05, 0.05, 0.05, 0.09, 0.085, 0.035, 0.09, 0.085, 0.11, 0.06, 0.123]  # at 7 pt
 
 
 def _claims(pages: _Pages, runs: Sequence[Run], claims: list[dict], where: str = "") -> None:
