@@ -22,9 +22,9 @@ def claims_forest(entries: Sequence[dict], title: str = "The paper's claims: act
     corrected CI is divided by the same h), drawn at ``asinh(z)`` so that z = 2 and z = 2000 both fit
     (ticks at z = 0, ±1, ±3, ±10, ...). Each row's right end prints the numbers in the metric's own
     units (effect, raw and corrected CI, the raw → corrected verdict, or one verdict with "(raw and
-    Holm)" where the correction does not change it, the raw and the corrected detection limit). A claim without a CI has no bar,
-    only its text; one whose CI has width 0 (every run the same, e.g. hr@200 of a 200-item
-    catalogue) is a dot at 0 when its effect is 0, else text alone.
+    Holm)" where the correction does not change it, the raw and the corrected detection limit). A
+    claim without a CI has no bar, only its text; one whose CI has width 0 (every run the same, e.g.
+    hr@200 of a 200-item catalogue) is a dot at 0 when its effect is 0, else text alone.
     """
     return _forest(_rows(entries), title, any(e.get("holm") for e in entries))
 
